@@ -1,0 +1,142 @@
+"""callm: one small, fast, typed interface to every hosted LLM API.
+
+>>> import callm
+>>> r = callm.complete("openai/gpt-4o-mini", "Explain an API call in one sentence.")
+>>> r.text, r.usage.total_tokens
+
+Only what a plain call needs is imported here; HTTP libraries load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Unpack
+
+from ._client import AsyncClient, CallParams, Client
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    CallmError,
+    ConfigurationError,
+    ConflictError,
+    ContextWindowExceededError,
+    InternalServerError,
+    InvalidRequestError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    RateLimitError,
+    StreamInterruptedError,
+)
+from ._messages import MessagesInput
+from ._providers import ProviderSpec
+from ._stream import AsyncStream, Stream
+from ._timeouts import Timeout
+from ._types import (
+    FinishEvent,
+    Image,
+    Message,
+    ModelInfo,
+    Part,
+    Reasoning,
+    ReasoningDelta,
+    Refusal,
+    RefusalDelta,
+    Request,
+    Response,
+    StreamEvent,
+    Text,
+    TextDelta,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEvent,
+    ToolResult,
+    Usage,
+    UsageEvent,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIResponseError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncClient",
+    "AsyncStream",
+    "AuthenticationError",
+    "BadRequestError",
+    "CallParams",
+    "CallmError",
+    "Client",
+    "ConfigurationError",
+    "ConflictError",
+    "ContextWindowExceededError",
+    "FinishEvent",
+    "Image",
+    "InternalServerError",
+    "InvalidRequestError",
+    "Message",
+    "ModelInfo",
+    "NotFoundError",
+    "OverloadedError",
+    "Part",
+    "PermissionDeniedError",
+    "ProviderSpec",
+    "RateLimitError",
+    "Reasoning",
+    "ReasoningDelta",
+    "Refusal",
+    "RefusalDelta",
+    "Request",
+    "Response",
+    "Stream",
+    "StreamEvent",
+    "StreamInterruptedError",
+    "Text",
+    "TextDelta",
+    "Timeout",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolCallEvent",
+    "ToolResult",
+    "Usage",
+    "UsageEvent",
+    "__version__",
+    "complete",
+    "stream",
+]
+
+_default_client: Client | None = None
+
+
+def _client() -> Client:
+    global _default_client  # noqa: PLW0603 — the module-level functions share one client
+    if _default_client is None:
+        _default_client = Client()
+    return _default_client
+
+
+def complete(
+    model: str | None = None, messages: MessagesInput = "", **params: Unpack[CallParams]
+) -> Response:
+    """Send one chat request with a shared default Client and return the reply."""
+    return _client().complete(model, messages, **params)
+
+
+def stream(
+    model: str | None = None, messages: MessagesInput = "", **params: Unpack[CallParams]
+) -> Stream:
+    """Stream one chat reply with a shared default Client."""
+    return _client().stream(model, messages, **params)
+
+
+def __getattr__(name: str) -> Any:
+    raise AttributeError(f"module 'callm' has no attribute {name!r}")

@@ -1,0 +1,477 @@
+"""``Client`` and ``AsyncClient``: resolve the model, build the request, run the send path.
+
+The send path is a short chain of single-concern steps —
+``complete → _send (retries) → transport.send`` — and the two clients differ only in I/O:
+everything else (preparing the call, retry decisions, decoding) is shared below.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+
+from . import _retry
+from ._config import LOCAL_NOTICE, Settings, split_model
+from ._endpoint import Endpoint
+from ._errors import APIConnectionError, APIError
+from ._http import HttpRequest, HttpResponse, redact_url
+from ._messages import MessagesInput, ToolInput, to_messages, to_tools
+from ._providers import ProviderSpec
+from ._stream import AsyncStream, Stream, StreamState
+from ._timeouts import DEFAULT_TIMEOUT, Timeout
+from ._types import ModelInfo, Request, Response
+from .providers import openai_chat as protocol
+from .providers._errors import decode_error
+
+if TYPE_CHECKING:
+    from ._transport import AsyncStreamBody, AsyncTransport, StreamBody, Transport
+
+logger = logging.getLogger("callm")
+_clock = time.perf_counter
+_notice_shown = False
+
+
+class CallParams(TypedDict, total=False):
+    """The optional parameters of a chat call (keyword-only everywhere)."""
+
+    system: str
+    max_tokens: int
+    temperature: float
+    top_p: float
+    stop: str | Sequence[str]
+    seed: int
+    n: int
+    user: str
+    tools: Sequence[ToolInput]
+    tool_choice: str | Mapping[str, Any]
+    response_format: Mapping[str, Any]
+    extra_body: Mapping[str, Any]
+    extra_headers: Mapping[str, str]
+    timeout: float | Timeout | None
+    max_retries: int
+
+
+_REQUEST_FIELDS = ("max_tokens", "temperature", "top_p", "seed", "n", "user", "tool_choice")
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One prepared call: where it goes, what it says, and how patient to be."""
+
+    endpoint: Endpoint
+    http: HttpRequest
+    timeout: Timeout
+    max_retries: int
+
+
+class _ClientBase:
+    """Configuration and the pure half of the send path, shared by both clients."""
+
+    def __init__(
+        self,
+        *,
+        max_retries: int = 2,
+        timeout: float | Timeout | None = DEFAULT_TIMEOUT,
+        providers: Mapping[str, ProviderSpec | Mapping[str, Any]] | None = None,
+        env_file: str | Path | None = ".env",
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.max_retries = max_retries
+        self.timeout = Timeout.of(timeout)
+        self.settings = Settings(providers=providers, env_file=env_file, environ=environ)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_retries={self.max_retries}, timeout={self.timeout})"
+
+    def resolve_model(self, model: str | None) -> tuple[Endpoint, str]:
+        """The endpoint and provider-side model name of ``"provider/model"`` (or the default)."""
+        if model is None:
+            model, offline = self.settings.default_model()
+            if offline:
+                _notice_offline()
+        provider, name = split_model(model)
+        return self.settings.endpoint(provider), name
+
+    def build_request(
+        self, model: str | None, messages: MessagesInput, stream: bool, params: CallParams
+    ) -> tuple[Endpoint, Request]:
+        """The provider-neutral Request of a call, and the endpoint it goes to."""
+        endpoint, name = self.resolve_model(model)
+        fields: dict[str, Any] = {k: params[k] for k in _REQUEST_FIELDS if k in params}  # type: ignore[literal-required]
+        stop = params.get("stop")
+        request = Request(
+            model=name,
+            messages=to_messages(messages, params.get("system")),
+            stop=(stop,) if isinstance(stop, str) else tuple(stop) if stop else None,
+            tools=to_tools(params.get("tools")),
+            response_format=params.get("response_format"),
+            stream=stream,
+            extra_body=params.get("extra_body") or {},
+            extra_headers=params.get("extra_headers") or {},
+            **fields,
+        )
+        return endpoint, request
+
+    def _prepare(
+        self, model: str | None, messages: MessagesInput, stream: bool, params: CallParams
+    ) -> _Call:
+        endpoint, request = self.build_request(model, messages, stream, params)
+        return self._call(endpoint, protocol.encode(endpoint, request), params)
+
+    def _call(self, endpoint: Endpoint, http: HttpRequest, params: CallParams) -> _Call:
+        timeout = Timeout.of(params["timeout"]) if "timeout" in params else self.timeout
+        retries = params.get("max_retries", self.max_retries)
+        return _Call(endpoint, http, timeout, retries)
+
+    def http_request(
+        self, model: str | None, messages: MessagesInput, **params: Unpack[CallParams]
+    ) -> HttpRequest:
+        """The exact HTTP request a call would send (for ``--curl`` and debugging)."""
+        return self._prepare(model, messages, False, params).http
+
+    def _text_call(
+        self, model: str | None, prompt: str, stream: bool, params: Mapping[str, Any]
+    ) -> _Call:
+        endpoint, name = self.resolve_model(model)
+        options = dict(params)
+        call_params: CallParams = {}
+        for key in ("timeout", "max_retries"):
+            if key in options:
+                call_params[key] = options.pop(key)  # type: ignore[literal-required]
+        http = protocol.encode_text_completion(endpoint, name, prompt, options, stream)
+        return self._call(endpoint, http, call_params)
+
+    def _models_call(self, provider: str) -> _Call:
+        endpoint = self.settings.endpoint(provider)
+        return self._call(endpoint, protocol.encode_models(endpoint), {})
+
+
+def _notice_offline() -> None:
+    global _notice_shown  # noqa: PLW0603 — one notice per process is the point
+    if not _notice_shown:
+        _notice_shown = True
+        logger.warning(LOCAL_NOTICE)
+
+
+def _failure(call: _Call, response: HttpResponse) -> APIError:
+    body: Any = response.body
+    try:
+        body = protocol.parse_json(call.endpoint, response)
+    except APIError:
+        body = response.body.decode("utf-8", "replace")
+    return decode_error(call.endpoint, response.status, response.headers, body)
+
+
+@contextlib.contextmanager
+def _owned_by(call: _Call) -> Iterator[None]:
+    """Name the provider on transport errors, which know only the URL."""
+    try:
+        yield
+    except APIError as exc:
+        exc.provider = exc.provider or call.endpoint.provider
+        raise
+
+
+def _stream_timeout(timeout: Timeout) -> Timeout:
+    """Streams wait on the socket no longer than the idle timeout allows."""
+    if timeout.idle is None or (timeout.read is not None and timeout.read <= timeout.idle):
+        return timeout
+    return replace(timeout, read=timeout.idle)
+
+
+def _retry_wait(call: _Call, attempt: int, error: APIError) -> float | None:
+    """Seconds to wait before retrying, or None when this error must surface now."""
+    if attempt >= call.max_retries:
+        return None
+    headers = error.headers
+    if not isinstance(error, APIConnectionError):
+        if error.status_code is None or not _retry.should_retry(error.status_code, headers):
+            return None
+    delay = _retry.retry_delay(attempt, headers)
+    logger.info(
+        "callm: %s on %s, retry %d/%d in %.2f s",
+        type(error).__name__,
+        redact_url(call.http.url),
+        attempt + 1,
+        call.max_retries,
+        delay,
+    )
+    return delay
+
+
+def _log(call: _Call, status: int, started: float) -> None:
+    logger.debug(
+        "%s %s -> %d in %.1f ms",
+        call.http.method,
+        redact_url(call.http.url),
+        status,
+        (_clock() - started) * 1000,
+    )
+
+
+class Client(_ClientBase):
+    """A synchronous client for every provider. Reuse one: it keeps connections alive.
+
+    ``Client(max_retries=2, timeout=60)`` reads keys and base URLs from the environment,
+    a ``.env`` file or ``callm keys set``; ``http_client`` takes your own ``httpx2.Client``.
+    """
+
+    def __init__(self, *, http_client: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._transport: Transport | None = None
+        if http_client is not None:
+            from ._transport._httpx import HttpxTransport
+
+            self._transport = HttpxTransport(http_client)
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            from ._transport._urllib3 import Urllib3Transport
+
+            self._transport = Urllib3Transport()
+        return self._transport
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        if self._transport is not None:
+            self._transport.close()
+
+    def complete(
+        self,
+        model: str | None = None,
+        messages: MessagesInput = "",
+        **params: Unpack[CallParams],
+    ) -> Response:
+        """Send a chat request and return the whole reply."""
+        call = self._prepare(model, messages, False, params)
+        started = _clock()
+        response = self._send(call)
+        decoded = protocol.decode(call.endpoint, response)
+        return replace(decoded, latency_s=_clock() - started)
+
+    def stream(
+        self,
+        model: str | None = None,
+        messages: MessagesInput = "",
+        **params: Unpack[CallParams],
+    ) -> Stream:
+        """Send a chat request and stream the reply: ``with client.stream(…) as s: for ev in s``."""
+        return self._open_stream(self._prepare(model, messages, True, params))
+
+    def text_completion(self, model: str | None, prompt: str, **params: Any) -> Response:
+        """The legacy text completions endpoint: ``prompt`` in, ``choices[0].text`` out."""
+        call = self._text_call(model, prompt, False, params)
+        started = _clock()
+        decoded = protocol.decode(call.endpoint, self._send(call))
+        return replace(decoded, latency_s=_clock() - started)
+
+    def stream_text_completion(self, model: str | None, prompt: str, **params: Any) -> Stream:
+        """The legacy text completions endpoint, streamed."""
+        return self._open_stream(self._text_call(model, prompt, True, params))
+
+    def models(self, provider: str = "openai") -> list[ModelInfo]:
+        """The models a provider lists."""
+        call = self._models_call(provider)
+        return protocol.decode_models(call.endpoint, self._send(call))
+
+    def _send(self, call: _Call) -> HttpResponse:
+        """Send with retries; returns a 2xx response or raises the typed error."""
+        attempt = 0
+        while True:
+            try:
+                return self._send_once(call)
+            except APIError as exc:
+                delay = _retry_wait(call, attempt, exc)
+                if delay is None:
+                    raise
+            time.sleep(delay)
+            attempt += 1
+
+    def _send_once(self, call: _Call) -> HttpResponse:
+        started = _clock()
+        with _owned_by(call):
+            response = self.transport.send(call.http, call.timeout)
+        _log(call, response.status, started)
+        if response.status >= 400:
+            raise _failure(call, response)
+        return response
+
+    def _open_stream(self, call: _Call) -> Stream:
+        """Open with retries (only until the stream has begun)."""
+        attempt = 0
+        while True:
+            try:
+                return self._open_once(call)
+            except APIError as exc:
+                delay = _retry_wait(call, attempt, exc)
+                if delay is None:
+                    raise
+            time.sleep(delay)
+            attempt += 1
+
+    def _open_once(self, call: _Call) -> Stream:
+        started = _clock()
+        with _owned_by(call):
+            body = self.transport.open_stream(call.http, _stream_timeout(call.timeout))
+        _log(call, body.status, started)
+        if body.status >= 400:
+            try:
+                data = body.read()
+            finally:
+                body.close()
+            raise _failure(call, HttpResponse(body.status, body.headers, data))
+        return Stream(body, _stream_state(call, body, started))
+
+
+class AsyncClient(_ClientBase):
+    """The asyncio client: the same methods as :class:`Client`, awaited.
+
+    It runs on aiohttp by default; ``http_client`` takes your own ``httpx2.AsyncClient``.
+    """
+
+    def __init__(self, *, http_client: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._transport: AsyncTransport | None = None
+        if http_client is not None:
+            from ._transport._httpx import AsyncHttpxTransport
+
+            self._transport = AsyncHttpxTransport(http_client)
+
+    @property
+    def transport(self) -> AsyncTransport:
+        if self._transport is None:
+            from ._transport._aiohttp import AiohttpTransport
+
+            self._transport = AiohttpTransport()
+        return self._transport
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close pooled connections."""
+        if self._transport is not None:
+            await self._transport.close()
+
+    async def complete(
+        self,
+        model: str | None = None,
+        messages: MessagesInput = "",
+        **params: Unpack[CallParams],
+    ) -> Response:
+        """Send a chat request and return the whole reply."""
+        call = self._prepare(model, messages, False, params)
+        started = _clock()
+        response = await self._send(call)
+        decoded = protocol.decode(call.endpoint, response)
+        return replace(decoded, latency_s=_clock() - started)
+
+    async def stream(
+        self,
+        model: str | None = None,
+        messages: MessagesInput = "",
+        **params: Unpack[CallParams],
+    ) -> AsyncStream:
+        """Stream a reply: ``async with await client.stream(…) as s: async for ev in s``."""
+        return await self._open_stream(self._prepare(model, messages, True, params))
+
+    async def text_completion(self, model: str | None, prompt: str, **params: Any) -> Response:
+        """The legacy text completions endpoint: ``prompt`` in, ``choices[0].text`` out."""
+        call = self._text_call(model, prompt, False, params)
+        started = _clock()
+        decoded = protocol.decode(call.endpoint, await self._send(call))
+        return replace(decoded, latency_s=_clock() - started)
+
+    async def stream_text_completion(
+        self, model: str | None, prompt: str, **params: Any
+    ) -> AsyncStream:
+        """The legacy text completions endpoint, streamed."""
+        return await self._open_stream(self._text_call(model, prompt, True, params))
+
+    async def models(self, provider: str = "openai") -> list[ModelInfo]:
+        """The models a provider lists."""
+        call = self._models_call(provider)
+        return protocol.decode_models(call.endpoint, await self._send(call))
+
+    async def _send(self, call: _Call) -> HttpResponse:
+        """Send with retries; returns a 2xx response or raises the typed error."""
+        attempt = 0
+        while True:
+            try:
+                return await self._send_once(call)
+            except APIError as exc:
+                delay = _retry_wait(call, attempt, exc)
+                if delay is None:
+                    raise
+            await _async_sleep(delay)
+            attempt += 1
+
+    async def _send_once(self, call: _Call) -> HttpResponse:
+        started = _clock()
+        with _owned_by(call):
+            response = await self.transport.send(call.http, call.timeout)
+        _log(call, response.status, started)
+        if response.status >= 400:
+            raise _failure(call, response)
+        return response
+
+    async def _open_stream(self, call: _Call) -> AsyncStream:
+        """Open with retries (only until the stream has begun)."""
+        attempt = 0
+        while True:
+            try:
+                return await self._open_once(call)
+            except APIError as exc:
+                delay = _retry_wait(call, attempt, exc)
+                if delay is None:
+                    raise
+            await _async_sleep(delay)
+            attempt += 1
+
+    async def _open_once(self, call: _Call) -> AsyncStream:
+        started = _clock()
+        with _owned_by(call):
+            body = await self.transport.open_stream(call.http, _stream_timeout(call.timeout))
+        _log(call, body.status, started)
+        if body.status >= 400:
+            try:
+                data = await body.read()
+            finally:
+                await body.close()
+            raise _failure(call, HttpResponse(body.status, body.headers, data))
+        return AsyncStream(body, _stream_state(call, body, started))
+
+
+async def _async_sleep(seconds: float) -> None:
+    import asyncio  # asyncio costs ~40 ms to import: only async users pay for it
+
+    await asyncio.sleep(seconds)
+
+
+def _stream_state(call: _Call, body: StreamBody | AsyncStreamBody, started: float) -> StreamState:
+    from .providers._errors import request_id_of
+
+    decoder = protocol.ChatStreamDecoder(call.endpoint, request_id_of(body.headers))
+    return StreamState(decoder, call.timeout, started)
+
+

@@ -1,0 +1,47 @@
+"""A provider connection, resolved once per client: base URL, headers, quirks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Everything a protocol module needs to address one provider.
+
+    Built once per (client, provider) and reused, so no per-call work rebuilds headers.
+    """
+
+    provider: str
+    protocol: str
+    base_url: str
+    headers: Mapping[str, str]
+    # Header names whose values are secrets (redacted wherever requests are shown).
+    secret_headers: frozenset[str] = frozenset()
+    # Appended to every URL, e.g. Azure's "?api-version=2024-10-21".
+    query: str = ""
+    # Azure classic style: the model names a deployment in the URL path.
+    deployment_urls: bool = False
+    quirks: frozenset[str] = frozenset()
+    # Called per request for a fresh bearer token (Azure Entra ID).
+    token_provider: Callable[[], str] | None = field(default=None, repr=False)
+    # How the user supplies the key, for messages that tell them what to do.
+    key_env: str | None = None
+
+    def url(self, path: str, model: str | None = None) -> str:
+        """The full URL of ``path`` ("/chat/completions"), deployment-scoped where needed."""
+        if self.deployment_urls and model is not None:
+            return f"{self.base_url}/deployments/{model}{path}{self.query}"
+        return f"{self.base_url}{path}{self.query}"
+
+    def request_headers(self, extra: Mapping[str, str] | None = None) -> Mapping[str, str]:
+        """The headers of one request: the prebuilt ones, a fresh token, the caller's extras."""
+        if self.token_provider is None and not extra:
+            return self.headers
+        headers = dict(self.headers)
+        if self.token_provider is not None:
+            headers["authorization"] = f"Bearer {self.token_provider()}"
+        if extra:
+            headers.update(extra)
+        return headers

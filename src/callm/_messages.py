@@ -1,0 +1,125 @@
+"""Turning what users pass (a string, OpenAI-style dicts, callm types) into callm types."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ._errors import InvalidRequestError
+from ._types import Image, Message, Part, Text, Tool, ToolCall, ToolResult
+
+MessagesInput = str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
+ToolInput = Tool | Mapping[str, Any]
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+
+def to_messages(messages: MessagesInput, system: str | None = None) -> tuple[Message, ...]:
+    """Normalise a prompt string, one message or a list of messages (dicts or Message)."""
+    if isinstance(messages, str):
+        items: list[Message] = [Message("user", (Text(messages),))]
+    elif isinstance(messages, Message | Mapping):
+        items = [to_message(messages)]
+    else:
+        items = [to_message(m) for m in messages]
+    if system is not None:
+        items.insert(0, Message("system", (Text(system),)))
+    if not items:
+        raise InvalidRequestError("messages is empty: give at least one message or a prompt")
+    return tuple(items)
+
+
+def to_message(message: Message | Mapping[str, Any]) -> Message:
+    """One message from a callm Message or an OpenAI-style dict."""
+    if isinstance(message, Message):
+        return message
+    if not isinstance(message, Mapping):
+        raise InvalidRequestError(
+            f"a message must be a dict or callm.Message, not {type(message).__name__}"
+        )
+    role = message.get("role")
+    if role not in _ROLES:
+        raise InvalidRequestError(
+            f"message role {role!r} is not one of {', '.join(sorted(_ROLES))}"
+        )
+    if role == "tool":
+        return _tool_message(message)
+    parts = list(_content_parts(message.get("content")))
+    if role == "assistant":
+        parts.extend(_tool_calls(message.get("tool_calls") or ()))
+    return Message(role, tuple(parts), message.get("name"))
+
+
+def _tool_message(message: Mapping[str, Any]) -> Message:
+    call_id = message.get("tool_call_id")
+    if not call_id:
+        raise InvalidRequestError("a tool message needs the tool_call_id it answers")
+    content = message.get("content")
+    text = content if isinstance(content, str) else "".join(
+        p.text for p in _content_parts(content) if isinstance(p, Text)
+    )
+    return Message("tool", (ToolResult(call_id, text, message.get("name")),))
+
+
+def _content_parts(content: Any) -> list[Part]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [Text(content)]
+    if isinstance(content, Text | Image):
+        return [content]
+    if not isinstance(content, Sequence):
+        raise InvalidRequestError(f"message content must be text or a list of parts: {content!r}")
+    return [_part(p) for p in content]
+
+
+def _part(part: Any) -> Part:
+    if isinstance(part, Text | Image | ToolCall | ToolResult):
+        return part
+    if isinstance(part, str):
+        return Text(part)
+    kind = part.get("type") if isinstance(part, Mapping) else None
+    if kind == "text":
+        return Text(part["text"])
+    if kind == "image_url":
+        image = part["image_url"]
+        url = image if isinstance(image, str) else image["url"]
+        detail = None if isinstance(image, str) else image.get("detail")
+        return Image(url, detail)
+    raise InvalidRequestError(
+        f"unsupported content part {kind!r}: use text or image_url parts, or callm types"
+    )
+
+
+def _tool_calls(calls: Sequence[Any]) -> list[Part]:
+    from .providers.openai_chat import parse_tool_call
+
+    parts: list[Part] = []
+    for call in calls:
+        if isinstance(call, ToolCall):
+            parts.append(call)
+            continue
+        function = call.get("function") or {}
+        parts.append(parse_tool_call(call.get("id") or "", function.get("name") or "", function.get("arguments")))
+    return parts
+
+
+def to_tools(tools: Sequence[ToolInput] | None) -> tuple[Tool, ...]:
+    """Tools from callm Tools, OpenAI-style ``{"type": "function", "function": …}`` or flat dicts."""
+    if not tools:
+        return ()
+    return tuple(_tool(t) for t in tools)
+
+
+def _tool(tool: ToolInput) -> Tool:
+    if isinstance(tool, Tool):
+        return tool
+    spec = tool.get("function", tool) if tool.get("type") == "function" else tool
+    if not spec.get("name"):
+        raise InvalidRequestError(f"a tool needs a name: {tool!r}")
+    return Tool(
+        name=spec["name"],
+        description=spec.get("description") or "",
+        parameters=spec.get("parameters") or {"type": "object", "properties": {}},
+        strict=spec.get("strict"),
+    )

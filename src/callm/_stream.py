@@ -1,0 +1,210 @@
+"""Streams: the shared bytes → events pipeline, and the sync and async iterators over it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from ._errors import APIConnectionError, APIError, APITimeoutError, StreamInterruptedError
+from ._sse import SSEDecoder
+from ._timeouts import Timeout
+from ._types import Response, StreamEvent
+
+if TYPE_CHECKING:
+    from ._transport import AsyncStreamBody, StreamBody
+    from .providers.openai_chat import ChatStreamDecoder
+
+_clock = time.perf_counter
+
+
+class StreamState:
+    """Pure stream logic shared by both clients: SSE framing, decoding, timing, deadlines."""
+
+    __slots__ = ("_deadline", "_idle", "_last", "_sse", "_started", "decoder", "ttft")
+
+    def __init__(self, decoder: ChatStreamDecoder, timeout: Timeout, started: float) -> None:
+        self.decoder = decoder
+        self._sse = SSEDecoder()
+        self._started = started
+        self._last = started
+        self._deadline = started + timeout.total if timeout.total is not None else None
+        self._idle = timeout.idle
+        self.ttft: float | None = None
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        """Events completed by one network chunk; raises on an in-stream error or a timeout."""
+        events: list[StreamEvent] = []
+        decode = self.decoder.feed
+        for sse in self._sse.feed(chunk):
+            events += decode(sse)
+        now = _clock()
+        if events:
+            if self.ttft is None:
+                self.ttft = now - self._started
+            self._last = now
+        elif self._idle is not None and now - self._last > self._idle:
+            raise self.fail(APITimeoutError(f"no stream event for {self._idle:g} s (idle timeout)"))
+        if self._deadline is not None and now > self._deadline:
+            raise self.fail(APITimeoutError("the stream exceeded its total timeout"))
+        return events
+
+    def end(self) -> None:
+        """The body ended: fine if the provider finished, otherwise the stream was cut off."""
+        self._sse.close()
+        if not self.decoder.finished:
+            raise self.fail(
+                StreamInterruptedError(
+                    "the stream ended before the provider finished its reply; the part that "
+                    "arrived is in .partial"
+                )
+            )
+
+    def fail(self, error: APIError) -> APIError:
+        """Attach what has arrived so far to an error, so nothing received is lost."""
+        if error.partial is None:
+            error.partial = self.response()
+        if error.provider is None:
+            error.provider = self.decoder.endpoint.provider
+        if isinstance(error, APIConnectionError) and not isinstance(
+            error, APITimeoutError | StreamInterruptedError
+        ):
+            interrupted = StreamInterruptedError(
+                f"the stream broke off: {error.message}",
+                provider=error.provider,
+                request_id=self.decoder.request_id,
+                partial=error.partial,
+            )
+            interrupted.__cause__ = error
+            return interrupted
+        return error
+
+    def response(self) -> Response:
+        return replace(
+            self.decoder.response(), latency_s=_clock() - self._started, ttft_s=self.ttft
+        )
+
+
+class Stream:
+    """A streamed reply: iterate for events; ``.response`` is the accumulated Response.
+
+    Use it as a context manager so the connection is closed when you stop early.
+    """
+
+    def __init__(self, body: StreamBody, state: StreamState) -> None:
+        self._body = body
+        self._state = state
+        self._iterator = self._events()
+        self._response: Response | None = None
+        self._closed = False
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        return self._iterator
+
+    def __next__(self) -> StreamEvent:
+        return next(self._iterator)
+
+    def _events(self) -> Iterator[StreamEvent]:
+        state = self._state
+        try:
+            for chunk in self._body.chunks():
+                yield from state.feed(chunk)
+            state.end()
+            self._response = state.response()
+        except APIError as exc:
+            raise state.fail(exc) from exc.__cause__
+        finally:
+            self.close()
+
+    @property
+    def text_stream(self) -> Iterator[str]:
+        """Only the text fragments, as they arrive."""
+        return (ev.text for ev in self if ev.type == "text")
+
+    @property
+    def response(self) -> Response:
+        """The whole Response: reads the rest of the stream first if it is still open."""
+        if self._response is None:
+            if not self._closed:
+                for _ in self._iterator:
+                    pass
+            if self._response is None:
+                return self._state.response()
+        return self._response
+
+    def close(self) -> None:
+        """Stop reading and drop the connection."""
+        if not self._closed:
+            self._closed = True
+            self._body.close()
+
+
+class AsyncStream:
+    """The async twin of :class:`Stream`: ``async for`` events, ``await s.get_response()``."""
+
+    def __init__(self, body: AsyncStreamBody, state: StreamState) -> None:
+        self._body = body
+        self._state = state
+        self._iterator = self._events()
+        self._response: Response | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._iterator
+
+    async def __anext__(self) -> StreamEvent:
+        return await anext(self._iterator)
+
+    async def _events(self) -> AsyncIterator[StreamEvent]:
+        state = self._state
+        try:
+            async for chunk in self._body.chunks():
+                for event in state.feed(chunk):
+                    yield event
+            state.end()
+            self._response = state.response()
+        except APIError as exc:
+            raise state.fail(exc) from exc.__cause__
+        finally:
+            await self.close()
+
+    @property
+    async def text_stream(self) -> AsyncIterator[str]:
+        async for ev in self:
+            if ev.type == "text":
+                yield ev.text
+
+    @property
+    def response(self) -> Response:
+        """The Response accumulated so far (complete once the stream has been read)."""
+        return self._response or self._state.response()
+
+    async def get_response(self) -> Response:
+        """The whole Response: reads the rest of the stream first if it is still open."""
+        if self._response is None and not self._closed:
+            async for _ in self._iterator:
+                pass
+        return self.response
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._body.close()

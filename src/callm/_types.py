@@ -1,0 +1,301 @@
+"""The unified value types: messages and their parts, requests, responses, stream events.
+
+Every type is a frozen, slotted dataclass. Parts carry a ``kind`` discriminator and stream
+events a ``type`` discriminator so code can ``match`` on them exhaustively.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+
+Role: TypeAlias = Literal["system", "developer", "user", "assistant", "tool"]
+FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter", "refusal", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A piece of plain text."""
+
+    text: str
+    kind: Literal["text"] = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An image given by URL: ``https://…`` or a ``data:`` URL (see :meth:`from_bytes`)."""
+
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+    kind: Literal["image"] = "image"
+
+    @classmethod
+    def from_bytes(cls, data: bytes, media_type: str = "image/png", **kw: Any) -> Image:
+        """Build an image part from raw bytes, sent inline as a base64 ``data:`` URL."""
+        import base64
+
+        encoded = base64.b64encode(data).decode("ascii")
+        return cls(url=f"data:{media_type};base64,{encoded}", **kw)
+
+    def __repr__(self) -> str:
+        # Inline images are large base64 blobs: never dump them into logs or reprs.
+        shown = self.url if not self.url.startswith("data:") else self.url[:30] + "…"
+        return f"Image(url={shown!r}, detail={self.detail!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A request from the model to call a tool.
+
+    ``arguments`` is the parsed JSON object. When the model sent arguments that are not a
+    JSON object, ``arguments`` is empty, ``invalid_arguments`` is true and ``raw_arguments``
+    keeps the text exactly as received, so nothing is lost.
+    """
+
+    id: str
+    name: str
+    arguments: Mapping[str, Any]
+    raw_arguments: str | None = None
+    invalid_arguments: bool = False
+    kind: Literal["tool_call"] = "tool_call"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """The result of a tool call, sent back to the model."""
+
+    tool_call_id: str
+    content: str
+    name: str | None = None
+    is_error: bool = False
+    kind: Literal["tool_result"] = "tool_result"
+
+
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """The model's reasoning ("thinking") text, where the provider exposes it."""
+
+    text: str
+    signature: str | None = None
+    kind: Literal["reasoning"] = "reasoning"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The model declined to answer; ``text`` is its explanation."""
+
+    text: str
+    kind: Literal["refusal"] = "refusal"
+
+
+Part: TypeAlias = Text | Image | ToolCall | ToolResult | Reasoning | Refusal
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One role-tagged message of a conversation."""
+
+    role: Role
+    content: tuple[Part, ...]
+    name: str | None = None
+
+    @classmethod
+    def system(cls, text: str) -> Message:
+        return cls("system", (Text(text),))
+
+    @classmethod
+    def user(cls, *content: str | Part) -> Message:
+        return cls("user", _parts(content))
+
+    @classmethod
+    def assistant(cls, *content: str | Part) -> Message:
+        return cls("assistant", _parts(content))
+
+    @classmethod
+    def tool(cls, tool_call_id: str, content: str, *, is_error: bool = False) -> Message:
+        return cls("tool", (ToolResult(tool_call_id, content, is_error=is_error),))
+
+    @property
+    def text(self) -> str:
+        """The concatenated text parts."""
+        return "".join(p.text for p in self.content if isinstance(p, Text))
+
+
+def _parts(content: tuple[str | Part, ...]) -> tuple[Part, ...]:
+    return tuple(Text(c) if isinstance(c, str) else c for c in content)
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call: a name, a description and a JSON Schema for its input."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+    strict: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A provider-neutral chat request. ``model`` is the provider's own model name."""
+
+    model: str
+    messages: tuple[Message, ...]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] | None = None
+    seed: int | None = None
+    n: int | None = None
+    user: str | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str | Mapping[str, Any] | None = None
+    response_format: Mapping[str, Any] | None = None
+    stream: bool = False
+    # Provider-specific body fields, merged into the JSON body as given (they win on clash).
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one call; usages add with ``+``."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A model's reply, normalised across providers. ``raw`` is the provider's JSON."""
+
+    id: str
+    model: str
+    provider: str
+    content: tuple[Part, ...]
+    finish_reason: FinishReason | None
+    usage: Usage
+    raw: Any = field(default=None, repr=False)
+    native_finish_reason: str | None = None
+    request_id: str | None = None
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    cost: Decimal | None = None
+    # Further choices when the request asked for n > 1 (each a Response of its own).
+    choices: tuple[Response, ...] = field(default=(), repr=False)
+
+    @property
+    def text(self) -> str:
+        """The reply text (all text parts joined)."""
+        return "".join(p.text for p in self.content if isinstance(p, Text))
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return [p for p in self.content if isinstance(p, ToolCall)]
+
+    @property
+    def reasoning(self) -> str | None:
+        parts = [p.text for p in self.content if isinstance(p, Reasoning)]
+        return "".join(parts) if parts else None
+
+    @property
+    def refusal(self) -> str | None:
+        parts = [p.text for p in self.content if isinstance(p, Refusal)]
+        return "".join(parts) if parts else None
+
+    def to_message(self) -> Message:
+        """This reply as an assistant message, ready to append to the history."""
+        return Message("assistant", self.content)
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+    type: Literal["text"] = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    text: str
+    type: Literal["reasoning"] = "reasoning"
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalDelta:
+    text: str
+    type: Literal["refusal"] = "refusal"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A fragment of a tool call as it streams in; joined per ``index``."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+    type: Literal["tool_call_delta"] = "tool_call_delta"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallEvent:
+    """A tool call, complete, emitted once all of its fragments have arrived."""
+
+    tool_call: ToolCall
+    type: Literal["tool_call"] = "tool_call"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    usage: Usage
+    type: Literal["usage"] = "usage"
+
+
+@dataclass(frozen=True, slots=True)
+class FinishEvent:
+    finish_reason: FinishReason | None
+    type: Literal["finish"] = "finish"
+
+
+StreamEvent: TypeAlias = (
+    TextDelta
+    | ReasoningDelta
+    | RefusalDelta
+    | ToolCallDelta
+    | ToolCallEvent
+    | UsageEvent
+    | FinishEvent
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A model a provider offers, as listed by its models endpoint."""
+
+    id: str
+    provider: str
+    created: int | None = None
+    owned_by: str | None = None
+    raw: Any = field(default=None, repr=False)

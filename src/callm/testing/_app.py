@@ -1,0 +1,337 @@
+"""The aiohttp application behind :class:`FakeOpenAIServer`: routes, auth, replies, faults.
+
+Imported only when a server starts, so ``import callm.testing`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from . import local_model
+from ._script import Fault, RecordedRequest, Reply, invalid_key_message, model_not_found_message
+from ._state import ServerState
+from ._wire import DONE, WireContext, dumps, error_body, json_body, sse_events
+
+_JSON = "application/json"
+_SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+_MODEL_CREATED = 1_700_000_000
+_MAX_BODY = 64 * 1024 * 1024  # base64 images make bodies big
+_BAD_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+    "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
+    "sent was not valid JSON. If you have trouble figuring out how to fix this, please "
+    "contact us through our help center at help.openai.com.)"
+)
+_NO_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization "
+    "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+)
+_NO_API_VERSION = "The api-version query parameter (?api-version=) is required for all requests."
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Rejected(Exception):
+    """Raised by a handler to answer with an error response at once."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def build_app(state: ServerState) -> web.Application:
+    """The application, with one route per endpoint and an OpenAI-style 404 for the rest."""
+    routes = _Routes(state)
+    app = web.Application(middlewares=[_answer_rejections], client_max_size=_MAX_BODY)
+    add = app.router.add_route
+    for prefix in ("/v1", "/openai/v1"):
+        add("POST", f"{prefix}/chat/completions", routes.chat)
+        add("GET", f"{prefix}/models", routes.models)
+        add("GET", prefix + "/models/{model:.+}", routes.model)
+    add("POST", "/v1/completions", routes.text)
+    add("POST", "/openai/deployments/{deployment}/chat/completions", routes.azure_chat)
+    add("*", "/{tail:.*}", routes.unknown)
+    return app
+
+
+@web.middleware
+async def _answer_rejections(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except _Rejected as rejected:
+        return rejected.response
+
+
+def _error(
+    status: int,
+    message: str,
+    request_id: str,
+    *,
+    type: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    return web.Response(
+        status=status,
+        body=error_body(message, type, param, code),
+        headers={"Content-Type": _JSON, "x-request-id": request_id, **(headers or {})},
+    )
+
+
+class _Routes:
+    """The request handlers; each records the request first, then checks auth."""
+
+    def __init__(self, state: ServerState) -> None:
+        self._state = state
+        self._models = {m: _model_object(m) for m in state.models}
+        self._model_list = dumps({"object": "list", "data": list(self._models.values())}).encode()
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        record, request_id = await self._admit(request)
+        body = _body(record, request_id)
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise _Rejected(_error(400, "you must provide a model parameter", request_id))
+        _require_messages(body, request_id)
+        return await self._generate(request, request_id, body, "chat", model)
+
+    async def azure_chat(self, request: web.Request) -> web.StreamResponse:
+        record, request_id = await self._admit(request)
+        if not record.query.get("api-version"):
+            error = _error(400, _NO_API_VERSION, request_id, code="MissingApiVersionParameter")
+            raise _Rejected(error)
+        body = _body(record, request_id)
+        _require_messages(body, request_id)
+        # The deployment picks the model; ``model`` in the body is ignored, as on Azure.
+        model = request.match_info["deployment"]
+        return await self._generate(request, request_id, body, "chat", model)
+
+    async def text(self, request: web.Request) -> web.StreamResponse:
+        record, request_id = await self._admit(request)
+        body = _body(record, request_id)
+        model = body.get("model")
+        prompt = body.get("prompt")
+        if isinstance(prompt, list):
+            prompt = "\n".join(p for p in prompt if isinstance(p, str))
+        if not isinstance(model, str) or not model or not isinstance(prompt, str):
+            message = "Missing required parameters: 'model' and 'prompt' (a string)."
+            raise _Rejected(_error(400, message, request_id, code="missing_required_parameter"))
+        # The offline model speaks chat: the prompt becomes one user message.
+        chat = {**body, "messages": [{"role": "user", "content": prompt}]}
+        return await self._generate(request, request_id, chat, "text", model)
+
+    async def models(self, request: web.Request) -> web.StreamResponse:
+        _, request_id = await self._admit(request)
+        return _json_response(self._model_list, request_id)
+
+    async def model(self, request: web.Request) -> web.StreamResponse:
+        _, request_id = await self._admit(request)
+        name = request.match_info["model"]
+        if name not in self._models:
+            message = model_not_found_message(name)
+            raise _Rejected(_error(404, message, request_id, code="model_not_found"))
+        return _json_response(dumps(self._models[name]).encode(), request_id)
+
+    async def unknown(self, request: web.Request) -> web.StreamResponse:
+        _, request_id = await self._admit(request)
+        # OpenAI's own wording for a route it does not have.
+        message = f"Invalid URL ({request.method} {request.path})"
+        raise _Rejected(_error(404, message, request_id))
+
+    async def _admit(self, request: web.Request) -> tuple[RecordedRequest, str]:
+        """Record the request (always, even if it is then refused) and check its key."""
+        record = await _record(request)
+        self._state.record(record)
+        request_id = "req_" + self._state.new_id()
+        key = self._state.api_key
+        if key is not None:
+            given = _given_key(record.headers)
+            if given != key:
+                message = _NO_KEY if given is None else invalid_key_message()
+                raise _Rejected(_error(401, message, request_id, code="invalid_api_key"))
+        return record, request_id
+
+    async def _generate(
+        self,
+        request: web.Request,
+        request_id: str,
+        body: dict[str, Any],
+        kind: str,
+        model: str,
+    ) -> web.StreamResponse:
+        """Answer with the next scripted item, or the offline model when none is queued."""
+        item = self._state.pop()
+        fault = item if isinstance(item, Fault) else None
+        if fault is not None and fault.kind == "status":
+            return _fault_status(fault, request_id)
+        if fault is not None and fault.kind == "disconnect":
+            return _drop(request, web.StreamResponse())
+        reply = _reply(item, body)
+        ctx = WireContext(
+            kind="chat" if kind == "chat" else "text",
+            id=("chatcmpl-" if kind == "chat" else "cmpl-") + self._state.new_id(),
+            created=int(time.time()),
+            model=reply.model or model,
+            n=_choice_count(body, request_id),
+            include_usage=_include_usage(body),
+            prompt_tokens=local_model.prompt_tokens(body),
+        )
+        headers = {"x-request-id": request_id, **reply.headers}
+        if fault is not None and fault.kind == "slow_first_byte":
+            await asyncio.sleep(fault.seconds)
+        if body.get("stream") is True:
+            return await _stream(request, sse_events(reply, ctx), headers, fault)
+        return await _whole(request, json_body(reply, ctx), headers, fault)
+
+
+# --- requests ----------------------------------------------------------------------------
+
+
+async def _record(request: web.Request) -> RecordedRequest:
+    raw = await request.read()
+    parsed: Any = None
+    if raw:
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+    return RecordedRequest(
+        method=request.method,
+        path=request.path,
+        query=dict(request.query),
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=raw,
+        json=parsed,
+    )
+
+
+def _given_key(headers: Mapping[str, str]) -> str | None:
+    authorization = headers.get("authorization")
+    if authorization is not None and authorization.startswith("Bearer "):
+        return authorization[len("Bearer ") :]
+    return headers.get("api-key")
+
+
+def _body(record: RecordedRequest, request_id: str) -> dict[str, Any]:
+    if not isinstance(record.json, dict):
+        raise _Rejected(_error(400, _BAD_JSON, request_id))
+    return record.json
+
+
+def _require_messages(body: Mapping[str, Any], request_id: str) -> None:
+    if not isinstance(body.get("messages"), list):
+        message = "Missing required parameter: 'messages'."
+        code = "missing_required_parameter"
+        raise _Rejected(_error(400, message, request_id, param="messages", code=code))
+
+
+def _choice_count(body: Mapping[str, Any], request_id: str) -> int:
+    n = body.get("n")
+    if n is None:
+        return 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128:
+        message = f"Invalid 'n': expected an integer between 1 and 128, got {n!r}."
+        raise _Rejected(_error(400, message, request_id, param="n", code="invalid_value"))
+    return n
+
+
+def _include_usage(body: Mapping[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def _reply(item: Reply | Fault | None, body: Mapping[str, Any]) -> Reply:
+    if isinstance(item, Reply):
+        return item
+    if item is not None and item.reply is not None:
+        return item.reply
+    return local_model.reply_to(body)
+
+
+def _model_object(model: str) -> dict[str, Any]:
+    return {"id": model, "object": "model", "created": _MODEL_CREATED, "owned_by": "callm"}
+
+
+# --- responses ---------------------------------------------------------------------------
+
+
+def _json_response(body: bytes, request_id: str) -> web.Response:
+    return web.Response(body=body, headers={"Content-Type": _JSON, "x-request-id": request_id})
+
+
+def _fault_status(fault: Fault, request_id: str) -> web.Response:
+    headers = {"Content-Type": _JSON, "x-request-id": request_id, **fault.headers}
+    body = dumps({"error": fault.error}).encode()
+    return web.Response(status=fault.status_code, body=body, headers=headers)
+
+
+async def _whole(
+    request: web.Request, body: bytes, headers: dict[str, str], fault: Fault | None
+) -> web.StreamResponse:
+    """A non-streaming answer; a mid-body fault splits the body in half."""
+    if fault is None or fault.kind == "slow_first_byte":
+        return web.Response(body=body, headers={"Content-Type": _JSON, **headers})
+    if fault.kind == "malformed_json":
+        # A proper prefix of a JSON object is never valid JSON.
+        return web.Response(body=body[: len(body) // 2], headers={"Content-Type": _JSON, **headers})
+    if fault.kind == "stream_error":
+        error = fault.error or {}
+        message = str(error.get("message"))
+        return _error(500, message, headers["x-request-id"], type="server_error")
+    response = web.StreamResponse(headers={"Content-Type": _JSON, **headers})
+    response.content_length = len(body)
+    await response.prepare(request)
+    await response.write(body[: len(body) // 2])
+    if fault.kind == "drop_mid_stream":
+        return _drop(request, response)
+    await asyncio.sleep(fault.seconds)
+    await response.write(body[len(body) // 2 :])
+    await response.write_eof()
+    return response
+
+
+async def _stream(
+    request: web.Request, frames: list[str], headers: dict[str, str], fault: Fault | None
+) -> web.StreamResponse:
+    """An SSE answer, written in one go unless a fault needs to cut it."""
+    response = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    if fault is None or fault.kind == "slow_first_byte":
+        await response.write(("".join(frames) + DONE).encode())
+        await response.write_eof()
+        return response
+    cut = min(fault.after_chunks, len(frames))
+    if cut:
+        await response.write("".join(frames[:cut]).encode())
+    if fault.kind == "drop_mid_stream":
+        return _drop(request, response)
+    if fault.kind == "stall":
+        await asyncio.sleep(fault.seconds)
+    await response.write(_stream_rest(fault, frames[cut:]).encode())
+    await response.write_eof()
+    return response
+
+
+def _stream_rest(fault: Fault, rest: list[str]) -> str:
+    if fault.kind == "stream_error":
+        return f"data: {dumps({'error': fault.error})}\n\n{DONE}"
+    if fault.kind == "malformed_json":
+        return "data: {not json\n\n" + DONE
+    return "".join(rest) + DONE  # after a stall
+
+
+def _drop(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Close the connection now; what was written is flushed, nothing more is sent."""
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+    # aiohttp's attempt to finish this response then fails quietly on the closed transport.
+    return response

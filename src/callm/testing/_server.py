@@ -1,0 +1,170 @@
+"""``FakeOpenAIServer``: a real HTTP server on loopback, on its own thread and event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from ._script import Fault, RecordedRequest, Reply
+from ._state import ServerState
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+DEFAULT_MODELS = ("offline", "gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o4-mini")
+_START_TIMEOUT = 10.0
+# Handlers still running at stop() (a stalled stream, say) get this long before cancellation.
+_SHUTDOWN_TIMEOUT = 0.25
+
+
+class FakeOpenAIServer:
+    """A protocol-faithful fake of the OpenAI API, served over real HTTP.
+
+    ::
+
+        with FakeOpenAIServer() as server:
+            server.queue(Reply("Hi!"), Fault.rate_limit(retry_after=1))
+            client = OpenAI(base_url=server.base_url, api_key="test")
+
+    Scripted replies and faults are consumed in order, one per generation request (chat,
+    text completion, Azure chat); when the queue is empty the offline model answers. Every
+    request is recorded in :attr:`requests`. Endpoints: ``/v1/chat/completions``,
+    ``/v1/completions``, ``/v1/models[/{id}]``, Azure's
+    ``/openai/deployments/{name}/chat/completions?api-version=…`` and ``/openai/v1/…``.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        models: Iterable[str] = DEFAULT_MODELS,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._state = ServerState(api_key=api_key, models=models)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` (the real port once started)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-style base URL, ``url + "/v1"``."""
+        return self.url + "/v1"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every request received so far, in arrival order."""
+        return self._state.records()
+
+    def queue(self, *items: Reply | Fault) -> None:
+        """Append replies or faults; each generation request takes the oldest one."""
+        for item in items:
+            if not isinstance(item, Reply | Fault):
+                raise TypeError(f"queue() takes Reply or Fault values, not {type(item).__name__}")
+        self._state.push(items)
+
+    @property
+    def pending(self) -> int:
+        """How many queued replies and faults are still waiting to be used."""
+        return self._state.pending()
+
+    def clear(self) -> None:
+        """Forget the queued items and the recorded requests."""
+        self._state.clear()
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> FakeOpenAIServer:
+        """Start serving on a background thread; returns once the port is bound."""
+        if self._thread is not None:
+            raise RuntimeError("this FakeOpenAIServer is already running")
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=_run_loop, args=(loop,), name="callm-fake-openai")
+        thread.daemon = True
+        thread.start()
+        self._loop, self._thread = loop, thread
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._serve(), loop)
+            self.port = future.result(_START_TIMEOUT)
+        except BaseException:
+            self._shut_loop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port, the loop and the thread. Safe to repeat."""
+        if self._loop is None:
+            return
+        if self._runner is not None:
+            cleanup = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+            cleanup.result(_START_TIMEOUT)
+            self._runner = None
+        self._shut_loop()
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self._thread is not None else "stopped"
+        return f"<FakeOpenAIServer {self.url} {state}>"
+
+    async def _serve(self) -> int:
+        from aiohttp import web
+
+        from ._app import build_app
+
+        runner = web.AppRunner(
+            build_app(self._state),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=_SHUTDOWN_TIMEOUT,
+        )
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        return int(runner.addresses[0][1])
+
+    def _shut_loop(self) -> None:
+        loop, thread = self._loop, self._thread
+        assert loop is not None
+        assert thread is not None
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        self._loop = self._thread = None
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The server thread: run until stopped, then cancel leftovers and close cleanly."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+        leftovers = asyncio.all_tasks(loop)
+        for task in leftovers:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        loop.close()

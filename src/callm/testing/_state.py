@@ -1,0 +1,59 @@
+"""What the test thread and the server thread share: the script queue and the records."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections import deque
+from collections.abc import Iterable
+
+from ._script import Fault, RecordedRequest, Reply
+
+
+class ServerState:
+    """The queue of scripted replies and faults, the request log and fixed settings.
+
+    Every method takes the lock, so a test may queue or inspect while the server thread
+    is serving.
+    """
+
+    def __init__(self, *, api_key: str | None, models: Iterable[str]) -> None:
+        self.api_key = api_key
+        self.models = tuple(models)
+        self._lock = threading.Lock()
+        self._queue: deque[Reply | Fault] = deque()
+        self._records: list[RecordedRequest] = []
+        # A per-server prefix plus a counter: unique ids without a uuid per request.
+        self._id_prefix = os.urandom(4).hex()
+        self._ids = itertools.count(1)
+
+    def push(self, items: Iterable[Reply | Fault]) -> None:
+        with self._lock:
+            self._queue.extend(items)
+
+    def pop(self) -> Reply | Fault | None:
+        """The next scripted item, or None when the offline model should answer."""
+        with self._lock:
+            return self._queue.popleft() if self._queue else None
+
+    def record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._records.append(request)
+
+    def records(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._records)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._records.clear()
+
+    def new_id(self) -> str:
+        """A short id, unique within this server (``next`` on a count is atomic in CPython)."""
+        return f"{self._id_prefix}{next(self._ids):08x}"
