@@ -143,7 +143,7 @@ class _ClientBase:
         call_params: CallParams = {}
         for key in ("timeout", "max_retries"):
             if key in options:
-                call_params[key] = options.pop(key)  # type: ignore[literal-required]
+                call_params[key] = options.pop(key)
         http = protocol.encode_text_completion(endpoint, name, prompt, options, stream)
         return self._call(endpoint, http, call_params)
 
@@ -190,9 +190,11 @@ def _retry_wait(call: _Call, attempt: int, error: APIError) -> float | None:
     if attempt >= call.max_retries:
         return None
     headers = error.headers
-    if not isinstance(error, APIConnectionError):
-        if error.status_code is None or not _retry.should_retry(error.status_code, headers):
-            return None
+    retryable = isinstance(error, APIConnectionError) or (
+        error.status_code is not None and _retry.should_retry(error.status_code, headers)
+    )
+    if not retryable:
+        return None
     delay = _retry.retry_delay(attempt, headers)
     logger.info(
         "callm: %s on %s, retry %d/%d in %.2f s",
@@ -473,5 +475,3 @@ def _stream_state(call: _Call, body: StreamBody | AsyncStreamBody, started: floa
 
     decoder = protocol.ChatStreamDecoder(call.endpoint, request_id_of(body.headers))
     return StreamState(decoder, call.timeout, started)
-
-

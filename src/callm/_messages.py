@@ -55,8 +55,10 @@ def _tool_message(message: Mapping[str, Any]) -> Message:
     if not call_id:
         raise InvalidRequestError("a tool message needs the tool_call_id it answers")
     content = message.get("content")
-    text = content if isinstance(content, str) else "".join(
-        p.text for p in _content_parts(content) if isinstance(p, Text)
+    text = (
+        content
+        if isinstance(content, str)
+        else "".join(p.text for p in _content_parts(content) if isinstance(p, Text))
     )
     return Message("tool", (ToolResult(call_id, text, message.get("name")),))
 
@@ -100,12 +102,16 @@ def _tool_calls(calls: Sequence[Any]) -> list[Part]:
             parts.append(call)
             continue
         function = call.get("function") or {}
-        parts.append(parse_tool_call(call.get("id") or "", function.get("name") or "", function.get("arguments")))
+        parts.append(
+            parse_tool_call(
+                call.get("id") or "", function.get("name") or "", function.get("arguments")
+            )
+        )
     return parts
 
 
 def to_tools(tools: Sequence[ToolInput] | None) -> tuple[Tool, ...]:
-    """Tools from callm Tools, OpenAI-style ``{"type": "function", "function": …}`` or flat dicts."""
+    """Tools from callm Tools, OpenAI-style ``{"type": "function", …}`` or flat dicts."""
     if not tools:
         return ()
     return tuple(_tool(t) for t in tools)

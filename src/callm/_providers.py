@@ -117,7 +117,9 @@ BUILTIN: Mapping[str, ProviderSpec] = {
 _FIELD_NAMES = frozenset(f.name for f in fields(ProviderSpec))
 
 
-def spec_from_mapping(name: str, values: Mapping[str, Any], base: ProviderSpec | None) -> ProviderSpec:
+def spec_from_mapping(
+    name: str, values: Mapping[str, Any], base: ProviderSpec | None
+) -> ProviderSpec:
     """A ProviderSpec from a config table or dict, layered over ``base`` when it exists."""
     unknown = set(values) - _FIELD_NAMES
     if unknown:

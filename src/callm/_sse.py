@@ -23,7 +23,7 @@ class SSEEvent:
 class SSEDecoder:
     """Feed bytes in, get complete events out. ``close()`` at EOF drops an unfinished event."""
 
-    __slots__ = ("_buffer", "_data", "_event", "_id", "_retry", "_started", "_skip_lf", "_utf8")
+    __slots__ = ("_buffer", "_data", "_event", "_id", "_retry", "_skip_lf", "_started", "_utf8")
 
     def __init__(self) -> None:
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")

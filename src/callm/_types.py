@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from decimal import Decimal
 
 Role: TypeAlias = Literal["system", "developer", "user", "assistant", "tool"]
-FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter", "refusal", "error"]
+FinishReason: TypeAlias = Literal[
+    "stop", "length", "tool_calls", "content_filter", "refusal", "error"
+]
 
 
 @dataclass(frozen=True, slots=True)

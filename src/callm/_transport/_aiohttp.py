@@ -3,7 +3,6 @@ concurrency in bench/)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
@@ -20,7 +19,7 @@ def translate_errors(url: str) -> Iterator[None]:
     """The one place aiohttp's exceptions become callm's."""
     try:
         yield
-    except (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise APITimeoutError(f"timed out talking to {redact_url(url)}: {exc!r}") from None
     except (aiohttp.ClientError, OSError) as exc:
         raise APIConnectionError(

@@ -22,6 +22,10 @@ def translate_errors(url: str) -> Iterator[None]:
     """The one place urllib3's exceptions become callm's."""
     try:
         yield
+    except x.NewConnectionError as exc:  # a subclass of ConnectTimeoutError, but no timeout
+        raise APIConnectionError(
+            f"could not connect to {redact_url(url)}: {exc} — check the base URL and your network"
+        ) from None
     except (x.ConnectTimeoutError, x.ReadTimeoutError, TimeoutError) as exc:
         raise APITimeoutError(f"timed out talking to {redact_url(url)}: {exc}") from None
     except (x.HTTPError, OSError) as exc:

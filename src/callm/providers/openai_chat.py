@@ -307,7 +307,7 @@ def parse_json(endpoint: Endpoint, response: HttpResponse) -> Any:
 def decode(endpoint: Endpoint, response: HttpResponse) -> Response:
     """Decode a 2xx chat (or text completion) response."""
     data = parse_json(endpoint, response)
-    if not isinstance(data, dict) or "error" in data and not data.get("choices"):
+    if not isinstance(data, dict) or ("error" in data and not data.get("choices")):
         raise decode_error(endpoint, response.status, response.headers, data)
     responses = [_decode_choice(endpoint, data, c) for c in data.get("choices") or ()]
     request_id = request_id_of(response.headers)
@@ -372,7 +372,9 @@ def message_parts(message: Mapping[str, Any]) -> list[Part]:
     for call in message.get("tool_calls") or ():
         function = call.get("function") or {}
         parts.append(
-            parse_tool_call(call.get("id") or "", function.get("name") or "", function.get("arguments"))
+            parse_tool_call(
+                call.get("id") or "", function.get("name") or "", function.get("arguments")
+            )
         )
     return parts
 
@@ -518,7 +520,9 @@ class ChatStreamDecoder:
         try:
             chunk = _loads(data)
         except ValueError:
-            raise self._stream_error(f"the provider sent a stream chunk that is not JSON: {data[:200]!r}") from None
+            raise self._stream_error(
+                f"the provider sent a stream chunk that is not JSON: {data[:200]!r}"
+            ) from None
         if event.event == "error" or (isinstance(chunk, dict) and chunk.get("error")):
             raise self._in_stream_error(chunk)
         return self._chunk(chunk)
@@ -649,7 +653,9 @@ def _content_array_deltas(state: _ChoiceState, content: list[Any]) -> list[Strea
     return events
 
 
-def _tool_fragment(state: _ChoiceState, position: int, fragment: Mapping[str, Any]) -> ToolCallDelta:
+def _tool_fragment(
+    state: _ChoiceState, position: int, fragment: Mapping[str, Any]
+) -> ToolCallDelta:
     index = fragment.get("index", position)
     function = fragment.get("function") or {}
     slot = state.tools.get(index)

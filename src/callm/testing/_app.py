@@ -167,6 +167,7 @@ class _Routes:
         model: str,
     ) -> web.StreamResponse:
         """Answer with the next scripted item, or the offline model when none is queued."""
+        n = _choice_count(body, request_id)  # may refuse: do it before taking an item
         item = self._state.pop()
         fault = item if isinstance(item, Fault) else None
         if fault is not None and fault.kind == "status":
@@ -179,7 +180,7 @@ class _Routes:
             id=("chatcmpl-" if kind == "chat" else "cmpl-") + self._state.new_id(),
             created=int(time.time()),
             model=reply.model or model,
-            n=_choice_count(body, request_id),
+            n=n,
             include_usage=_include_usage(body),
             prompt_tokens=local_model.prompt_tokens(body),
         )

@@ -45,7 +45,7 @@ class FakeToolCall:
         """The ``function.arguments`` string exactly as it goes on the wire."""
         if isinstance(self.arguments, str):
             return self.arguments
-        return json.dumps(self.arguments, separators=(",", ":"))
+        return json.dumps(self.arguments, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,49 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: demo test check lint format bench clean install dev
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PIP) install -e '.[dev]'
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
+
+## demo: install, then talk to the built-in offline model over real HTTP (no key, no network)
+demo: install
+	$(VENV)/bin/callm -m local/offline "Explain what an API call is, in one sentence."
+	$(VENV)/bin/callm -m local/offline --json --max-tokens 8 "Count the tokens of this reply"
+	$(PY) examples/quickstart.py
+
+## check: lint, format check and strict typing
+check: dev
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff format --check src tests bench examples
+	$(VENV)/bin/mypy
+
+## test: check, then the whole test suite
+test: check
+	$(VENV)/bin/pytest -q
+
+format: dev
+	$(VENV)/bin/ruff check --fix src tests bench examples
+	$(VENV)/bin/ruff format src tests bench examples
+
+## bench: callm against raw httpx2, aiohttp, the openai SDK and LiteLLM on a loopback fake
+bench: dev
+	$(PIP) install -e '.[bench]'
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) bench/run.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

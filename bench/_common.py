@@ -1,0 +1,135 @@
+"""Shared pieces of the benchmark: the request every client sends, settings, results."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+MODEL = "gpt-4o-mini"
+CALLM_MODEL = f"fake/{MODEL}"
+LITELLM_MODEL = f"openai/{MODEL}"
+API_KEY = "sk-bench-fake"
+SHORT_PROMPT = "hi"
+MAX_TOKENS = 50
+# The fake server echoes at most 200 characters of the prompt, one fragment per word, so
+# 100 one-letter words give the longest reply it can stream (~121 content chunks).
+LONG_PROMPT = " ".join(["w"] * 100)
+STREAM_MAX_TOKENS = 500
+CONCURRENCY = 64
+TIMEOUT = 30.0
+
+#: Every client, in table order. "urllib3" and "aiohttp" are reference rows only.
+ALL_CLIENTS = ("callm", "httpx2", "urllib3", "aiohttp", "openai", "litellm")
+BASELINE = "httpx2"
+
+
+def configure_litellm_env() -> None:
+    """Keep LiteLLM offline: local price map, no telemetry, quiet logs. Call before import."""
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    os.environ.setdefault("LITELLM_LOG", "ERROR")
+    os.environ["LITELLM_TELEMETRY"] = "False"
+    os.environ["DISABLE_LITELLM_TELEMETRY"] = "True"
+
+
+def request_body(prompt: str, max_tokens: int, *, stream: bool = False) -> bytes:
+    """The JSON body raw clients send; the SDKs build the same content themselves."""
+    body: dict[str, Any] = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+    }
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return json.dumps(body).encode()
+
+
+def headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+
+
+def reply_text(body: bytes) -> str:
+    """Parse a whole Chat Completions reply and return its text (the raw clients' work)."""
+    data = json.loads(body)
+    return str(data["choices"][0]["message"]["content"])
+
+
+def sse_chunk_text(line: bytes | str) -> str | None:
+    """Text of one SSE line: "" for a non-text line, None at ``[DONE]``."""
+    if isinstance(line, bytes):
+        line = line.decode()
+    if not line.startswith("data:"):
+        return ""
+    payload = line[5:].strip()
+    if payload == "[DONE]":
+        return None
+    choices = json.loads(payload)["choices"]
+    if not choices:
+        return ""  # the usage chunk
+    return choices[0]["delta"].get("content") or ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How much work each section does. ``weights`` scale the counts for slow clients."""
+
+    quick: bool
+    rounds: int
+    sync_requests: int
+    streams: int
+    async_requests: int
+    import_runs: int
+    litellm_import_runs: int
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"openai": 0.5, "litellm": 0.15}
+    )
+
+    @classmethod
+    def make(cls, quick: bool) -> Settings:
+        if quick:
+            return cls(True, 2, 150, 8, 256, 3, 1)
+        return cls(False, 5, 500, 40, 3000, 15, 4)
+
+    def count(self, base: int, client: str, floor: int = 1) -> int:
+        return max(floor, int(base * self.weights.get(client, 1.0)))
+
+
+@dataclass
+class Result:
+    """One client's figure in one section: ``value`` is the median of the rounds."""
+
+    client: str
+    unit: str
+    rounds: list[float] = field(default_factory=list)
+    error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def value(self) -> float | None:
+        return statistics.median(self.rounds) if self.rounds and not self.error else None
+
+    @property
+    def best(self) -> float | None:
+        return max(self.rounds) if self.rounds and not self.error else None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "best": self.best,
+            "unit": self.unit,
+            "rounds": self.rounds,
+            "error": self.error,
+            **self.detail,
+        }
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:160] if text else type(exc).__name__
+
+
+Runner = Callable[[], None]

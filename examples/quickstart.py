@@ -1,0 +1,32 @@
+"""A tour of the library against the built-in offline model (no key, no network needed)."""
+
+import callm
+
+MODEL = "local/offline"
+
+with callm.Client() as client:
+    # One call, the whole reply.
+    r = client.complete(MODEL, "What does a retry with backoff do?", max_tokens=40)
+    print(f"complete: {r.text!r}")
+    print(f"  finish={r.finish_reason} tokens in/out={r.usage.input_tokens}/{r.usage.output_tokens}")
+
+    # Streaming: events as they arrive, then the same Response complete() would give.
+    with client.stream(MODEL, "Stream me a short sentence.") as stream:
+        print("stream:   ", end="")
+        for event in stream:
+            if event.type == "text":
+                print(event.text, end="", flush=True)
+        print(f"\n  ttft={stream.response.ttft_s:.4f}s total tokens={stream.response.usage.total_tokens}")
+
+    # Tool calling: the model asks for a tool, we answer, it replies with the result.
+    weather = callm.Tool(
+        "get_weather",
+        "Current weather of a city",
+        {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    )
+    messages: list[callm.Message] = [callm.Message.user("Use get_weather for Paris")]
+    r = client.complete(MODEL, messages, tools=[weather])
+    call = r.tool_calls[0]
+    print(f"tool call: {call.name}({dict(call.arguments)})")
+    messages += [r.to_message(), callm.Message.tool(call.id, "18°C and sunny")]
+    print(f"after tool: {client.complete(MODEL, messages, tools=[weather]).text!r}")
