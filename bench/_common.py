@@ -23,7 +23,8 @@ CONCURRENCY = 64
 TIMEOUT = 30.0
 
 #: Every client, in table order. "urllib3" and "aiohttp" are reference rows only.
-ALL_CLIENTS = ("callm", "httpx2", "urllib3", "aiohttp", "openai", "litellm")
+#: "callm-httpx2" is callm driving a user-supplied httpx2 client: its overhead over raw httpx2.
+ALL_CLIENTS = ("callm", "callm-httpx2", "httpx2", "urllib3", "aiohttp", "openai", "litellm")
 BASELINE = "httpx2"
 
 
@@ -107,6 +108,7 @@ class Result:
     rounds: list[float] = field(default_factory=list)
     error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    higher_is_better: bool = True
 
     @property
     def value(self) -> float | None:
@@ -114,7 +116,9 @@ class Result:
 
     @property
     def best(self) -> float | None:
-        return max(self.rounds) if self.rounds and not self.error else None
+        if not self.rounds or self.error:
+            return None
+        return max(self.rounds) if self.higher_is_better else min(self.rounds)
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -58,7 +58,11 @@ class FakeServer:
             proc.stdout.close()
 
     def __enter__(self) -> FakeServer:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def __exit__(

@@ -117,7 +117,7 @@ __all__ = [
 _default_client: Client | None = None
 
 
-def _client() -> Client:
+def _shared_client() -> Client:
     global _default_client  # noqa: PLW0603 — the module-level functions share one client
     if _default_client is None:
         _default_client = Client()
@@ -128,14 +128,14 @@ def complete(
     model: str | None = None, messages: MessagesInput = "", **params: Unpack[CallParams]
 ) -> Response:
     """Send one chat request with a shared default Client and return the reply."""
-    return _client().complete(model, messages, **params)
+    return _shared_client().complete(model, messages, **params)
 
 
 def stream(
     model: str | None = None, messages: MessagesInput = "", **params: Unpack[CallParams]
 ) -> Stream:
     """Stream one chat reply with a shared default Client."""
-    return _client().stream(model, messages, **params)
+    return _shared_client().stream(model, messages, **params)
 
 
 def __getattr__(name: str) -> Any:

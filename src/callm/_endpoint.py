@@ -29,6 +29,9 @@ class Endpoint:
     # How the user supplies the key, for messages that tell them what to do.
     key_env: str | None = None
 
+    def __repr__(self) -> str:
+        return f"Endpoint({self.provider!r}, {self.base_url!r}, protocol={self.protocol!r})"
+
     def url(self, path: str, model: str | None = None) -> str:
         """The full URL of ``path`` ("/chat/completions"), deployment-scoped where needed."""
         if self.deployment_urls and model is not None:

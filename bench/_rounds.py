@@ -1,0 +1,98 @@
+"""Interleaved timing rounds for the synchronous sections (A B C, A B C, …)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from _common import Result, describe
+
+#: A prepared client: ``call()`` does one request and returns the units of work it saw
+#: (1 per request, or the number of content chunks of a stream); ``close()`` frees it.
+Call = Callable[[], int]
+Close = Callable[[], None]
+Factory = Callable[[str], tuple[Call, Close]]
+
+
+def not_available(client: str, unit: str, exc: BaseException) -> Result:
+    return Result(client, unit, error=f"not available ({describe(exc)})")
+
+
+def run_interleaved(
+    factories: Mapping[str, Factory],
+    url: str,
+    *,
+    unit: str,
+    counts: Mapping[str, int],
+    rounds: int,
+    warmup: Mapping[str, int],
+    per_call: str | None = None,
+) -> dict[str, Result]:
+    """Time every client for ``counts[name]`` calls per round, clients interleaved.
+
+    Each round's figure is total units / elapsed seconds. With ``per_call`` set, the set of
+    distinct units-per-call values is kept in ``detail[per_call]`` (e.g. chunks per stream).
+    """
+    results: dict[str, Result] = {}
+    live: dict[str, tuple[Call, Close]] = {}
+    seen: dict[str, set[int]] = {}
+    try:
+        for name, factory in factories.items():
+            results[name] = Result(name, unit)
+            try:
+                live[name] = factory(url)
+            except ImportError as exc:
+                results[name] = not_available(name, unit, exc)
+                continue
+            except Exception as exc:
+                results[name].error = f"failed to start ({describe(exc)})"
+                continue
+            seen[name] = set()
+            if not _timed(live, results, seen, name, warmup.get(name, 1)):
+                continue
+            results[name].detail["count_per_round"] = counts[name]
+        for _ in range(rounds):
+            for name in list(live):
+                figure = _timed(live, results, seen, name, counts[name])
+                if figure is not None:
+                    results[name].rounds.append(round(figure, 1))
+    finally:
+        for call_close in live.values():
+            _close_quietly(call_close[1])
+    if per_call:
+        for name, values in seen.items():
+            if values:
+                results[name].detail[per_call] = sorted(values)
+    return results
+
+
+def _timed(
+    live: dict[str, tuple[Call, Close]],
+    results: dict[str, Result],
+    seen: dict[str, set[int]],
+    name: str,
+    count: int,
+) -> float | None:
+    """Run ``count`` calls; units per second, or None after recording the failure."""
+    call = live[name][0]
+    units = 0
+    values = seen[name]
+    try:
+        started = time.perf_counter()
+        for _ in range(count):
+            got = call()
+            units += got
+            values.add(got)
+        elapsed = time.perf_counter() - started
+    except Exception as exc:
+        results[name].error = f"failed ({describe(exc)})"
+        _close_quietly(live.pop(name)[1])
+        return None
+    return units / elapsed if elapsed > 0 else float("inf")
+
+
+def _close_quietly(close: Close) -> None:
+    try:
+        close()
+    except Exception:
+        pass

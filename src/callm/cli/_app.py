@@ -1,0 +1,23 @@
+"""The ``callm`` command: the prompt as the default command, plus its subcommands."""
+
+from __future__ import annotations
+
+import click
+
+from ._group import DefaultGroup
+from ._keys import keys_group
+from ._models import models_command
+from ._prompt import prompt_command
+
+cli = DefaultGroup(
+    "callm",
+    help="Call any LLM API from the shell: `callm \"prompt\"` streams the answer.\n\n"
+    "The first argument runs a command when it names one, and is the prompt otherwise "
+    '(`callm -- models` sends the word "models").',
+    default_command=prompt_command.name or "prompt",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+for command in (prompt_command, models_command, keys_group):
+    cli.add_command(command)
+
+__all__ = ["cli", "click"]

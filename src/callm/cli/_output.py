@@ -1,0 +1,56 @@
+"""What the command line prints: streamed text that ends its line, and responses as JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+import click
+
+from .._types import Response
+
+
+class LineWriter:
+    """Writes fragments to stdout as they arrive, and ends the line exactly once at the end."""
+
+    def __init__(self) -> None:
+        self._last = ""
+
+    def write(self, fragment: str) -> None:
+        """Print a fragment now (flushed, so the user sees it at once)."""
+        if fragment:
+            click.echo(fragment, nl=False)
+            self._last = fragment
+
+    def end_line(self) -> bool:
+        """Finish the current line if anything is on it; True when something was written."""
+        if self._last and not self._last.endswith("\n"):
+            click.echo()
+            self._last = "\n"
+        return bool(self._last)
+
+
+def response_json(response: Response) -> dict[str, Any]:
+    """The normalised Response as a JSON-ready dict (what ``callm --json`` prints)."""
+    return {
+        "text": response.text,
+        "finish_reason": response.finish_reason,
+        "model": response.model,
+        "provider": response.provider,
+        "id": response.id,
+        "request_id": response.request_id,
+        "usage": {**asdict(response.usage), "total_tokens": response.usage.total_tokens},
+        "tool_calls": [
+            {"id": call.id, "name": call.name, "arguments": dict(call.arguments)}
+            for call in response.tool_calls
+        ],
+        "latency_s": response.latency_s,
+        "ttft_s": response.ttft_s,
+        "cost": None if response.cost is None else str(response.cost),
+    }
+
+
+def dumps(value: Any) -> str:
+    """Pretty JSON for people and for ``jq`` alike."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
