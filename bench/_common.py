@@ -85,9 +85,7 @@ class Settings:
     async_requests: int
     import_runs: int
     litellm_import_runs: int
-    weights: dict[str, float] = field(
-        default_factory=lambda: {"openai": 0.5, "litellm": 0.15}
-    )
+    weights: dict[str, float] = field(default_factory=lambda: {"openai": 0.5, "litellm": 0.15})
 
     @classmethod
     def make(cls, quick: bool) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 
@@ -92,7 +93,5 @@ def _timed(
 
 
 def _close_quietly(close: Close) -> None:
-    try:
+    with contextlib.suppress(Exception):
         close()
-    except Exception:
-        pass

@@ -36,8 +36,9 @@ class FakeServer:
         return self.url
 
     def _first_line(self) -> str:
-        assert self._proc is not None and self._proc.stdout is not None
+        assert self._proc is not None
         stdout = self._proc.stdout
+        assert stdout is not None
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
         reader.start()

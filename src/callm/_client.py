@@ -263,8 +263,7 @@ class Client(_ClientBase):
         call = self._prepare(model, messages, False, params)
         started = _clock()
         response = self._send(call)
-        decoded = protocol.decode(call.endpoint, response)
-        return replace(decoded, latency_s=_clock() - started)
+        return protocol.decode(call.endpoint, response, _clock() - started)
 
     def stream(
         self,
@@ -279,8 +278,8 @@ class Client(_ClientBase):
         """The legacy text completions endpoint: ``prompt`` in, ``choices[0].text`` out."""
         call = self._text_call(model, prompt, False, params)
         started = _clock()
-        decoded = protocol.decode(call.endpoint, self._send(call))
-        return replace(decoded, latency_s=_clock() - started)
+        response = self._send(call)
+        return protocol.decode(call.endpoint, response, _clock() - started)
 
     def stream_text_completion(self, model: str | None, prompt: str, **params: Any) -> Stream:
         """The legacy text completions endpoint, streamed."""
@@ -385,8 +384,7 @@ class AsyncClient(_ClientBase):
         call = self._prepare(model, messages, False, params)
         started = _clock()
         response = await self._send(call)
-        decoded = protocol.decode(call.endpoint, response)
-        return replace(decoded, latency_s=_clock() - started)
+        return protocol.decode(call.endpoint, response, _clock() - started)
 
     async def stream(
         self,
@@ -401,8 +399,8 @@ class AsyncClient(_ClientBase):
         """The legacy text completions endpoint: ``prompt`` in, ``choices[0].text`` out."""
         call = self._text_call(model, prompt, False, params)
         started = _clock()
-        decoded = protocol.decode(call.endpoint, await self._send(call))
-        return replace(decoded, latency_s=_clock() - started)
+        response = await self._send(call)
+        return protocol.decode(call.endpoint, response, _clock() - started)
 
     async def stream_text_completion(
         self, model: str | None, prompt: str, **params: Any

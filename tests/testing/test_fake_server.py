@@ -479,3 +479,22 @@ def test_start_fails_cleanly_when_the_port_is_taken(fake_openai):
     with pytest.raises(OSError):  # noqa: PT011 — the errno varies by platform
         clash.start()
     assert "stopped" in repr(clash)
+
+
+def test_explicit_chunks_are_the_json_content_too(api):
+    api.server.queue(Reply(chunks=["a", "b"]))
+    assert api.chat().json()["choices"][0]["message"]["content"] == "ab"
+
+
+async def test_serves_concurrent_async_clients(fake_openai):
+    import asyncio
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    async with httpx2.AsyncClient(timeout=5.0) as client:
+        calls = [
+            client.post(fake_openai.base_url + "/chat/completions", json=body) for _ in range(64)
+        ]
+        responses = await asyncio.gather(*calls)
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.headers["x-request-id"] for r in responses}) == 64
+    assert len(fake_openai.requests) == 64

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import click
-
 from ._group import DefaultGroup
 from ._keys import keys_group
 from ._models import models_command
@@ -11,7 +9,7 @@ from ._prompt import prompt_command
 
 cli = DefaultGroup(
     "callm",
-    help="Call any LLM API from the shell: `callm \"prompt\"` streams the answer.\n\n"
+    help='Call any LLM API from the shell: `callm "prompt"` streams the answer.\n\n'
     "The first argument runs a command when it names one, and is the prompt otherwise "
     '(`callm -- models` sends the word "models").',
     default_command=prompt_command.name or "prompt",
@@ -20,4 +18,4 @@ cli = DefaultGroup(
 for command in (prompt_command, models_command, keys_group):
     cli.add_command(command)
 
-__all__ = ["cli", "click"]
+__all__ = ["cli"]

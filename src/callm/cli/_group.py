@@ -26,14 +26,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CLIError(click.ClickException):
-    """An error shown as the single line ``callm: error: <message>``."""
+    """A failure shown as the single line ``callm: error: <message>``; exits 1."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    exit_code = EXIT_API_ERROR
 
     def show(self, file: Any = None) -> None:
         click.echo(f"callm: error: {self.format_message()}", err=True)
+
+
+class CLIUsageError(CLIError):
+    """A usage or configuration failure; exits 2."""
+
+    exit_code = EXIT_USAGE
 
 
 class DefaultGroup(click.Group):
@@ -67,27 +71,41 @@ class DefaultGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CallmError as exc:
-            _fail(ctx, str(exc), EXIT_API_ERROR if isinstance(exc, APIError) else EXIT_USAGE)
+            _fail(ctx, exc, CLIError if isinstance(exc, APIError) else CLIUsageError)
         except click.UsageError as exc:
-            raise CLIError(_usage_message(exc), EXIT_USAGE) from exc
+            raise CLIUsageError(_usage_message(exc)) from exc
         except KeyboardInterrupt:
             click.echo(err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
         except OSError as exc:
             if exc.errno == errno.EPIPE:
                 raise  # click's main() quiets a closed pipe (`callm … | head`)
-            _fail(ctx, str(exc), EXIT_API_ERROR)
+            _fail(ctx, exc, CLIError)
 
 
-def _fail(ctx: click.Context, message: str, exit_code: int) -> NoReturn:
+def _fail(ctx: click.Context, exc: Exception, error: type[CLIError]) -> NoReturn:
+    """Raise ``error`` with the message of ``exc``, after its traceback under --debug."""
     if ctx.meta.get(_DEBUG):
         traceback.print_exc()
-    raise CLIError(message, exit_code) from None
+    raise error(str(exc)) from None
 
 
 def _usage_message(exc: click.UsageError) -> str:
-    where = exc.ctx.command_path if exc.ctx is not None else "callm"
-    return f"{exc.format_message()} (see '{where} --help')"
+    return f"{exc.format_message()} (see '{_help_path(exc.ctx)} --help')"
+
+
+def _help_path(ctx: click.Context | None) -> str:
+    """The command whose --help explains a usage error (the top level, for the prompt)."""
+    if ctx is None:
+        return "callm"
+    parent = ctx.parent
+    if (
+        parent is not None
+        and isinstance(parent.command, DefaultGroup)
+        and ctx.command.name == parent.command.default_command
+    ):
+        return parent.command_path
+    return ctx.command_path
 
 
 def debug_option(command: F) -> F:

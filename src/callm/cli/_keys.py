@@ -7,6 +7,7 @@ key would come from.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import click
 
 from .._config import KeyStore, Settings, read_dotenv
 from .._providers import ProviderSpec
-from ._group import EXIT_USAGE, CLIError, debug_option
+from ._group import CLIUsageError, debug_option
 
 
 @click.group("keys")
@@ -53,14 +54,14 @@ def remove_key(provider: str) -> None:
     """Delete the stored key of PROVIDER."""
     store = KeyStore(Settings().home)
     if not store.remove(provider):
-        raise CLIError(f"no stored key for {provider} in {store.path}", EXIT_USAGE)
+        raise CLIUsageError(f"no stored key for {provider} in {store.path}")
     click.echo(f"Removed the {provider} key from {store.path}", err=True)
 
 
 def _read_key(provider: str) -> str:
     """The key from piped stdin, else from a hidden prompt; never echoed."""
-    stdin = click.get_text_stream("stdin")
-    if stdin.isatty():
+    stdin = sys.stdin
+    if stdin is None or stdin.isatty():
         key = str(click.prompt(f"API key for {provider}", hide_input=True, err=True))
     else:
         key = stdin.read()
@@ -77,7 +78,9 @@ def key_sources(
     stored: Mapping[str, str],
 ) -> dict[str, str]:
     """Provider name → where its key would come from, in the library's order of precedence."""
-    sources = {name: key_source(spec, environ, dotenv, name in stored) for name, spec in providers.items()}
+    sources = {
+        name: key_source(spec, environ, dotenv, name in stored) for name, spec in providers.items()
+    }
     for name in stored.keys() - providers.keys():
         sources[name] = "keys file (no such provider is configured)"
     return dict(sorted(sources.items()))

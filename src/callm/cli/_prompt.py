@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import cast
 
@@ -48,6 +49,7 @@ from ._output import LineWriter, dumps, response_json
 @debug_option
 @click.version_option(package_name="callm", prog_name="callm")
 def prompt_command(
+    *,
     prompt: str | None,
     model: str | None,
     system: str | None,
@@ -101,8 +103,8 @@ def _prompt_text(prompt: str | None) -> str:
 
 def _read_stdin() -> str:
     """Everything piped to stdin (trailing newlines dropped); nothing when stdin is a terminal."""
-    stdin = click.get_text_stream("stdin")
-    if stdin.isatty():
+    stdin = sys.stdin
+    if stdin is None or stdin.isatty():
         return ""
     text = stdin.read()
     return text.rstrip("\n") if text.strip() else ""

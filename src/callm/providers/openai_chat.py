@@ -304,54 +304,60 @@ def parse_json(endpoint: Endpoint, response: HttpResponse) -> Any:
         ) from None
 
 
-def decode(endpoint: Endpoint, response: HttpResponse) -> Response:
+def decode(
+    endpoint: Endpoint, response: HttpResponse, latency_s: float | None = None
+) -> Response:
     """Decode a 2xx chat (or text completion) response."""
     data = parse_json(endpoint, response)
     if not isinstance(data, dict) or ("error" in data and not data.get("choices")):
         raise decode_error(endpoint, response.status, response.headers, data)
-    responses = [_decode_choice(endpoint, data, c) for c in data.get("choices") or ()]
-    request_id = request_id_of(response.headers)
-    if not responses:
-        responses = [_empty_response(endpoint, data)]
-    first = responses[0]
-    extra = tuple(responses[1:])
-    return _finish(first, request_id, extra)
+    meta = _Meta(endpoint.provider, data, request_id_of(response.headers), latency_s)
+    choices = data.get("choices") or ()
+    if not choices:
+        return _empty_response(meta)
+    extra = tuple(_decode_choice(meta, c, ()) for c in choices[1:])
+    return _decode_choice(meta, choices[0], extra)
 
 
-def _finish(first: Response, request_id: str | None, extra: tuple[Response, ...]) -> Response:
-    from dataclasses import replace
+class _Meta:
+    """What every choice of one response shares."""
 
-    return replace(first, request_id=request_id, choices=extra)
+    __slots__ = ("data", "latency_s", "provider", "request_id", "usage")
 
-
-def _empty_response(endpoint: Endpoint, data: Mapping[str, Any]) -> Response:
-    return Response(
-        id=data.get("id") or "",
-        model=data.get("model") or "",
-        provider=endpoint.provider,
-        content=(),
-        finish_reason=None,
-        usage=decode_usage(data),
-        raw=data,
-    )
+    def __init__(
+        self, provider: str, data: dict[str, Any], request_id: str | None, latency: float | None
+    ) -> None:
+        self.provider = provider
+        self.data = data
+        self.request_id = request_id
+        self.latency_s = latency
+        self.usage = decode_usage(data)
 
 
-def _decode_choice(endpoint: Endpoint, data: Mapping[str, Any], choice: Any) -> Response:
+def _empty_response(meta: _Meta) -> Response:
+    return _decode_choice(meta, {"message": {}}, ())
+
+
+def _decode_choice(meta: _Meta, choice: Any, extra: tuple[Response, ...]) -> Response:
     message = choice.get("message")
     if message is None:  # a legacy text completion
         parts: list[Part] = [Text(choice.get("text") or "")]
     else:
         parts = message_parts(message)
     native = choice.get("finish_reason")
+    data = meta.data
     return Response(
         id=data.get("id") or "",
         model=data.get("model") or "",
-        provider=endpoint.provider,
+        provider=meta.provider,
         content=tuple(parts),
         finish_reason=normalise_finish(native, parts),
-        usage=decode_usage(data),
+        usage=meta.usage,
         raw=data,
         native_finish_reason=native,
+        request_id=meta.request_id,
+        latency_s=meta.latency_s,
+        choices=extra,
     )
 
 

@@ -53,7 +53,8 @@ class Reply:
     """One scripted model answer.
 
     Every field has a wire-faithful default: ``chunks`` splits ``text`` into word fragments
-    (whitespace kept, so the fragments join back to ``text``); ``finish_reason`` is
+    (whitespace kept, so the fragments join back to ``text``; explicit ``chunks`` are the
+    content of non-streaming answers too); ``finish_reason`` is
     ``"tool_calls"`` when there are tool calls, else ``"stop"``; ``usage`` is computed from
     the request and the fragments; ``model`` echoes the request's model. ``reasoning`` is
     sent as ``reasoning_content`` (DeepSeek style). ``usage_on_finish_chunk`` puts a stream's
@@ -71,6 +72,10 @@ class Reply:
     model: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     usage_on_finish_chunk: bool = False
+
+    def full_text(self) -> str:
+        """The whole content: the joined ``chunks`` when given, else ``text``."""
+        return "".join(self.chunks) if self.chunks is not None else self.text
 
     def fragments(self) -> list[str]:
         """The content fragments a stream sends: ``chunks`` if given, else ``text`` split."""

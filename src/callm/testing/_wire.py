@@ -83,7 +83,8 @@ def json_body(reply: Reply, ctx: WireContext) -> bytes:
         choices = [_chat_choice(reply, i) for i in range(ctx.n)]
         obj = "chat.completion"
     else:
-        choices = [_text_choice(reply.text, i, finish_reason(reply)) for i in range(ctx.n)]
+        text = reply.full_text()
+        choices = [_text_choice(text, i, finish_reason(reply)) for i in range(ctx.n)]
         obj = "text_completion"
     body = {
         "id": ctx.id,
@@ -114,8 +115,9 @@ def _chat_choice(reply: Reply, index: int) -> dict[str, Any]:
 
 def _content(reply: Reply) -> str | None:
     # Like OpenAI: null content when the answer is only tool calls or a refusal.
-    if reply.text or not (reply.tool_calls or reply.refusal is not None):
-        return reply.text
+    text = reply.full_text()
+    if text or not (reply.tool_calls or reply.refusal is not None):
+        return text
     return None
 
 

@@ -1,0 +1,163 @@
+"""The printed table, the ratios against raw httpx2, the targets, and the JSON file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from _common import BASELINE, Result, Settings
+
+SECTIONS = {
+    "sync": "1. Sequential non-streaming requests (short prompt, small JSON reply)",
+    "stream": "2. Streamed text chunks (one long reply per request)",
+    "async": "3. Async requests, 64 in flight",
+    "imports": "4. Import wall time (fresh interpreter, median)",
+}
+LABELS = {
+    "sync": {
+        "callm": "callm.Client (urllib3)",
+        "callm-httpx2": "callm.Client(http_client=httpx2)",
+        "httpx2": "raw httpx2.Client",
+        "urllib3": "raw urllib3.PoolManager",
+        "openai": "openai.OpenAI",
+        "litellm": "litellm.completion",
+    },
+    "stream": {
+        "callm": "callm Client.stream (urllib3)",
+        "callm-httpx2": "callm Client.stream (httpx2)",
+        "httpx2": "raw httpx2 stream + iter_lines",
+        "openai": "openai.OpenAI stream",
+        "litellm": "litellm.completion(stream=True)",
+    },
+    "async": {
+        "callm": "callm.AsyncClient (aiohttp)",
+        "callm-httpx2": "callm.AsyncClient(http_client=httpx2)",
+        "httpx2": "raw httpx2.AsyncClient",
+        "aiohttp": "raw aiohttp.ClientSession",
+        "openai": "openai.AsyncOpenAI",
+        "litellm": "litellm.acompletion",
+    },
+    "imports": {
+        "baseline": "python -c pass",
+        "callm": "import callm",
+        "httpx2": "import httpx2",
+        "openai": "import openai",
+        "litellm": "import litellm",
+    },
+}
+PER_UNIT = {"sync": "µs/req", "stream": "µs/chunk", "async": "µs/req"}
+
+
+@dataclass(frozen=True)
+class Target:
+    section: str
+    label: str
+    minimum: float | None  # ratio callm / httpx2 must be >= minimum (None: imports)
+
+    def check(self, results: dict[str, dict[str, Result]]) -> tuple[str, bool | None]:
+        section = results.get(self.section, {})
+        ours, theirs = section.get("callm"), section.get(BASELINE)
+        if ours is None or theirs is None or ours.value is None or theirs.value is None:
+            return "not measured", None
+        if self.minimum is None:
+            met = ours.value <= theirs.value
+            return f"callm {ours.value:.0f} ms vs httpx2 {theirs.value:.0f} ms (<=)", met
+        ratio = ours.value / theirs.value
+        met = ratio >= self.minimum
+        return f"{ratio:.2f}x (target >= {self.minimum:.2f}x)", met
+
+
+TARGETS = (
+    Target("sync", "non-streaming req/s, callm vs raw httpx2.Client", 1.0),
+    Target("stream", "streamed chunks/s, callm vs raw httpx2 stream", 0.9),
+    Target("async", "async req/s @64, callm vs raw httpx2.AsyncClient", 4.0),
+    Target("imports", "import callm <= import httpx2", None),
+)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
+
+
+def render(results: dict[str, dict[str, Result]]) -> str:
+    lines: list[str] = []
+    for section, title in SECTIONS.items():
+        rows = results.get(section)
+        if not rows:
+            continue
+        lines += ["", title]
+        base = rows.get(BASELINE)
+        base_value = base.value if base else None
+        unit = next(iter(rows.values())).unit
+        per = PER_UNIT.get(section, "net ms")
+        lines.append(f"  {'client':<40}{unit:>10}{per:>10}{'x httpx2':>10}  rounds")
+        for name, result in rows.items():
+            label = LABELS[section].get(name, name)
+            if result.value is None:
+                lines.append(f"  {label:<40}{'—':>10}  {result.error or 'no figure'}")
+                continue
+            value = result.value
+            if section == "imports":
+                net = result.detail.get("net_ms")
+                extra = f"{net:>10.1f}" if net is not None else f"{'':>10}"
+            else:
+                extra = f"{1e6 / value:>10.1f}" if value else f"{'':>10}"
+            ratio = f"{value / base_value:.2f}x" if base_value and name != "baseline" else ""
+            spread = f"n={len(result.rounds)} {min(result.rounds):,.0f}..{max(result.rounds):,.0f}"
+            note = _note(result)
+            lines.append(f"  {label:<40}{_fmt(value):>10}{extra}{ratio:>10}  {spread}{note}")
+    lines += ["", "Targets"]
+    for target in TARGETS:
+        text, met = target.check(results)
+        mark = {True: "MET", False: "NOT MET", None: "—"}[met]
+        lines.append(f"  {target.label:<52} {text:<38} {mark}")
+    return "\n".join(lines)
+
+
+def _note(result: Result) -> str:
+    chunks = result.detail.get("chunks_per_stream")
+    return f"  [{'/'.join(map(str, chunks))} chunks/stream]" if chunks else ""
+
+
+def unavailable_lines(results: dict[str, dict[str, Result]]) -> list[str]:
+    """One "LiteLLM: not available (reason)" line per missing peer."""
+    names = {"litellm": "LiteLLM", "openai": "openai SDK", "httpx2": "httpx2"}
+    out: list[str] = []
+    for name, pretty in names.items():
+        for rows in results.values():
+            result = rows.get(name)
+            if result and result.error and result.error.startswith("not available"):
+                out.append(f"{pretty}: {result.error}")
+                break
+    return out
+
+
+def write_json(
+    path: Path, results: dict[str, dict[str, Result]], settings: Settings, meta: dict[str, Any]
+) -> None:
+    targets = {}
+    for target in TARGETS:
+        text, met = target.check(results)
+        targets[target.section] = {"label": target.label, "result": text, "met": met}
+    document = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "quick": settings.quick,
+        "rounds": settings.rounds,
+        **meta,
+        "results": {
+            section: {name: r.as_json() for name, r in rows.items()}
+            for section, rows in results.items()
+        },
+        "targets": targets,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
