@@ -99,7 +99,11 @@ class Settings:
 
 @dataclass
 class Result:
-    """One client's figure in one section: ``value`` is the median of the rounds."""
+    """One client's figure in one section, from several timed rounds.
+
+    ``value`` is the best round for throughputs (other processes on the machine only ever
+    slow a round down, so the best is the least disturbed) and the median for import times.
+    """
 
     client: str
     unit: str
@@ -107,9 +111,14 @@ class Result:
     error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     higher_is_better: bool = True
+    statistic: str = "best"  # or "median"
 
     @property
     def value(self) -> float | None:
+        return self.median if self.statistic == "median" else self.best
+
+    @property
+    def median(self) -> float | None:
         return statistics.median(self.rounds) if self.rounds and not self.error else None
 
     @property
@@ -121,7 +130,9 @@ class Result:
     def as_json(self) -> dict[str, Any]:
         return {
             "value": self.value,
+            "statistic": self.statistic,
             "best": self.best,
+            "median": self.median,
             "unit": self.unit,
             "rounds": self.rounds,
             "error": self.error,

@@ -38,7 +38,7 @@ def run(clients: list[str], runs: int, slow_runs: int) -> dict[str, Result]:
     configure_litellm_env()
     env = dict(os.environ)
     names = ["baseline", *[c for c in MODULES if c in clients]]
-    results = {n: Result(n, "ms", higher_is_better=False) for n in names}
+    results = {n: Result(n, "ms", higher_is_better=False, statistic="median") for n in names}
     for index in range(runs):
         for name in names:
             result = results[name]

@@ -94,24 +94,30 @@ def render(results: dict[str, dict[str, Result]]) -> str:
         lines += ["", title]
         base = rows.get(BASELINE)
         base_value = base.value if base else None
-        unit = next(iter(rows.values())).unit
+        first = next(iter(rows.values()))
         per = PER_UNIT.get(section, "net ms")
-        lines.append(f"  {'client':<40}{unit:>10}{per:>10}{'x httpx2':>10}  rounds")
+        second = "" if section == "imports" else "median"
+        lines.append(
+            f"  {'client':<40}{first.statistic + ' ' + first.unit:>14}{second:>10}{per:>10}"
+            f"{'x httpx2':>10}  rounds"
+        )
         for name, result in rows.items():
             label = LABELS[section].get(name, name)
             if result.value is None:
-                lines.append(f"  {label:<40}{'—':>10}  {result.error or 'no figure'}")
+                lines.append(f"  {label:<40}{'—':>14}  {result.error or 'no figure'}")
                 continue
             value = result.value
             if section == "imports":
                 net = result.detail.get("net_ms")
-                extra = f"{net:>10.1f}" if net is not None else f"{'':>10}"
+                extra = f"{'':>10}" + (f"{net:>10.1f}" if net is not None else f"{'':>10}")
             else:
-                extra = f"{1e6 / value:>10.1f}" if value else f"{'':>10}"
+                extra = f"{_fmt(result.median or 0):>10}" + (
+                    f"{1e6 / value:>10.1f}" if value else f"{'':>10}"
+                )
             ratio = f"{value / base_value:.2f}x" if base_value and name != "baseline" else ""
             spread = f"n={len(result.rounds)} {min(result.rounds):,.0f}..{max(result.rounds):,.0f}"
             note = _note(result)
-            lines.append(f"  {label:<40}{_fmt(value):>10}{extra}{ratio:>10}  {spread}{note}")
+            lines.append(f"  {label:<40}{_fmt(value):>14}{extra}{ratio:>10}  {spread}{note}")
     lines += ["", "Targets"]
     for target in TARGETS:
         text, met = target.check(results)

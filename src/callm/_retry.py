@@ -38,5 +38,5 @@ def retry_delay(retries_taken: int, headers: Mapping[str, str] | None = None) ->
     hint = retry_after_of(headers) if headers else None
     if hint is not None and 0 < hint <= MAX_RETRY_AFTER:
         return hint
-    nominal = min(INITIAL_DELAY * 2.0**retries_taken, MAX_DELAY)
+    nominal = min(INITIAL_DELAY * 2.0 ** min(retries_taken, 16), MAX_DELAY)
     return nominal * (1 - 0.25 * random.random())

@@ -92,6 +92,11 @@ class SSEDecoder:
                 self._id = value
         elif name == "retry" and value.isascii() and value.isdigit():
             self._retry = int(value)
+        elif name == "error":
+            # Not a WHATWG field: llama.cpp servers of 2025 send mid-stream errors as an
+            # `error:` line. Surfacing it as an "error" event beats silently dropping it.
+            self._data.append(value)
+            self._event = "error"
 
     def _dispatch(self) -> SSEEvent | None:
         data, event = self._data, self._event

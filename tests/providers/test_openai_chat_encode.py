@@ -11,16 +11,6 @@ import pytest
 import callm
 from callm._endpoint import Endpoint
 from callm._providers import BUILTIN, ProviderSpec, build_endpoint
-from callm.providers.openai_chat import (
-    LEGACY_MAX_TOKENS,
-    NO_STREAM_OPTIONS,
-    RANDOM_SEED,
-    SHORT_TOOL_IDS,
-    encode,
-    encode_body,
-    encode_models,
-    encode_text_completion,
-)
 from callm._types import (
     Image,
     Message,
@@ -31,6 +21,16 @@ from callm._types import (
     Tool,
     ToolCall,
     ToolResult,
+)
+from callm.providers.openai_chat import (
+    LEGACY_MAX_TOKENS,
+    NO_STREAM_OPTIONS,
+    RANDOM_SEED,
+    SHORT_TOOL_IDS,
+    encode,
+    encode_body,
+    encode_models,
+    encode_text_completion,
 )
 
 HEADERS = {
@@ -54,7 +54,9 @@ def endpoint(quirks: frozenset[str] = frozenset(), **kw: Any) -> Endpoint:
 
 
 def request(*messages: Message, **kw: Any) -> Request:
-    return Request(model=kw.pop("model", "gpt-4o-mini"), messages=messages or (Message.user("hi"),), **kw)
+    return Request(
+        model=kw.pop("model", "gpt-4o-mini"), messages=messages or (Message.user("hi"),), **kw
+    )
 
 
 def body_of(req: Request, ep: Endpoint | None = None) -> dict[str, Any]:
@@ -174,7 +176,11 @@ def test_tool_message_with_several_results_becomes_one_message_each() -> None:
 
 def test_message_name_is_sent() -> None:
     msg = Message("user", (Text("hi"),), name="alice")
-    assert body_of(request(msg))["messages"][0] == {"role": "user", "content": "hi", "name": "alice"}
+    assert body_of(request(msg))["messages"][0] == {
+        "role": "user",
+        "content": "hi",
+        "name": "alice",
+    }
 
 
 def test_system_with_several_text_parts_uses_part_array() -> None:
@@ -197,7 +203,10 @@ def test_user_images_data_url_and_https_with_detail() -> None:
         {"type": "text", "text": "What is this?"},
         {"type": "image_url", "image_url": {"url": png.url, "detail": "low"}},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
-        {"type": "image_url", "image_url": {"url": "https://example.com/dog.jpg", "detail": "high"}},
+        {
+            "type": "image_url",
+            "image_url": {"url": "https://example.com/dog.jpg", "detail": "high"},
+        },
     ]
     assert png.url.startswith("data:image/png;base64,")
 
@@ -256,7 +265,10 @@ def test_tools_are_wrapped_as_functions() -> None:
                 "strict": True,
             },
         },
-        {"type": "function", "function": {"name": "noop", "parameters": {"type": "object", "properties": {}}}},
+        {
+            "type": "function",
+            "function": {"name": "noop", "parameters": {"type": "object", "properties": {}}},
+        },
     ]
 
 
@@ -459,10 +471,16 @@ def test_azure_deployment_url() -> None:
 
 
 def test_text_completion_request() -> None:
-    http = encode_text_completion(endpoint(), "gpt-3.5-turbo-instruct", "Say hi", {"max_tokens": 5}, False)
+    http = encode_text_completion(
+        endpoint(), "gpt-3.5-turbo-instruct", "Say hi", {"max_tokens": 5}, False
+    )
     assert http.method == "POST"
     assert http.url == "https://api.openai.com/v1/completions"
-    assert json.loads(http.body) == {"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi", "max_tokens": 5}
+    assert json.loads(http.body) == {
+        "model": "gpt-3.5-turbo-instruct",
+        "prompt": "Say hi",
+        "max_tokens": 5,
+    }
 
 
 def test_text_completion_stream_and_quirk() -> None:
@@ -532,7 +550,9 @@ def test_build_endpoint_custom_headers_lowercased() -> None:
 
 
 def test_build_endpoint_token_provider_header_is_secret() -> None:
-    spec = ProviderSpec("entra", "https://r.openai.azure.com/openai/v1", token_provider=lambda: "aad")
+    spec = ProviderSpec(
+        "entra", "https://r.openai.azure.com/openai/v1", token_provider=lambda: "aad"
+    )
     ep = build_endpoint(spec, "https://r.openai.azure.com/openai/v1", None)
     assert "authorization" in ep.secret_headers
     assert ep.request_headers()["authorization"] == "Bearer aad"
@@ -540,7 +560,11 @@ def test_build_endpoint_token_provider_header_is_secret() -> None:
 
 @pytest.mark.parametrize(
     "base",
-    ["https://r.openai.azure.com", "https://r.openai.azure.com/", "https://r.openai.azure.com/openai"],
+    [
+        "https://r.openai.azure.com",
+        "https://r.openai.azure.com/",
+        "https://r.openai.azure.com/openai",
+    ],
 )
 def test_azure_classic_addressing(base: str) -> None:
     ep = build_endpoint(BUILTIN["azure"], base, "k")
@@ -564,7 +588,10 @@ def test_azure_v1_base_uses_plain_paths() -> None:
     ep = build_endpoint(BUILTIN["azure"], "https://r.openai.azure.com/openai/v1/", "k")
     assert ep.query == ""
     assert not ep.deployment_urls
-    assert ep.url("/chat/completions", "dep") == "https://r.openai.azure.com/openai/v1/chat/completions"
+    assert (
+        ep.url("/chat/completions", "dep")
+        == "https://r.openai.azure.com/openai/v1/chat/completions"
+    )
     http = encode(ep, request(model="dep"))
     assert json.loads(http.body)["model"] == "dep"
 

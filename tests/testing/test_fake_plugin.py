@@ -34,16 +34,17 @@ def test_plugin_module_registers_the_fixture(tmp_path, subprocess_env):
         )
     )
     (tmp_path / "pytest.ini").write_text("[pytest]\nfilterwarnings = error\n")
-    # no:callm keeps an installed entry point from registering the same module twice.
+    # Only the plugin under test: no autoloaded entry points (an installed callm included).
+    env = {**subprocess_env, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     command = [
-        *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:asyncio"),
-        *("-p", "no:callm", "-p", "callm.testing.pytest_plugin", str(tmp_path)),
+        *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"),
+        *("-p", "callm.testing.pytest_plugin", str(tmp_path)),
     ]
     result = subprocess.run(
         command,
         check=False,
         cwd=tmp_path,
-        env=subprocess_env,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,

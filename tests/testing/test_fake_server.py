@@ -29,10 +29,11 @@ def test_public_namespace_is_curated():
     )
 
 
-def test_importing_callm_testing_does_not_import_aiohttp(subprocess_env):
+def test_importing_callm_testing_imports_no_aiohttp_or_asyncio(subprocess_env):
     code = (
         "import sys, callm; before = set(sys.modules); import callm.testing; "
-        "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] == 'aiohttp'))"
+        "new = set(sys.modules) - before; "
+        "print(sorted(m for m in new if m.split('.')[0] in ('aiohttp', 'asyncio')))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=subprocess_env

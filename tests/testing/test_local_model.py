@@ -237,3 +237,11 @@ def test_offline_usage_matches_the_fragments(api):
 def test_fake_tool_call_arguments_json():
     assert FakeToolCall("f", {"a": [1, "é"]}).arguments_json() == '{"a":[1,"é"]}'
     assert FakeToolCall("f", "{oops").arguments_json() == "{oops"
+
+
+def test_long_prompts_size_the_stream(api):
+    prompt = " ".join(f"w{i}" for i in range(300))
+    chunks = api.chunks(messages=[user(prompt)], max_tokens=200)
+    contents = [c["choices"][0]["delta"].get("content") for c in chunks]
+    assert len([c for c in contents if c]) == 200
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"

@@ -44,7 +44,10 @@ from ._output import LineWriter, dumps, response_json
 )
 @click.option("--raw", is_flag=True, help="Print the provider's own JSON response (not streamed).")
 @click.option(
-    "--curl", is_flag=True, help="Print the equivalent curl command (key redacted); send nothing."
+    "--curl",
+    is_flag=True,
+    help="Print the equivalent curl command (of the non-streamed request, key redacted) "
+    "instead of sending it.",
 )
 @debug_option
 @click.version_option(package_name="callm", prog_name="callm")

@@ -10,11 +10,12 @@ deviations are switched by the endpoint's quirk flags.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, assert_never
 
 from .._endpoint import Endpoint
-from .._errors import APIResponseError, InvalidRequestError
+from .._errors import APIError, APIResponseError, InvalidRequestError
 from .._http import HttpRequest, HttpResponse
 from .._sse import SSEEvent
 from .._types import (
@@ -304,19 +305,31 @@ def parse_json(endpoint: Endpoint, response: HttpResponse) -> Any:
         ) from None
 
 
-def decode(
-    endpoint: Endpoint, response: HttpResponse, latency_s: float | None = None
-) -> Response:
+def decode(endpoint: Endpoint, response: HttpResponse, latency_s: float | None = None) -> Response:
     """Decode a 2xx chat (or text completion) response."""
     data = parse_json(endpoint, response)
-    if not isinstance(data, dict) or ("error" in data and not data.get("choices")):
-        raise decode_error(endpoint, response.status, response.headers, data)
+    if not isinstance(data, dict) or "choices" not in data:
+        # A 2xx that is not a completion (OpenRouter sends upstream errors this way).
+        raise _unreadable(endpoint, response, data)
     meta = _Meta(endpoint.provider, data, request_id_of(response.headers), latency_s)
     choices = data.get("choices") or ()
     if not choices:
         return _empty_response(meta)
     extra = tuple(_decode_choice(meta, c, ()) for c in choices[1:])
     return _decode_choice(meta, choices[0], extra)
+
+
+def _unreadable(endpoint: Endpoint, response: HttpResponse, data: Any) -> APIError:
+    error = decode_error(endpoint, 0, response.headers, data)
+    if isinstance(data, dict) and "error" in data:
+        return error
+    return APIResponseError(
+        f"the provider answered HTTP {response.status} without a completion: {str(data)[:200]}",
+        provider=endpoint.provider,
+        request_id=request_id_of(response.headers),
+        body=data,
+        headers=response.headers,
+    )
 
 
 class _Meta:
@@ -401,6 +414,8 @@ def _content_array_parts(content: list[Any]) -> list[Part]:
 
 def parse_tool_call(call_id: str, name: str, arguments: Any) -> ToolCall:
     """A tool call with its JSON arguments parsed; malformed ones are kept raw and flagged."""
+    if not call_id:  # Gemini's compat layer sends "": make one up so results can refer to it
+        call_id = "call_" + os.urandom(12).hex()
     if isinstance(arguments, dict):
         return ToolCall(call_id, name, arguments, _dumps(arguments))
     raw = arguments if isinstance(arguments, str) else ""
@@ -493,10 +508,13 @@ class _ChoiceState:
         return parts
 
     def tool_calls(self) -> list[ToolCall]:
-        return [
-            parse_tool_call(tid or "", name or "", "".join(args))
-            for tid, name, args in (self.tools[i] for i in sorted(self.tools))
-        ]
+        calls = []
+        for index in sorted(self.tools):
+            slot = self.tools[index]
+            call = parse_tool_call(slot[0] or "", slot[1] or "", "".join(slot[2]))
+            slot[0] = call.id  # a made-up id must stay the same on every later look
+            calls.append(call)
+        return calls
 
 
 class ChatStreamDecoder:
@@ -529,7 +547,11 @@ class ChatStreamDecoder:
             raise self._stream_error(
                 f"the provider sent a stream chunk that is not JSON: {data[:200]!r}"
             ) from None
-        if event.event == "error" or (isinstance(chunk, dict) and chunk.get("error")):
+        if not isinstance(chunk, dict):
+            raise self._stream_error(
+                f"the provider sent a stream chunk that is not a JSON object: {data[:200]!r}"
+            )
+        if event.event == "error" or chunk.get("error"):
             raise self._in_stream_error(chunk)
         return self._chunk(chunk)
 
@@ -557,11 +579,12 @@ class ChatStreamDecoder:
             delta = {"content": choice.get("text")}
         events = _delta_events(state, delta)
         native = choice.get("finish_reason")
+        first_finish = bool(native) and state.finish is None
         if native:
             state.finish = native
         if index != 0:
             return []
-        if native:
+        if first_finish:  # some servers repeat the reason on the usage chunk: report it once
             events.extend(self._flush_tool_calls())
             events.append(FinishEvent(normalise_finish(native, state.parts())))
         return events

@@ -9,7 +9,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -163,7 +163,7 @@ class _Routes:
         request: web.Request,
         request_id: str,
         body: dict[str, Any],
-        kind: str,
+        kind: Literal["chat", "text"],
         model: str,
     ) -> web.StreamResponse:
         """Answer with the next scripted item, or the offline model when none is queued."""
@@ -176,7 +176,7 @@ class _Routes:
             return _drop(request, web.StreamResponse())
         reply = _reply(item, body)
         ctx = WireContext(
-            kind="chat" if kind == "chat" else "text",
+            kind=kind,
             id=("chatcmpl-" if kind == "chat" else "cmpl-") + self._state.new_id(),
             created=int(time.time()),
             model=reply.model or model,

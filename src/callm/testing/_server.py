@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterable
 from types import TracebackType
@@ -12,6 +11,8 @@ from ._script import Fault, RecordedRequest, Reply
 from ._state import ServerState
 
 if TYPE_CHECKING:
+    import asyncio
+
     from aiohttp import web
 
 DEFAULT_MODELS = ("offline", "gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o4-mini")
@@ -86,6 +87,8 @@ class FakeOpenAIServer:
 
     def start(self) -> FakeOpenAIServer:
         """Start serving on a background thread; returns once the port is bound."""
+        import asyncio  # here, not at the top: importing callm.testing stays cheap
+
         if self._thread is not None:
             raise RuntimeError("this FakeOpenAIServer is already running")
         loop = asyncio.new_event_loop()
@@ -105,6 +108,8 @@ class FakeOpenAIServer:
         """Stop serving and release the port, the loop and the thread. Safe to repeat."""
         if self._loop is None:
             return
+        import asyncio
+
         if self._runner is not None:
             cleanup = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
             cleanup.result(_START_TIMEOUT)
@@ -157,6 +162,8 @@ class FakeOpenAIServer:
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
     """The server thread: run until stopped, then cancel leftovers and close cleanly."""
+    import asyncio
+
     asyncio.set_event_loop(loop)
     try:
         loop.run_forever()

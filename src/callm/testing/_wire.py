@@ -1,14 +1,16 @@
 """Turning a :class:`Reply` into OpenAI wire bytes: JSON bodies and SSE frames.
 
 Pure functions, no I/O. Chunks are assembled from a pre-serialised head and tail around
-each ``choices`` entry, so a 200-fragment stream costs one small ``json.dumps`` per fragment.
+each ``choices`` entry, so a content fragment costs one C string escape, not a ``json.dumps``
+of the whole chunk: the fake server must never be what a benchmark measures.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any, Literal
 
 from ._script import FakeToolCall, Reply, split_fragments
@@ -31,9 +33,15 @@ class WireContext:
     prompt_tokens: int = 1
 
 
+# One reusable encoder: ``json.dumps`` with options builds a new one on every call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# The C string escaper (raw UTF-8 kept), for fragments: the hot path of a long stream.
+_string: Callable[[str], str] = encode_basestring
+
+
 def dumps(value: Any) -> str:
     """Compact JSON with raw UTF-8, as OpenAI sends it."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODE(value)
 
 
 def error_body(
@@ -50,7 +58,7 @@ def error_body(
 def usage(reply: Reply, ctx: WireContext) -> Mapping[str, Any]:
     """The reply's usage, or one computed from the request words and reply fragments."""
     if reply.usage is not None:
-        return reply.usage
+        return dict(reply.usage)
     reasoning = len(_reasoning_fragments(reply))
     per_choice = (
         len(reply.fragments())
@@ -177,16 +185,17 @@ def _finish_step(kind: str, reason: str) -> str:
 
 
 def _chat_steps(reply: Reply) -> list[str]:
-    return [
-        f',"delta":{dumps(d)},"logprobs":null,"finish_reason":null}}' for d in _chat_deltas(reply)
-    ]
+    return [f',"delta":{d},"logprobs":null,"finish_reason":null}}' for d in _chat_deltas(reply)]
 
 
 def _text_steps(reply: Reply) -> list[str]:
-    return [f',"text":{dumps(f)},"logprobs":null,"finish_reason":null}}' for f in reply.fragments()]
+    return [
+        f',"text":{_string(f)},"logprobs":null,"finish_reason":null}}' for f in reply.fragments()
+    ]
 
 
-def _chat_deltas(reply: Reply) -> list[dict[str, Any]]:
+def _chat_deltas(reply: Reply) -> list[str]:
+    """Each chunk's ``delta`` object, as JSON text."""
     tool_deltas = _tool_call_deltas(reply.tool_calls)
     opens_with_tools = bool(tool_deltas) and not (
         reply.fragments() or reply.reasoning or reply.refusal is not None
@@ -196,12 +205,12 @@ def _chat_deltas(reply: Reply) -> list[dict[str, Any]]:
         # As OpenAI does: the role chunk already carries the first tool call's header.
         role["tool_calls"] = tool_deltas.pop(0)["tool_calls"]
     role["refusal"] = None
-    deltas = [role]
-    deltas += [{"reasoning_content": f} for f in _reasoning_fragments(reply)]
-    deltas += [{"content": f} for f in reply.fragments()]
+    deltas = [dumps(role)]
+    deltas += [f'{{"reasoning_content":{_string(f)}}}' for f in _reasoning_fragments(reply)]
+    deltas += [f'{{"content":{_string(f)}}}' for f in reply.fragments()]
     if reply.refusal is not None:
-        deltas += [{"refusal": f} for f in _refusal_fragments(reply.refusal)]
-    return deltas + tool_deltas
+        deltas += [f'{{"refusal":{_string(f)}}}' for f in _refusal_fragments(reply.refusal)]
+    return deltas + [dumps(d) for d in tool_deltas]
 
 
 def _tool_call_deltas(calls: Sequence[FakeToolCall]) -> list[dict[str, Any]]:

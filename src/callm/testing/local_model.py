@@ -2,7 +2,9 @@
 
 It answers an OpenAI Chat Completions request (as parsed JSON) with a :class:`Reply` that
 exercises every feature a client has — streaming, tool calls, tool results, JSON output,
-``max_tokens`` and ``stop`` — without a network or a key. Every text reply starts with
+``max_tokens`` and ``stop`` — without a network or a key. The reply quotes the last user
+message in full, so its length follows the prompt's: a 300-word prompt with
+``max_tokens=200`` streams exactly 200 content fragments. Every text reply starts with
 ``"[offline] "`` so nobody mistakes it for a real model. The same request always gets the
 same reply: there is no randomness and no clock in here.
 """
@@ -23,7 +25,6 @@ _SIGN_OFF = (
     "This reply comes from callm's built-in offline model; "
     "set a provider key to talk to a real one."
 )
-_QUOTE_LIMIT = 200
 _MAX_SCHEMA_DEPTH = 8
 
 
@@ -85,10 +86,11 @@ def _answer(request: Mapping[str, Any], last: Mapping[str, Any]) -> str:
 def _echo(text: str, last: Mapping[str, Any]) -> str:
     if not text:
         return f"[offline] Hello! {_SIGN_OFF}"
-    quoted = text if len(text) <= _QUOTE_LIMIT else text[:_QUOTE_LIMIT] + "…"
+    # Quoted in full: a long prompt gives a long reply, so benchmarks can size streams
+    # with the prompt and cut them exactly with max_tokens.
     attached = _attachment_count(last)
     extra = f" You also sent {attached} non-text part(s)." if attached else ""
-    return f'[offline] You said: "{quoted}".{extra} {_SIGN_OFF}'
+    return f'[offline] You said: "{text}".{extra} {_SIGN_OFF}'
 
 
 def _attachment_count(message: Mapping[str, Any]) -> int:
@@ -159,12 +161,12 @@ def _tool_call(request: Mapping[str, Any], last: Mapping[str, Any]) -> FakeToolC
     choice = request.get("tool_choice", "auto")
     if not tools or choice == "none" or last.get("role") != "user":
         return None
-    tool = _chosen_tool(tools, choice, message_text(last))
+    text = message_text(last)
+    tool = _chosen_tool(tools, choice, text)
     if tool is None:
         return None
     name = str(tool.get("name"))
     schema = tool.get("parameters") or {}
-    text = message_text(last)
     arguments = _instance(schema, schema, _pick_word(text, (name,)), 0)
     if not isinstance(arguments, dict):
         arguments = {}
