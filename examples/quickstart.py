@@ -8,7 +8,9 @@ with callm.Client() as client:
     # One call, the whole reply.
     r = client.complete(MODEL, "What does a retry with backoff do?", max_tokens=40)
     print(f"complete: {r.text!r}")
-    print(f"  finish={r.finish_reason} tokens in/out={r.usage.input_tokens}/{r.usage.output_tokens}")
+    print(
+        f"  finish={r.finish_reason} tokens in/out={r.usage.input_tokens}/{r.usage.output_tokens}"
+    )
 
     # Streaming: events as they arrive, then the same Response complete() would give.
     with client.stream(MODEL, "Stream me a short sentence.") as stream:
@@ -16,7 +18,8 @@ with callm.Client() as client:
         for event in stream:
             if event.type == "text":
                 print(event.text, end="", flush=True)
-        print(f"\n  ttft={stream.response.ttft_s:.4f}s total tokens={stream.response.usage.total_tokens}")
+        done = stream.response
+        print(f"\n  ttft={done.ttft_s:.4f}s total tokens={done.usage.total_tokens}")
 
     # Tool calling: the model asks for a tool, we answer, it replies with the result.
     weather = callm.Tool(

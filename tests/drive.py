@@ -10,8 +10,9 @@ from helpers import async_client, sync_client
 MODES = ["sync", "async"]
 
 
-async def complete(mode: str, base_url: str, *args: Any, client: dict[str, Any] | None = None,
-                   **params: Any) -> callm.Response:
+async def complete(
+    mode: str, base_url: str, *args: Any, client: dict[str, Any] | None = None, **params: Any
+) -> callm.Response:
     """``complete()`` through the chosen client, against the fake at ``base_url``."""
     if mode == "sync":
         with sync_client(base_url, **(client or {})) as c:
@@ -20,8 +21,9 @@ async def complete(mode: str, base_url: str, *args: Any, client: dict[str, Any] 
         return await ac.complete(*args, **params)
 
 
-async def stream(mode: str, base_url: str, *args: Any, client: dict[str, Any] | None = None,
-                 **params: Any) -> tuple[list[callm.StreamEvent], callm.Response]:
+async def stream(
+    mode: str, base_url: str, *args: Any, client: dict[str, Any] | None = None, **params: Any
+) -> tuple[list[callm.StreamEvent], callm.Response]:
     """Every event of a stream, and its accumulated Response."""
     if mode == "sync":
         with sync_client(base_url, **(client or {})) as c, c.stream(*args, **params) as s:
@@ -34,7 +36,9 @@ async def stream(mode: str, base_url: str, *args: Any, client: dict[str, Any] | 
         return events, s.response
 
 
-async def run(mode: str, streamed: bool, base_url: str, *args: Any, **params: Any) -> callm.Response:
+async def run(
+    mode: str, streamed: bool, base_url: str, *args: Any, **params: Any
+) -> callm.Response:
     """The Response of a call, whichever way it is made."""
     if streamed:
         return (await stream(mode, base_url, *args, **params))[1]

@@ -17,11 +17,21 @@ STREAMED = pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"
 
 
 @STREAMED
-async def test_reply_text_usage_and_ids(mode: str, streamed: bool, fake_openai: FakeOpenAIServer) -> None:
-    fake_openai.queue(Reply("Hello there, friend.", usage={"prompt_tokens": 11,
-                            "completion_tokens": 4, "total_tokens": 15,
-                            "prompt_tokens_details": {"cached_tokens": 3},
-                            "completion_tokens_details": {"reasoning_tokens": 2}}))
+async def test_reply_text_usage_and_ids(
+    mode: str, streamed: bool, fake_openai: FakeOpenAIServer
+) -> None:
+    fake_openai.queue(
+        Reply(
+            "Hello there, friend.",
+            usage={
+                "prompt_tokens": 11,
+                "completion_tokens": 4,
+                "total_tokens": 15,
+                "prompt_tokens_details": {"cached_tokens": 3},
+                "completion_tokens_details": {"reasoning_tokens": 2},
+            },
+        )
+    )
     r = await drive.run(mode, streamed, fake_openai.base_url, "fake/gpt-4o-mini", "Say hello")
     assert r.text == "Hello there, friend."
     assert r.finish_reason == "stop"
@@ -37,20 +47,39 @@ async def test_reply_text_usage_and_ids(mode: str, streamed: bool, fake_openai: 
 
 
 @STREAMED
-async def test_request_body_on_the_wire(mode: str, streamed: bool, fake_openai: FakeOpenAIServer) -> None:
+async def test_request_body_on_the_wire(
+    mode: str, streamed: bool, fake_openai: FakeOpenAIServer
+) -> None:
     await drive.run(
-        mode, streamed, fake_openai.base_url, "fake/gpt-4o-mini",
-        [{"role": "user", "content": "Hi"}], system="Be brief.", max_tokens=50,
-        temperature=0.2, top_p=0.9, stop="END", seed=7, user="u-1",
-        extra_body={"service_tier": "flex"}, extra_headers={"x-trace": "abc"},
+        mode,
+        streamed,
+        fake_openai.base_url,
+        "fake/gpt-4o-mini",
+        [{"role": "user", "content": "Hi"}],
+        system="Be brief.",
+        max_tokens=50,
+        temperature=0.2,
+        top_p=0.9,
+        stop="END",
+        seed=7,
+        user="u-1",
+        extra_body={"service_tier": "flex"},
+        extra_headers={"x-trace": "abc"},
     )
     (seen,) = fake_openai.requests
     body = seen.json
     assert seen.path == "/v1/chat/completions"
-    assert body["messages"] == [{"role": "system", "content": "Be brief."},
-                                {"role": "user", "content": "Hi"}]
+    assert body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+    ]
     assert body["max_completion_tokens"] == 50
-    assert (body["temperature"], body["top_p"], body["stop"], body["seed"]) == (0.2, 0.9, ["END"], 7)
+    assert (body["temperature"], body["top_p"], body["stop"], body["seed"]) == (
+        0.2,
+        0.9,
+        ["END"],
+        7,
+    )
     assert body["user"] == "u-1" and body["service_tier"] == "flex"
     assert seen.headers["authorization"] == f"Bearer {FAKE_KEY}"
     assert seen.headers["x-trace"] == "abc"
@@ -60,15 +89,24 @@ async def test_request_body_on_the_wire(mode: str, streamed: bool, fake_openai: 
 
 
 @STREAMED
-async def test_tool_calls_with_parsed_arguments(mode: str, streamed: bool, fake_openai: FakeOpenAIServer) -> None:
-    fake_openai.queue(Reply(tool_calls=[
-        FakeToolCall("get_weather", {"city": "Paris", "days": 2}, id="call_1"),
-        FakeToolCall("get_time", {"tz": "CET"}, id="call_2"),
-    ]))
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}},
-             callm.Tool("get_time")]
-    r = await drive.run(mode, streamed, fake_openai.base_url, "fake/m", "weather?", tools=tools,
-                        tool_choice="auto")
+async def test_tool_calls_with_parsed_arguments(
+    mode: str, streamed: bool, fake_openai: FakeOpenAIServer
+) -> None:
+    fake_openai.queue(
+        Reply(
+            tool_calls=[
+                FakeToolCall("get_weather", {"city": "Paris", "days": 2}, id="call_1"),
+                FakeToolCall("get_time", {"tz": "CET"}, id="call_2"),
+            ]
+        )
+    )
+    tools = [
+        {"type": "function", "function": {"name": "get_weather", "parameters": {}}},
+        callm.Tool("get_time"),
+    ]
+    r = await drive.run(
+        mode, streamed, fake_openai.base_url, "fake/m", "weather?", tools=tools, tool_choice="auto"
+    )
     assert r.finish_reason == "tool_calls"
     assert [(c.id, c.name, dict(c.arguments)) for c in r.tool_calls] == [
         ("call_1", "get_weather", {"city": "Paris", "days": 2}),
@@ -80,9 +118,13 @@ async def test_tool_calls_with_parsed_arguments(mode: str, streamed: bool, fake_
 
 
 @STREAMED
-async def test_malformed_tool_arguments_are_kept_raw(mode: str, streamed: bool, fake_openai: FakeOpenAIServer) -> None:
+async def test_malformed_tool_arguments_are_kept_raw(
+    mode: str, streamed: bool, fake_openai: FakeOpenAIServer
+) -> None:
     fake_openai.queue(Reply(tool_calls=[FakeToolCall("f", '{"city": "Par', id="call_x")]))
-    r = await drive.run(mode, streamed, fake_openai.base_url, "fake/m", "go", tools=[callm.Tool("f")])
+    r = await drive.run(
+        mode, streamed, fake_openai.base_url, "fake/m", "go", tools=[callm.Tool("f")]
+    )
     (call,) = r.tool_calls
     assert call.invalid_arguments is True
     assert call.raw_arguments == '{"city": "Par'
@@ -90,7 +132,9 @@ async def test_malformed_tool_arguments_are_kept_raw(mode: str, streamed: bool, 
 
 
 @STREAMED
-async def test_refusal_and_reasoning(mode: str, streamed: bool, fake_openai: FakeOpenAIServer) -> None:
+async def test_refusal_and_reasoning(
+    mode: str, streamed: bool, fake_openai: FakeOpenAIServer
+) -> None:
     fake_openai.queue(Reply(reasoning="thinking hard", refusal="I can't help with that."))
     r = await drive.run(mode, streamed, fake_openai.base_url, "fake/m", "bad request")
     assert r.refusal == "I can't help with that."
@@ -99,18 +143,23 @@ async def test_refusal_and_reasoning(mode: str, streamed: bool, fake_openai: Fak
 
 
 @STREAMED
-async def test_history_with_tool_results_round_trips(mode: str, streamed: bool, fake_openai: FakeOpenAIServer) -> None:
+async def test_history_with_tool_results_round_trips(
+    mode: str, streamed: bool, fake_openai: FakeOpenAIServer
+) -> None:
     history = [
         callm.Message.user("weather in Paris?"),
         callm.Message.assistant(callm.ToolCall("call_9", "get_weather", {"city": "Paris"})),
         callm.Message.tool("call_9", "18C"),
     ]
-    r = await drive.run(mode, streamed, fake_openai.base_url, "fake/m", history,
-                        tools=[callm.Tool("get_weather")])
+    r = await drive.run(
+        mode, streamed, fake_openai.base_url, "fake/m", history, tools=[callm.Tool("get_weather")]
+    )
     assert "get_weather returned: 18C" in r.text
     sent = fake_openai.requests[0].json["messages"]
-    assert sent[1]["tool_calls"][0]["function"] == {"name": "get_weather",
-                                                     "arguments": '{"city":"Paris"}'}
+    assert sent[1]["tool_calls"][0]["function"] == {
+        "name": "get_weather",
+        "arguments": '{"city":"Paris"}',
+    }
     assert sent[2] == {"role": "tool", "tool_call_id": "call_9", "content": "18C"}
 
 
@@ -124,20 +173,27 @@ async def test_stream_events_in_order(mode: str, fake_openai: FakeOpenAIServer) 
     assert response.usage.output_tokens > 0
 
 
-async def test_stream_tool_call_fragments_then_complete_call(mode: str, fake_openai: FakeOpenAIServer) -> None:
+async def test_stream_tool_call_fragments_then_complete_call(
+    mode: str, fake_openai: FakeOpenAIServer
+) -> None:
     fake_openai.queue(Reply(tool_calls=[FakeToolCall("lookup", {"q": "a long query string"})]))
-    events, response = await drive.stream(mode, fake_openai.base_url, "fake/m", "x",
-                                          tools=[callm.Tool("lookup")])
+    events, response = await drive.stream(
+        mode, fake_openai.base_url, "fake/m", "x", tools=[callm.Tool("lookup")]
+    )
     deltas = [e for e in events if e.type == "tool_call_delta"]
     complete = [e for e in events if e.type == "tool_call"]
     assert deltas and deltas[0].name == "lookup"
     assert json.loads("".join(d.arguments for d in deltas)) == {"q": "a long query string"}
-    assert len(complete) == 1 and dict(complete[0].tool_call.arguments) == {"q": "a long query string"}
+    assert len(complete) == 1 and dict(complete[0].tool_call.arguments) == {
+        "q": "a long query string"
+    }
     assert response.tool_calls == [complete[0].tool_call]
 
 
 @STREAMED
-async def test_legacy_text_completions(mode: str, streamed: bool, fake_openai: FakeOpenAIServer) -> None:
+async def test_legacy_text_completions(
+    mode: str, streamed: bool, fake_openai: FakeOpenAIServer
+) -> None:
     fake_openai.queue(Reply("four"))
     if mode == "sync":
         with sync_client(fake_openai.base_url) as c:
@@ -201,8 +257,9 @@ async def test_early_close_drops_the_connection(mode: str, fake_openai: FakeOpen
     assert time.monotonic() - started < 3
 
 
-async def test_module_level_functions(mode: str, fake_openai: FakeOpenAIServer,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_module_level_functions(
+    mode: str, fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     del mode
     monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)

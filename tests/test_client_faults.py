@@ -16,7 +16,9 @@ STREAMED = pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"
 
 
 @STREAMED
-async def test_429_with_retry_after_is_retried(mode: str, streamed: bool, fake_openai: FakeOpenAIServer) -> None:
+async def test_429_with_retry_after_is_retried(
+    mode: str, streamed: bool, fake_openai: FakeOpenAIServer
+) -> None:
     fake_openai.queue(Fault.rate_limit(retry_after=0.05), Fault.server_error(502), Reply("ok"))
     started = time.monotonic()
     r = await drive.run(mode, streamed, fake_openai.base_url, "fake/m", "hi")
@@ -28,7 +30,9 @@ async def test_429_with_retry_after_is_retried(mode: str, streamed: bool, fake_o
 
 
 @STREAMED
-async def test_retry_after_ms_wins_over_retry_after(mode: str, streamed: bool, fake_openai: FakeOpenAIServer) -> None:
+async def test_retry_after_ms_wins_over_retry_after(
+    mode: str, streamed: bool, fake_openai: FakeOpenAIServer
+) -> None:
     # retry-after alone (30 s) would make this test time out; retry-after-ms says 20 ms.
     fake_openai.queue(Fault.status(429, retry_after=30, retry_after_ms=20), Reply("ok"))
     started = time.monotonic()
@@ -38,10 +42,14 @@ async def test_retry_after_ms_wins_over_retry_after(mode: str, streamed: bool, f
 
 
 @STREAMED
-async def test_retries_exhausted_raise_the_last_error(mode: str, streamed: bool, fake_openai: FakeOpenAIServer) -> None:
+async def test_retries_exhausted_raise_the_last_error(
+    mode: str, streamed: bool, fake_openai: FakeOpenAIServer
+) -> None:
     fake_openai.queue(*[Fault.rate_limit(retry_after=0.01)] * 3)
     with pytest.raises(callm.RateLimitError) as info:
-        await drive.run(mode, streamed, fake_openai.base_url, "fake/m", "hi", client={"max_retries": 2})
+        await drive.run(
+            mode, streamed, fake_openai.base_url, "fake/m", "hi", client={"max_retries": 2}
+        )
     assert len(fake_openai.requests) == 3
     err = info.value
     assert err.status_code == 429 and err.retry_after == pytest.approx(0.01)
@@ -95,9 +103,13 @@ async def test_overloaded_is_retried_then_typed(mode: str, fake_openai: FakeOpen
     assert len(fake_openai.requests) == 2
 
 
-async def test_drop_mid_stream_keeps_the_partial_and_is_not_retried(mode: str, fake_openai: FakeOpenAIServer) -> None:
-    fake_openai.queue(Fault.drop_mid_stream(after_chunks=3, reply=Reply(chunks=["a", "b", "c", "d", "e"])),
-                      Reply("unreached"))
+async def test_drop_mid_stream_keeps_the_partial_and_is_not_retried(
+    mode: str, fake_openai: FakeOpenAIServer
+) -> None:
+    fake_openai.queue(
+        Fault.drop_mid_stream(after_chunks=3, reply=Reply(chunks=["a", "b", "c", "d", "e"])),
+        Reply("unreached"),
+    )
     received: list[str] = []
     with pytest.raises(callm.StreamInterruptedError) as info:
         if mode == "sync":
@@ -118,8 +130,11 @@ async def test_drop_mid_stream_keeps_the_partial_and_is_not_retried(mode: str, f
 
 async def test_error_inside_the_stream(mode: str, fake_openai: FakeOpenAIServer) -> None:
     # after_chunks counts SSE chunks: the role chunk, then "x" and "y".
-    fake_openai.queue(Fault.stream_error(after_chunks=3, message="The server had an error",
-                                         reply=Reply(chunks=["x", "y", "z"])))
+    fake_openai.queue(
+        Fault.stream_error(
+            after_chunks=3, message="The server had an error", reply=Reply(chunks=["x", "y", "z"])
+        )
+    )
     with pytest.raises(callm.APIResponseError) as info:
         await drive.stream(mode, fake_openai.base_url, "fake/m", "hi")
     assert "The server had an error" in str(info.value)
@@ -128,24 +143,36 @@ async def test_error_inside_the_stream(mode: str, fake_openai: FakeOpenAIServer)
 
 
 @STREAMED
-async def test_malformed_json_is_a_clear_error(mode: str, streamed: bool, fake_openai: FakeOpenAIServer) -> None:
+async def test_malformed_json_is_a_clear_error(
+    mode: str, streamed: bool, fake_openai: FakeOpenAIServer
+) -> None:
     fake_openai.queue(Fault.malformed_json())
     with pytest.raises(callm.APIResponseError, match="not"):
         await drive.run(mode, streamed, fake_openai.base_url, "fake/m", "hi")
 
 
 @STREAMED
-async def test_slow_first_byte_times_out(mode: str, streamed: bool, fake_openai: FakeOpenAIServer) -> None:
+async def test_slow_first_byte_times_out(
+    mode: str, streamed: bool, fake_openai: FakeOpenAIServer
+) -> None:
     fake_openai.queue(Fault.slow_first_byte(1.5))
     timeout = callm.Timeout(connect=1, read=0.2)
     started = time.monotonic()
     with pytest.raises(callm.APITimeoutError):
-        await drive.run(mode, streamed, fake_openai.base_url, "fake/m", "hi",
-                        client={"timeout": timeout, "max_retries": 0})
+        await drive.run(
+            mode,
+            streamed,
+            fake_openai.base_url,
+            "fake/m",
+            "hi",
+            client={"timeout": timeout, "max_retries": 0},
+        )
     assert time.monotonic() - started < 1.4
 
 
-async def test_slow_first_byte_within_timeout_succeeds(mode: str, fake_openai: FakeOpenAIServer) -> None:
+async def test_slow_first_byte_within_timeout_succeeds(
+    mode: str, fake_openai: FakeOpenAIServer
+) -> None:
     fake_openai.queue(Fault.slow_first_byte(0.1, reply=Reply("late but fine")))
     r = await drive.complete(mode, fake_openai.base_url, "fake/m", "hi", timeout=5)
     assert r.text == "late but fine"
@@ -155,8 +182,9 @@ async def test_idle_timeout_between_stream_events(mode: str, fake_openai: FakeOp
     fake_openai.queue(Fault.stall(after_chunks=3, seconds=2, reply=Reply(chunks=["p", "q", "r"])))
     started = time.monotonic()
     with pytest.raises(callm.APITimeoutError) as info:
-        await drive.stream(mode, fake_openai.base_url, "fake/m", "hi",
-                           timeout=callm.Timeout(read=30, idle=0.3))
+        await drive.stream(
+            mode, fake_openai.base_url, "fake/m", "hi", timeout=callm.Timeout(read=30, idle=0.3)
+        )
     assert time.monotonic() - started < 1.8
     assert info.value.partial is not None and info.value.partial.text == "pq"
 
@@ -166,8 +194,9 @@ async def test_connection_refused_is_a_connection_error(mode: str) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(callm.APIConnectionError) as info:
-        await drive.complete(mode, f"http://127.0.0.1:{port}/v1", "fake/m", "hi",
-                             client={"max_retries": 1})
+        await drive.complete(
+            mode, f"http://127.0.0.1:{port}/v1", "fake/m", "hi", client={"max_retries": 1}
+        )
     assert info.value.provider == "fake"
     assert "check the base URL" in str(info.value)
 

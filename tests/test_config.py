@@ -24,9 +24,15 @@ def test_missing_key_names_the_env_var_and_the_command() -> None:
 
 @pytest.mark.parametrize(
     ("provider", "env"),
-    [("groq", "GROQ_API_KEY"), ("mistral", "MISTRAL_API_KEY"), ("deepseek", "DEEPSEEK_API_KEY"),
-     ("openrouter", "OPENROUTER_API_KEY"), ("together", "TOGETHER_API_KEY"), ("xai", "XAI_API_KEY"),
-     ("azure", "AZURE_OPENAI_API_KEY")],
+    [
+        ("groq", "GROQ_API_KEY"),
+        ("mistral", "MISTRAL_API_KEY"),
+        ("deepseek", "DEEPSEEK_API_KEY"),
+        ("openrouter", "OPENROUTER_API_KEY"),
+        ("together", "TOGETHER_API_KEY"),
+        ("xai", "XAI_API_KEY"),
+        ("azure", "AZURE_OPENAI_API_KEY"),
+    ],
 )
 def test_every_builtin_provider_asks_for_its_own_key(
     provider: str, env: str, monkeypatch: pytest.MonkeyPatch
@@ -38,13 +44,15 @@ def test_every_builtin_provider_asks_for_its_own_key(
 
 def test_unknown_provider_and_bad_model_name() -> None:
     client = callm.Client()
-    with pytest.raises(callm.ConfigurationError, match="unknown provider 'nope'.*known providers"):
+    with pytest.raises(callm.ConfigurationError, match=r"unknown provider 'nope'.*known providers"):
         client.complete("nope/model", "hi")
     with pytest.raises(callm.ConfigurationError, match="provider/model"):
         client.complete("gpt-4o-mini", "hi")
 
 
-def test_env_vars_route_openai_to_a_base_url(fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_vars_route_openai_to_a_base_url(
+    fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url + "/")
     fake_openai.queue(Reply("via env"))
@@ -60,15 +68,20 @@ def test_dotenv_file_supplies_keys(fake_openai: FakeOpenAIServer, isolated_env: 
     assert fake_openai.requests[0].headers["authorization"] == f"Bearer {FAKE_KEY}"
 
 
-def test_real_env_wins_over_dotenv(fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    Path(".env").write_text(f"OPENAI_API_KEY=sk-from-dotenv\nOPENAI_BASE_URL={fake_openai.base_url}\n")
+def test_real_env_wins_over_dotenv(
+    fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path(".env").write_text(
+        f"OPENAI_API_KEY=sk-from-dotenv\nOPENAI_BASE_URL={fake_openai.base_url}\n"
+    )
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     callm.Client().complete("openai/m", "hi")
     assert fake_openai.requests[0].headers["authorization"] == f"Bearer {FAKE_KEY}"
 
 
-def test_keys_file_is_used_and_private(fake_openai: FakeOpenAIServer, isolated_env: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keys_file_is_used_and_private(
+    fake_openai: FakeOpenAIServer, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = KeyStore(isolated_env)
     store.set("openai", "sk-stored-fake")
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
@@ -80,11 +93,12 @@ def test_keys_file_is_used_and_private(fake_openai: FakeOpenAIServer, isolated_e
         callm.Client().complete("openai/m", "hi")
 
 
-def test_user_defined_provider_from_the_config_file(fake_openai: FakeOpenAIServer, isolated_env: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_user_defined_provider_from_the_config_file(
+    fake_openai: FakeOpenAIServer, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     isolated_env.mkdir(parents=True, exist_ok=True)
     (isolated_env / "config.toml").write_text(
-        '[providers.myvllm]\n'
+        "[providers.myvllm]\n"
         f'base_url = "{fake_openai.base_url}"\n'
         'api_key_env = "MYVLLM_KEY"\n'
         'headers = {"X-Team" = "search"}\n'
@@ -105,7 +119,7 @@ def test_malformed_config_file_is_a_clear_error(isolated_env: Path) -> None:
 
 
 def test_bad_provider_settings_are_named() -> None:
-    with pytest.raises(callm.ConfigurationError, match="unknown setting.*base_ulr"):
+    with pytest.raises(callm.ConfigurationError, match=r"unknown setting.*base_ulr"):
         callm.Client(providers={"x": {"base_ulr": "http://127.0.0.1"}})
     with pytest.raises(callm.ConfigurationError, match="needs a base_url"):
         callm.Client(providers={"x": {"api_key": "k"}})
@@ -119,8 +133,9 @@ def test_provider_spec_objects_are_accepted(fake_openai: FakeOpenAIServer) -> No
     assert r.provider == "mine"
 
 
-def test_ollama_needs_no_key_and_sends_max_tokens(fake_openai: FakeOpenAIServer,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ollama_needs_no_key_and_sends_max_tokens(
+    fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OLLAMA_BASE_URL", fake_openai.base_url)
     callm.Client().complete("ollama/llama3.2", "hi", max_tokens=5)
     seen = fake_openai.requests[0]
@@ -128,12 +143,16 @@ def test_ollama_needs_no_key_and_sends_max_tokens(fake_openai: FakeOpenAIServer,
     assert seen.json["max_tokens"] == 5 and "max_completion_tokens" not in seen.json
 
 
-def test_mistral_quirks_on_the_wire(fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mistral_quirks_on_the_wire(
+    fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MISTRAL_API_KEY", FAKE_KEY)
     monkeypatch.setenv("MISTRAL_BASE_URL", fake_openai.base_url)
-    history = [callm.Message.user("x"),
-               callm.Message.assistant(callm.ToolCall("call_abcdefghijklmnop", "f", {})),
-               callm.Message.tool("call_abcdefghijklmnop", "done")]
+    history = [
+        callm.Message.user("x"),
+        callm.Message.assistant(callm.ToolCall("call_abcdefghijklmnop", "f", {})),
+        callm.Message.tool("call_abcdefghijklmnop", "done"),
+    ]
     with callm.Client().stream("mistral/mistral-small", history, seed=3) as s:
         s.response  # noqa: B018 — drain the stream
     body = fake_openai.requests[0].json
@@ -144,8 +163,9 @@ def test_mistral_quirks_on_the_wire(fake_openai: FakeOpenAIServer, monkeypatch: 
     assert body["messages"][2]["tool_call_id"] == call_id
 
 
-def test_azure_deployment_urls_api_version_and_api_key(fake_openai: FakeOpenAIServer,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_azure_deployment_urls_api_version_and_api_key(
+    fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", fake_openai.url)
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", FAKE_KEY)
     monkeypatch.setenv("OPENAI_API_VERSION", "2024-10-21")
@@ -160,8 +180,9 @@ def test_azure_deployment_urls_api_version_and_api_key(fake_openai: FakeOpenAISe
 
 def test_azure_entra_id_token_provider(fake_openai: FakeOpenAIServer) -> None:
     tokens = iter(["aad-token-1", "aad-token-2"])
-    client = callm.Client(providers={"azure": {"base_url": fake_openai.url,
-                                               "token_provider": lambda: next(tokens)}})
+    client = callm.Client(
+        providers={"azure": {"base_url": fake_openai.url, "token_provider": lambda: next(tokens)}}
+    )
     client.complete("azure/dep", "one")
     client.complete("azure/dep", "two")
     first, second = fake_openai.requests
@@ -171,7 +192,9 @@ def test_azure_entra_id_token_provider(fake_openai: FakeOpenAIServer) -> None:
     assert first.query["api-version"]
 
 
-def test_azure_v1_style_base_url(fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_azure_v1_style_base_url(
+    fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", fake_openai.url + "/openai/v1")
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", FAKE_KEY)
     callm.Client().complete("azure/my-deployment", "hi")
@@ -187,8 +210,9 @@ def test_azure_without_endpoint_says_what_to_set(monkeypatch: pytest.MonkeyPatch
         callm.Client().complete("azure/dep", "hi")
 
 
-def test_default_model_is_offline_local_with_one_notice(caplog: pytest.LogCaptureFixture,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_model_is_offline_local_with_one_notice(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import callm._client as client_module
 
     monkeypatch.setattr(client_module, "_notice_shown", False)

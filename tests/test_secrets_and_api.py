@@ -13,21 +13,65 @@ from callm.testing import FakeOpenAIServer, Fault, Reply
 from helpers import FAKE_KEY, fake_provider
 
 PUBLIC = {
-    "APIConnectionError", "APIError", "APIResponseError", "APIStatusError", "APITimeoutError",
-    "AsyncClient", "AsyncStream", "AuthenticationError", "BadRequestError", "CallParams",
-    "CallmError", "Client", "ConfigurationError", "ConflictError", "ContextWindowExceededError",
-    "FinishEvent", "Image", "InternalServerError", "InvalidRequestError", "Message", "ModelInfo",
-    "NotFoundError", "OverloadedError", "Part", "PermissionDeniedError", "ProviderSpec",
-    "RateLimitError", "Reasoning", "ReasoningDelta", "Refusal", "RefusalDelta", "Request",
-    "Response", "Stream", "StreamEvent", "StreamInterruptedError", "Text", "TextDelta", "Timeout",
-    "Tool", "ToolCall", "ToolCallDelta", "ToolCallEvent", "ToolResult", "Usage", "UsageEvent",
-    "__version__", "complete", "stream",
+    "APIConnectionError",
+    "APIError",
+    "APIResponseError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncClient",
+    "AsyncStream",
+    "AuthenticationError",
+    "BadRequestError",
+    "CallParams",
+    "CallmError",
+    "Client",
+    "ConfigurationError",
+    "ConflictError",
+    "ContextWindowExceededError",
+    "FinishEvent",
+    "Image",
+    "InternalServerError",
+    "InvalidRequestError",
+    "Message",
+    "ModelInfo",
+    "NotFoundError",
+    "OverloadedError",
+    "Part",
+    "PermissionDeniedError",
+    "ProviderSpec",
+    "RateLimitError",
+    "Reasoning",
+    "ReasoningDelta",
+    "Refusal",
+    "RefusalDelta",
+    "Request",
+    "Response",
+    "Stream",
+    "StreamEvent",
+    "StreamInterruptedError",
+    "Text",
+    "TextDelta",
+    "Timeout",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolCallEvent",
+    "ToolResult",
+    "Usage",
+    "UsageEvent",
+    "__version__",
+    "complete",
+    "stream",
 }
 
 
 def test_all_is_exactly_the_public_api() -> None:
     assert set(callm.__all__) == PUBLIC
-    public_attrs = {n for n in vars(callm) if not n.startswith("_")} - {"annotations", "Any", "Unpack"}
+    public_attrs = {n for n in vars(callm) if not n.startswith("_")} - {
+        "annotations",
+        "Any",
+        "Unpack",
+    }
     assert public_attrs - PUBLIC <= {"MessagesInput"} | {
         m for m in public_attrs if isinstance(getattr(callm, m), type(callm))
     }
@@ -43,8 +87,10 @@ def test_error_tree() -> None:
 
 
 def test_import_is_lazy() -> None:
-    code = ("import sys, callm; heavy = [m for m in ('urllib3', 'aiohttp', 'httpx2', 'asyncio', "
-            "'click', 'dotenv', 'ssl') if m in sys.modules]; print(heavy)")
+    code = (
+        "import sys, callm; heavy = [m for m in ('urllib3', 'aiohttp', 'httpx2', 'asyncio', "
+        "'click', 'dotenv', 'ssl') if m in sys.modules]; print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

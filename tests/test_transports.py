@@ -33,7 +33,9 @@ def sync_client(request: pytest.FixtureRequest) -> Callable[..., callm.Client]:
 
 
 @pytest.fixture(params=sorted(ASYNC))
-async def async_client(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., callm.AsyncClient]]:
+async def async_client(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Callable[..., callm.AsyncClient]]:
     made: list[Any] = []
 
     def make(base_url: str, **kwargs: Any) -> callm.AsyncClient:
@@ -47,10 +49,15 @@ async def async_client(request: pytest.FixtureRequest) -> AsyncIterator[Callable
             await http.aclose()
 
 
-def test_sync_success_stream_and_errors(sync_client: Callable[..., callm.Client],
-                                        fake_openai: FakeOpenAIServer) -> None:
-    fake_openai.queue(Reply("plain"), Reply(chunks=["s", "t"]),
-                      Fault.slow_first_byte(1.0), Fault.drop_mid_stream(after_chunks=2))
+def test_sync_success_stream_and_errors(
+    sync_client: Callable[..., callm.Client], fake_openai: FakeOpenAIServer
+) -> None:
+    fake_openai.queue(
+        Reply("plain"),
+        Reply(chunks=["s", "t"]),
+        Fault.slow_first_byte(1.0),
+        Fault.drop_mid_stream(after_chunks=2),
+    )
     client = sync_client(fake_openai.base_url, max_retries=0, timeout=callm.Timeout(read=0.2))
     assert client.complete("fake/m", "x").text == "plain"
     with client.stream("fake/m", "x") as s:
@@ -65,10 +72,15 @@ def test_sync_success_stream_and_errors(sync_client: Callable[..., callm.Client]
     assert not isinstance(info.value, callm.APITimeoutError)
 
 
-async def test_async_success_stream_and_errors(async_client: Callable[..., callm.AsyncClient],
-                                               fake_openai: FakeOpenAIServer) -> None:
-    fake_openai.queue(Reply("plain"), Reply(chunks=["s", "t"]),
-                      Fault.slow_first_byte(1.0), Fault.drop_mid_stream(after_chunks=2))
+async def test_async_success_stream_and_errors(
+    async_client: Callable[..., callm.AsyncClient], fake_openai: FakeOpenAIServer
+) -> None:
+    fake_openai.queue(
+        Reply("plain"),
+        Reply(chunks=["s", "t"]),
+        Fault.slow_first_byte(1.0),
+        Fault.drop_mid_stream(after_chunks=2),
+    )
     client = async_client(fake_openai.base_url, max_retries=0, timeout=callm.Timeout(read=0.2))
     async with client:
         assert (await client.complete("fake/m", "x")).text == "plain"

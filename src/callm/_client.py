@@ -130,10 +130,15 @@ class _ClientBase:
         return _Call(endpoint, http, timeout, retries)
 
     def http_request(
-        self, model: str | None, messages: MessagesInput, **params: Unpack[CallParams]
+        self,
+        model: str | None,
+        messages: MessagesInput,
+        *,
+        stream: bool = False,
+        **params: Unpack[CallParams],
     ) -> HttpRequest:
         """The exact HTTP request a call would send (for ``--curl`` and debugging)."""
-        return self._prepare(model, messages, False, params).http
+        return self._prepare(model, messages, stream, params).http
 
     def _text_call(
         self, model: str | None, prompt: str, stream: bool, params: Mapping[str, Any]

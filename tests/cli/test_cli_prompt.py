@@ -161,12 +161,25 @@ def test_curl_prints_the_request_without_the_key(
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs the curl program")
 def test_the_printed_curl_command_runs(fake: FakeOpenAIServer, callm_run: CallmProcess) -> None:
-    command = callm_run("-m", MODEL, "--curl", "Say hi").stdout
+    command = callm_run("-m", MODEL, "--no-stream", "--curl", "Say hi").stdout
     fake.queue(Reply("curl works"))
     done = subprocess.run(
         ["sh", "-c", command], capture_output=True, text=True, timeout=20, check=True
     )
     assert json.loads(done.stdout)["choices"][0]["message"]["content"] == "curl works"
+
+
+def test_the_printed_curl_command_streams_by_default(
+    fake: FakeOpenAIServer, callm_run: CallmProcess
+) -> None:
+    command = callm_run("-m", MODEL, "--curl", "Say hi").stdout
+    fake.queue(Reply("streamed curl"))
+    done = subprocess.run(
+        ["sh", "-c", command], capture_output=True, text=True, timeout=20, check=True
+    )
+    assert done.stdout.rstrip().endswith("data: [DONE]")
+    assert fake.requests[-1].json["stream"] is True
+    assert "\n  -N \\\n" in command
 
 
 def test_a_refused_key_exits_1_with_one_line(

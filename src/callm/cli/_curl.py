@@ -31,6 +31,8 @@ def curl_command(request: HttpRequest, *, key_env: str | None = None) -> str:
             lines.append("-H " + _secret_header(name, value, key_env))
         else:
             lines.append("-H " + shlex.quote(f"{name}: {value}"))
+    if request.body is not None and b'"stream":true' in request.body:
+        lines.append("-N")  # print server-sent events as they arrive, unbuffered
     if request.body is not None:
         lines.append("--data-raw " + shlex.quote(request.body.decode("utf-8", "replace")))
     return " \\\n  ".join(lines)

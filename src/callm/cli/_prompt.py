@@ -46,7 +46,7 @@ from ._output import LineWriter, dumps, response_json
 @click.option(
     "--curl",
     is_flag=True,
-    help="Print the equivalent curl command (of the non-streamed request, key redacted) "
+    help="Print the equivalent curl command (streamed unless --no-stream, key redacted) "
     "instead of sending it.",
 )
 @debug_option
@@ -76,7 +76,7 @@ def prompt_command(
     with Client() as client:
         chosen = _choose_model(client, model)
         if curl:
-            click.echo(_curl(client, chosen, text, params))
+            click.echo(_curl(client, chosen, text, params, stream=not no_stream))
         elif raw:
             click.echo(dumps(client.complete(chosen, text, **params).raw))
         elif as_json:
@@ -145,9 +145,10 @@ def _choose_model(client: Client, model: str | None) -> str:
     return default
 
 
-def _curl(client: Client, model: str, text: str, params: CallParams) -> str:
+def _curl(client: Client, model: str, text: str, params: CallParams, *, stream: bool) -> str:
     endpoint, _ = client.resolve_model(model)
-    return curl_command(client.http_request(model, text, **params), key_env=endpoint.key_env)
+    request = client.http_request(model, text, stream=stream, **params)
+    return curl_command(request, key_env=endpoint.key_env)
 
 
 def _complete(
