@@ -25,6 +25,7 @@ from _common import (
     headers,
     reply_text,
     request_body,
+    settle,
 )
 from _sync import load_litellm
 
@@ -212,6 +213,7 @@ def run(
             result = results[name]
             if result.error:
                 continue
+            settle()
             try:
                 figure = asyncio.run(_one_round(factory, url, counts[name], CONCURRENCY * 2))
             except ImportError as exc:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 MODEL = "gpt-4o-mini"
@@ -15,10 +16,10 @@ LITELLM_MODEL = f"openai/{MODEL}"
 API_KEY = "sk-bench-fake"
 SHORT_PROMPT = "hi"
 MAX_TOKENS = 50
-# The fake server echoes at most 200 characters of the prompt, one fragment per word, so
-# 100 one-letter words give the longest reply it can stream (~121 content chunks).
-LONG_PROMPT = " ".join(["w"] * 100)
-STREAM_MAX_TOKENS = 500
+# The offline model quotes the prompt one fragment per word and stops at max_tokens
+# fragments: 300 words with max_tokens=200 stream exactly 200 content chunks.
+LONG_PROMPT = " ".join(["w"] * 300)
+STREAM_MAX_TOKENS = 200
 CONCURRENCY = 64
 TIMEOUT = 30.0
 
@@ -79,7 +80,9 @@ class Settings:
     """How much work each section does. ``weights`` scale the counts for slow clients."""
 
     quick: bool
-    rounds: int
+    sync_rounds: int
+    stream_rounds: int
+    async_rounds: int
     sync_requests: int
     streams: int
     async_requests: int
@@ -90,8 +93,13 @@ class Settings:
     @classmethod
     def make(cls, quick: bool) -> Settings:
         if quick:
-            return cls(True, 2, 150, 8, 256, 3, 1)
-        return cls(False, 5, 500, 40, 3000, 15, 4)
+            return cls(True, 2, 2, 1, 150, 8, 256, 3, 1)
+        return cls(False, 7, 7, 4, 400, 30, 2000, 15, 4)
+
+    def with_rounds(self, rounds: int | None) -> Settings:
+        if not rounds:
+            return self
+        return replace(self, sync_rounds=rounds, stream_rounds=rounds, async_rounds=rounds)
 
     def count(self, base: int, client: str, floor: int = 1) -> int:
         return max(floor, int(base * self.weights.get(client, 1.0)))
@@ -138,6 +146,13 @@ class Result:
             "error": self.error,
             **self.detail,
         }
+
+
+def settle() -> None:
+    """Collect garbage and freeze what is left (imports, LiteLLM's tables) out of the
+    collector's way, so a big heap in this process does not tax whichever client runs next."""
+    gc.collect()
+    gc.freeze()
 
 
 def describe(exc: BaseException) -> str:

@@ -157,7 +157,11 @@ def write_json(
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "quick": settings.quick,
-        "rounds": settings.rounds,
+        "rounds": {
+            "sync": settings.sync_rounds,
+            "stream": settings.stream_rounds,
+            "async": settings.async_rounds,
+        },
         **meta,
         "results": {
             section: {name: r.as_json() for name, r in rows.items()}

@@ -6,7 +6,7 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping
 
-from _common import Result, describe
+from _common import Result, describe, settle
 
 #: A prepared client: ``call()`` does one request and returns the units of work it saw
 #: (1 per request, or the number of content chunks of a stream); ``close()`` frees it.
@@ -54,6 +54,7 @@ def run_interleaved(
             results[name].detail["count_per_round"] = counts[name]
         for _ in range(rounds):
             for name in list(live):
+                settle()
                 figure = _timed(live, results, seen, name, counts[name])
                 if figure is not None:
                     results[name].rounds.append(round(figure, 1))

@@ -64,8 +64,7 @@ def _progress(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     _guard.install()
-    settings = Settings.make(args.quick)
-    rounds = args.rounds or settings.rounds
+    settings = Settings.make(args.quick).with_rounds(args.rounds)
     clients: list[str] = args.clients
     sections: list[str] = args.section_list
     results: dict[str, dict[str, Result]] = {}
@@ -84,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                     pick(_sync.FACTORIES),
                     server.url,
                     settings=settings,
-                    rounds=rounds,
+                    rounds=settings.sync_rounds,
                     base=settings.sync_requests,
                     warm=50,
                     unit="req/s",
@@ -95,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                     pick(_stream.FACTORIES),
                     server.url,
                     settings=settings,
-                    rounds=rounds,
+                    rounds=settings.stream_rounds,
                     base=settings.streams,
                     warm=4,
                     unit="chunks/s",
@@ -109,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                     for n in afactories
                 }
                 results["async"] = _async.run(
-                    afactories, server.url, counts=counts, rounds=max(1, rounds - 2)
+                    afactories, server.url, counts=counts, rounds=settings.async_rounds
                 )
     if "imports" in sections:
         _progress("4/4 import times …")

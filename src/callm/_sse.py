@@ -7,11 +7,10 @@ multi-byte UTF-8 character — and the events produced are the same however the 
 from __future__ import annotations
 
 import codecs
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
+class SSEEvent(NamedTuple):
     """One dispatched event: its type (``message`` by default), data, last id and retry."""
 
     data: str
@@ -70,11 +69,16 @@ class SSEDecoder:
 
     def _process(self, lines: list[str]) -> list[SSEEvent]:
         events: list[SSEEvent] = []
+        data = self._data
         for line in lines:
-            if not line:
-                event = self._dispatch()
-                if event is not None:
-                    events.append(event)
+            if line[:6] == "data: ":  # the common case, first
+                data.append(line[6:])
+            elif not line:
+                if data:
+                    events.append(self._dispatch())
+                    data = self._data
+                else:
+                    self._event = ""
             elif line[0] != ":":
                 self._field(line)
         return events
@@ -98,12 +102,11 @@ class SSEDecoder:
             self._data.append(value)
             self._event = "error"
 
-    def _dispatch(self) -> SSEEvent | None:
+    def _dispatch(self) -> SSEEvent:
         data, event = self._data, self._event
         self._data, self._event = [], ""
-        if not data:
-            return None
-        return SSEEvent("\n".join(data), event or "message", self._id, self._retry)
+        text = data[0] if len(data) == 1 else "\n".join(data)
+        return SSEEvent(text, event or "message", self._id, self._retry)
 
     def close(self) -> list[SSEEvent]:
         """End of stream: per the spec, an event not ended by a blank line is discarded."""

@@ -69,6 +69,16 @@ FINISH_REASONS: Mapping[str, FinishReason] = {
 _JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _loads = json.loads
+_scan_once = json.JSONDecoder().scan_once
+
+
+def _loads_chunk(text: str) -> Any:
+    """``json.loads`` for stream chunks, minus its per-call overhead on compact JSON."""
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        return _loads(text)  # raises a ValueError that says what is wrong
+    return value if end == len(text) else _loads(text)
 
 
 # --- encoding ---------------------------------------------------------------------------
@@ -542,7 +552,7 @@ class ChatStreamDecoder:
             self.done = True
             return self._flush_tool_calls()
         try:
-            chunk = _loads(data)
+            chunk = _loads_chunk(data)
         except ValueError:
             raise self._stream_error(
                 f"the provider sent a stream chunk that is not JSON: {data[:200]!r}"
@@ -561,10 +571,14 @@ class ChatStreamDecoder:
             self._id = chunk["id"]
         if not self._model and chunk.get("model"):
             self._model = chunk["model"]
-        events: list[StreamEvent] = []
-        for choice in chunk.get("choices") or ():
-            events.extend(self._choice(choice))
-        if chunk.get("usage") or (chunk.get("x_groq") or {}).get("usage"):
+        choices = chunk.get("choices")
+        if choices and len(choices) == 1:
+            events = self._choice(choices[0])
+        else:
+            events = []
+            for choice in choices or ():
+                events += self._choice(choice)
+        if chunk.get("usage") or ("x_groq" in chunk and (chunk["x_groq"] or {}).get("usage")):
             self._usage = decode_usage(chunk)
             events.append(UsageEvent(self._usage))
         return events
@@ -575,6 +589,14 @@ class ChatStreamDecoder:
         if state is None:
             state = self._choices[index] = _ChoiceState()
         delta = choice.get("delta")
+        # Fast path for the chunk that makes up most streams: one text fragment, nothing else.
+        if index == 0 and delta is not None and len(delta) == 1 and not choice.get("finish_reason"):
+            content = delta.get("content")
+            if type(content) is str:
+                if not content:
+                    return []
+                state.text.append(content)
+                return [TextDelta(content)]
         if delta is None:  # a legacy text completion chunk
             delta = {"content": choice.get("text")}
         events = _delta_events(state, delta)
