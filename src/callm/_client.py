@@ -7,10 +7,9 @@ everything else (preparing the call, retry decisions, decoding) is shared below.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -173,16 +172,6 @@ def _failure(call: _Call, response: HttpResponse) -> APIError:
     return decode_error(call.endpoint, response.status, response.headers, body)
 
 
-@contextlib.contextmanager
-def _owned_by(call: _Call) -> Iterator[None]:
-    """Name the provider on transport errors, which know only the URL."""
-    try:
-        yield
-    except APIError as exc:
-        exc.provider = exc.provider or call.endpoint.provider
-        raise
-
-
 def _stream_timeout(timeout: Timeout) -> Timeout:
     """Streams wait on the socket no longer than the idle timeout allows."""
     if timeout.idle is None or (timeout.read is not None and timeout.read <= timeout.idle):
@@ -213,6 +202,8 @@ def _retry_wait(call: _Call, attempt: int, error: APIError) -> float | None:
 
 
 def _log(call: _Call, status: int, started: float) -> None:
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
     logger.debug(
         "%s %s -> %d in %.1f ms",
         call.http.method,
@@ -302,6 +293,7 @@ class Client(_ClientBase):
             try:
                 return self._send_once(call)
             except APIError as exc:
+                exc.provider = exc.provider or call.endpoint.provider
                 delay = _retry_wait(call, attempt, exc)
                 if delay is None:
                     raise
@@ -310,8 +302,7 @@ class Client(_ClientBase):
 
     def _send_once(self, call: _Call) -> HttpResponse:
         started = _clock()
-        with _owned_by(call):
-            response = self.transport.send(call.http, call.timeout)
+        response = self.transport.send(call.http, call.timeout)
         _log(call, response.status, started)
         if response.status >= 400:
             raise _failure(call, response)
@@ -324,6 +315,7 @@ class Client(_ClientBase):
             try:
                 return self._open_once(call)
             except APIError as exc:
+                exc.provider = exc.provider or call.endpoint.provider
                 delay = _retry_wait(call, attempt, exc)
                 if delay is None:
                     raise
@@ -332,8 +324,7 @@ class Client(_ClientBase):
 
     def _open_once(self, call: _Call) -> Stream:
         started = _clock()
-        with _owned_by(call):
-            body = self.transport.open_stream(call.http, _stream_timeout(call.timeout))
+        body = self.transport.open_stream(call.http, _stream_timeout(call.timeout))
         _log(call, body.status, started)
         if body.status >= 400:
             try:
@@ -425,6 +416,7 @@ class AsyncClient(_ClientBase):
             try:
                 return await self._send_once(call)
             except APIError as exc:
+                exc.provider = exc.provider or call.endpoint.provider
                 delay = _retry_wait(call, attempt, exc)
                 if delay is None:
                     raise
@@ -433,8 +425,7 @@ class AsyncClient(_ClientBase):
 
     async def _send_once(self, call: _Call) -> HttpResponse:
         started = _clock()
-        with _owned_by(call):
-            response = await self.transport.send(call.http, call.timeout)
+        response = await self.transport.send(call.http, call.timeout)
         _log(call, response.status, started)
         if response.status >= 400:
             raise _failure(call, response)
@@ -447,6 +438,7 @@ class AsyncClient(_ClientBase):
             try:
                 return await self._open_once(call)
             except APIError as exc:
+                exc.provider = exc.provider or call.endpoint.provider
                 delay = _retry_wait(call, attempt, exc)
                 if delay is None:
                     raise
@@ -455,8 +447,7 @@ class AsyncClient(_ClientBase):
 
     async def _open_once(self, call: _Call) -> AsyncStream:
         started = _clock()
-        with _owned_by(call):
-            body = await self.transport.open_stream(call.http, _stream_timeout(call.timeout))
+        body = await self.transport.open_stream(call.http, _stream_timeout(call.timeout))
         _log(call, body.status, started)
         if body.status >= 400:
             try:

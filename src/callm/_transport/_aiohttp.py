@@ -3,8 +3,7 @@ concurrency in bench/)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -13,19 +12,17 @@ from .._errors import APIConnectionError, APITimeoutError
 from .._http import HttpRequest, HttpResponse, redact_url
 from .._timeouts import Timeout
 
+_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
 
-@contextlib.contextmanager
-def translate_errors(url: str) -> Iterator[None]:
+
+def translate(exc: BaseException, url: str) -> APIConnectionError:
     """The one place aiohttp's exceptions become callm's."""
-    try:
-        yield
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise APITimeoutError(f"timed out talking to {redact_url(url)}: {exc!r}") from None
-    except (aiohttp.ClientError, OSError) as exc:
-        raise APIConnectionError(
-            f"could not reach {redact_url(url)}: {type(exc).__name__}: {exc} — check the base "
-            "URL and your network"
-        ) from None
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return APITimeoutError(f"timed out talking to {redact_url(url)}: {exc!r}")
+    return APIConnectionError(
+        f"could not reach {redact_url(url)}: {type(exc).__name__}: {exc} — check the base URL "
+        "and your network"
+    )
 
 
 class _AiohttpStream:
@@ -38,13 +35,17 @@ class _AiohttpStream:
         self.headers: Mapping[str, str] = response.headers
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        with translate_errors(self._url):
+        try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
+        except _ERRORS as exc:
+            raise translate(exc, self._url) from None
 
     async def read(self) -> bytes:
-        with translate_errors(self._url):
+        try:
             return await self._response.read()
+        except _ERRORS as exc:
+            raise translate(exc, self._url) from None
 
     async def close(self) -> None:
         self._response.close()
@@ -69,8 +70,11 @@ class AiohttpTransport:
     def _timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
         cached = self._timeouts.get(timeout)
         if cached is None:
+            read = timeout.read
+            if timeout.total is not None and read is not None and read >= timeout.total:
+                read = None  # the total bounds every read already: one timer, not one per read
             cached = self._timeouts[timeout] = aiohttp.ClientTimeout(
-                total=None, connect=timeout.connect, sock_read=timeout.read
+                total=timeout.total, connect=timeout.connect, sock_read=read
             )
         return cached
 
@@ -85,15 +89,19 @@ class AiohttpTransport:
         )
 
     async def send(self, request: HttpRequest, timeout: Timeout) -> HttpResponse:
-        with translate_errors(request.url):
+        try:
             response = await self._request(request, timeout)
             async with response:
                 body = await response.read()
+        except _ERRORS as exc:
+            raise translate(exc, request.url) from None
         return HttpResponse(response.status, response.headers, body)
 
     async def open_stream(self, request: HttpRequest, timeout: Timeout) -> _AiohttpStream:
-        with translate_errors(request.url):
+        try:
             response = await self._request(request, timeout)
+        except _ERRORS as exc:
+            raise translate(exc, request.url) from None
         return _AiohttpStream(response, request.url)
 
     async def close(self) -> None:

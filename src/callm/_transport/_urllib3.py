@@ -3,7 +3,6 @@ thread in bench/, with keep-alive pooling and no per-call set-up)."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -17,22 +16,22 @@ from .._timeouts import Timeout
 _READ_SIZE = 65536
 
 
-@contextlib.contextmanager
-def translate_errors(url: str) -> Iterator[None]:
+_ERRORS = (x.HTTPError, OSError)
+
+
+def translate(exc: BaseException, url: str) -> APIConnectionError:
     """The one place urllib3's exceptions become callm's."""
-    try:
-        yield
-    except x.NewConnectionError as exc:  # a subclass of ConnectTimeoutError, but no timeout
-        raise APIConnectionError(
-            f"could not connect to {redact_url(url)}: {exc} — check the base URL and your network"
-        ) from None
-    except (x.ConnectTimeoutError, x.ReadTimeoutError, TimeoutError) as exc:
-        raise APITimeoutError(f"timed out talking to {redact_url(url)}: {exc}") from None
-    except (x.HTTPError, OSError) as exc:
-        raise APIConnectionError(
-            f"could not reach {redact_url(url)}: {type(exc).__name__}: {exc} — check the base "
-            "URL and your network"
-        ) from None
+    where = redact_url(url)
+    if isinstance(exc, x.NewConnectionError):  # a subclass of ConnectTimeoutError, no timeout
+        return APIConnectionError(
+            f"could not connect to {where}: {exc} — check the base URL and your network"
+        )
+    if isinstance(exc, x.ConnectTimeoutError | x.ReadTimeoutError | TimeoutError):
+        return APITimeoutError(f"timed out talking to {where}: {exc}")
+    return APIConnectionError(
+        f"could not reach {where}: {type(exc).__name__}: {exc} — check the base URL and your "
+        "network"
+    )
 
 
 class _Urllib3Stream:
@@ -46,13 +45,17 @@ class _Urllib3Stream:
 
     def chunks(self) -> Iterator[bytes]:
         read1 = self._response.read1
-        with translate_errors(self._url):
+        try:
             while chunk := read1(_READ_SIZE):
                 yield chunk
+        except _ERRORS as exc:
+            raise translate(exc, self._url) from None
 
     def read(self) -> bytes:
-        with translate_errors(self._url):
+        try:
             data: bytes = self._response.read()
+        except _ERRORS as exc:
+            raise translate(exc, self._url) from None
         return data
 
     def close(self) -> None:
@@ -88,13 +91,17 @@ class Urllib3Transport:
         )
 
     def send(self, request: HttpRequest, timeout: Timeout) -> HttpResponse:
-        with translate_errors(request.url):
+        try:
             response = self._urlopen(request, timeout, True)
+        except _ERRORS as exc:
+            raise translate(exc, request.url) from None
         return HttpResponse(response.status, response.headers, response.data)
 
     def open_stream(self, request: HttpRequest, timeout: Timeout) -> _Urllib3Stream:
-        with translate_errors(request.url):
+        try:
             response = self._urlopen(request, timeout, False)
+        except _ERRORS as exc:
+            raise translate(exc, request.url) from None
         return _Urllib3Stream(response, request.url)
 
     def close(self) -> None:

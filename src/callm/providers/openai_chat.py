@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, assert_never
 
 from .._endpoint import Endpoint
@@ -69,7 +69,8 @@ FINISH_REASONS: Mapping[str, FinishReason] = {
 _JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _loads = json.loads
-_scan_once = json.JSONDecoder().scan_once
+# The C scanner json.loads itself uses, without loads' per-call checks.
+_scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _loads_chunk(text: str) -> Any:
@@ -304,7 +305,7 @@ def encode_models(endpoint: Endpoint) -> HttpRequest:
 def parse_json(endpoint: Endpoint, response: HttpResponse) -> Any:
     """The JSON body of a response, or an APIResponseError saying it could not be read."""
     try:
-        return _loads(response.body)
+        return _loads_chunk(response.body.decode())
     except ValueError:
         snippet = response.body[:200].decode("utf-8", "replace")
         raise APIResponseError(
