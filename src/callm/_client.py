@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from . import _retry
@@ -56,6 +56,7 @@ class CallParams(TypedDict, total=False):
     max_retries: int
 
 
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 _REQUEST_FIELDS = ("max_tokens", "temperature", "top_p", "seed", "n", "user", "tool_choice")
 
 
@@ -84,18 +85,26 @@ class _ClientBase:
         self.max_retries = max_retries
         self.timeout = Timeout.of(timeout)
         self.settings = Settings(providers=providers, env_file=env_file, environ=environ)
+        self._resolved: dict[str, tuple[Endpoint, str]] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_retries={self.max_retries}, timeout={self.timeout})"
 
     def resolve_model(self, model: str | None) -> tuple[Endpoint, str]:
         """The endpoint and provider-side model name of ``"provider/model"`` (or the default)."""
+        resolved = self._resolved.get(model)  # type: ignore[arg-type]
+        if resolved is not None:
+            return resolved
+        key = model
         if model is None:
             model, offline = self.settings.default_model()
             if offline:
                 _notice_offline()
         provider, name = split_model(model)
-        return self.settings.endpoint(provider), name
+        resolved = self.settings.endpoint(provider), name
+        if key is not None:
+            self._resolved[key] = resolved
+        return resolved
 
     def build_request(
         self, model: str | None, messages: MessagesInput, stream: bool, params: CallParams
@@ -111,8 +120,8 @@ class _ClientBase:
             tools=to_tools(params.get("tools")),
             response_format=params.get("response_format"),
             stream=stream,
-            extra_body=params.get("extra_body") or {},
-            extra_headers=params.get("extra_headers") or {},
+            extra_body=params.get("extra_body") or _EMPTY,
+            extra_headers=params.get("extra_headers") or _EMPTY,
             **fields,
         )
         return endpoint, request
