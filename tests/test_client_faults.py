@@ -206,3 +206,20 @@ async def test_disconnect_before_reply_is_retried(mode: str, fake_openai: FakeOp
     r = await drive.complete(mode, fake_openai.base_url, "fake/m", "hi")
     assert r.text == "second time lucky"
     assert len(fake_openai.requests) == 2
+
+
+async def test_total_timeout_stops_retrying(mode: str, fake_openai: FakeOpenAIServer) -> None:
+    # Three retries 1 s apart would take 3 s; a total of 0.5 s surfaces the first error.
+    fake_openai.queue(*[Fault.rate_limit(retry_after=1)] * 4)
+    timeout = callm.Timeout(connect=1, read=5, total=0.5)
+    started = time.monotonic()
+    with pytest.raises(callm.RateLimitError):
+        await drive.complete(
+            mode,
+            fake_openai.base_url,
+            "fake/m",
+            "hi",
+            client={"max_retries": 3, "timeout": timeout},
+        )
+    assert time.monotonic() - started < 0.5
+    assert len(fake_openai.requests) == 1

@@ -188,7 +188,7 @@ def _stream_timeout(timeout: Timeout) -> Timeout:
     return replace(timeout, read=timeout.idle)
 
 
-def _retry_wait(call: _Call, attempt: int, error: APIError) -> float | None:
+def _retry_wait(call: _Call, attempt: int, error: APIError, began: float) -> float | None:
     """Seconds to wait before retrying, or None when this error must surface now."""
     if attempt >= call.max_retries:
         return None
@@ -199,6 +199,9 @@ def _retry_wait(call: _Call, attempt: int, error: APIError) -> float | None:
     if not retryable:
         return None
     delay = _retry.retry_delay(attempt, headers)
+    total = call.timeout.total
+    if total is not None and _clock() - began + delay >= total:
+        return None  # the total timeout would run out before the next attempt could answer
     logger.info(
         "callm: %s on %s, retry %d/%d in %.2f s",
         type(error).__name__,
@@ -297,13 +300,13 @@ class Client(_ClientBase):
 
     def _send(self, call: _Call) -> HttpResponse:
         """Send with retries; returns a 2xx response or raises the typed error."""
-        attempt = 0
+        attempt, began = 0, _clock()
         while True:
             try:
                 return self._send_once(call)
             except APIError as exc:
                 exc.provider = exc.provider or call.endpoint.provider
-                delay = _retry_wait(call, attempt, exc)
+                delay = _retry_wait(call, attempt, exc, began)
                 if delay is None:
                     raise
             time.sleep(delay)
@@ -319,13 +322,13 @@ class Client(_ClientBase):
 
     def _open_stream(self, call: _Call) -> Stream:
         """Open with retries (only until the stream has begun)."""
-        attempt = 0
+        attempt, began = 0, _clock()
         while True:
             try:
                 return self._open_once(call)
             except APIError as exc:
                 exc.provider = exc.provider or call.endpoint.provider
-                delay = _retry_wait(call, attempt, exc)
+                delay = _retry_wait(call, attempt, exc, began)
                 if delay is None:
                     raise
             time.sleep(delay)
@@ -420,13 +423,13 @@ class AsyncClient(_ClientBase):
 
     async def _send(self, call: _Call) -> HttpResponse:
         """Send with retries; returns a 2xx response or raises the typed error."""
-        attempt = 0
+        attempt, began = 0, _clock()
         while True:
             try:
                 return await self._send_once(call)
             except APIError as exc:
                 exc.provider = exc.provider or call.endpoint.provider
-                delay = _retry_wait(call, attempt, exc)
+                delay = _retry_wait(call, attempt, exc, began)
                 if delay is None:
                     raise
             await _async_sleep(delay)
@@ -442,13 +445,13 @@ class AsyncClient(_ClientBase):
 
     async def _open_stream(self, call: _Call) -> AsyncStream:
         """Open with retries (only until the stream has begun)."""
-        attempt = 0
+        attempt, began = 0, _clock()
         while True:
             try:
                 return await self._open_once(call)
             except APIError as exc:
                 exc.provider = exc.provider or call.endpoint.provider
-                delay = _retry_wait(call, attempt, exc)
+                delay = _retry_wait(call, attempt, exc, began)
                 if delay is None:
                     raise
             await _async_sleep(delay)
