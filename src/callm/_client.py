@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 from . import _retry
 from ._config import LOCAL_NOTICE, Settings, split_model
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._transport import AsyncStreamBody, AsyncTransport, StreamBody, Transport
 
 logger = logging.getLogger("callm")
+T = TypeVar("T")
 _clock = time.perf_counter
 _notice_shown = False
 
@@ -188,8 +189,39 @@ def _stream_timeout(timeout: Timeout) -> Timeout:
     return replace(timeout, read=timeout.idle)
 
 
+def _retrying(call: _Call, attempt_once: Callable[[_Call], T]) -> T:
+    """Run one attempt after another until one succeeds or an error must surface."""
+    attempt, began = 0, _clock()
+    while True:
+        try:
+            return attempt_once(call)
+        except APIError as exc:
+            delay = _retry_wait(call, attempt, exc, began)
+            if delay is None:
+                raise
+        time.sleep(delay)
+        attempt += 1
+
+
+async def _retrying_async(call: _Call, attempt_once: Callable[[_Call], Awaitable[T]]) -> T:
+    """The async twin of :func:`_retrying`."""
+    import asyncio  # ~40 ms to import: only async users pay for it
+
+    attempt, began = 0, _clock()
+    while True:
+        try:
+            return await attempt_once(call)
+        except APIError as exc:
+            delay = _retry_wait(call, attempt, exc, began)
+            if delay is None:
+                raise
+        await asyncio.sleep(delay)
+        attempt += 1
+
+
 def _retry_wait(call: _Call, attempt: int, error: APIError, began: float) -> float | None:
     """Seconds to wait before retrying, or None when this error must surface now."""
+    error.provider = error.provider or call.endpoint.provider
     if attempt >= call.max_retries:
         return None
     headers = error.headers
@@ -300,17 +332,7 @@ class Client(_ClientBase):
 
     def _send(self, call: _Call) -> HttpResponse:
         """Send with retries; returns a 2xx response or raises the typed error."""
-        attempt, began = 0, _clock()
-        while True:
-            try:
-                return self._send_once(call)
-            except APIError as exc:
-                exc.provider = exc.provider or call.endpoint.provider
-                delay = _retry_wait(call, attempt, exc, began)
-                if delay is None:
-                    raise
-            time.sleep(delay)
-            attempt += 1
+        return _retrying(call, self._send_once)
 
     def _send_once(self, call: _Call) -> HttpResponse:
         started = _clock()
@@ -322,17 +344,7 @@ class Client(_ClientBase):
 
     def _open_stream(self, call: _Call) -> Stream:
         """Open with retries (only until the stream has begun)."""
-        attempt, began = 0, _clock()
-        while True:
-            try:
-                return self._open_once(call)
-            except APIError as exc:
-                exc.provider = exc.provider or call.endpoint.provider
-                delay = _retry_wait(call, attempt, exc, began)
-                if delay is None:
-                    raise
-            time.sleep(delay)
-            attempt += 1
+        return _retrying(call, self._open_once)
 
     def _open_once(self, call: _Call) -> Stream:
         started = _clock()
@@ -423,17 +435,7 @@ class AsyncClient(_ClientBase):
 
     async def _send(self, call: _Call) -> HttpResponse:
         """Send with retries; returns a 2xx response or raises the typed error."""
-        attempt, began = 0, _clock()
-        while True:
-            try:
-                return await self._send_once(call)
-            except APIError as exc:
-                exc.provider = exc.provider or call.endpoint.provider
-                delay = _retry_wait(call, attempt, exc, began)
-                if delay is None:
-                    raise
-            await _async_sleep(delay)
-            attempt += 1
+        return await _retrying_async(call, self._send_once)
 
     async def _send_once(self, call: _Call) -> HttpResponse:
         started = _clock()
@@ -445,17 +447,7 @@ class AsyncClient(_ClientBase):
 
     async def _open_stream(self, call: _Call) -> AsyncStream:
         """Open with retries (only until the stream has begun)."""
-        attempt, began = 0, _clock()
-        while True:
-            try:
-                return await self._open_once(call)
-            except APIError as exc:
-                exc.provider = exc.provider or call.endpoint.provider
-                delay = _retry_wait(call, attempt, exc, began)
-                if delay is None:
-                    raise
-            await _async_sleep(delay)
-            attempt += 1
+        return await _retrying_async(call, self._open_once)
 
     async def _open_once(self, call: _Call) -> AsyncStream:
         started = _clock()
@@ -468,12 +460,6 @@ class AsyncClient(_ClientBase):
                 await body.close()
             raise _failure(call, HttpResponse(body.status, body.headers, data))
         return AsyncStream(body, _stream_state(call, body, started))
-
-
-async def _async_sleep(seconds: float) -> None:
-    import asyncio  # asyncio costs ~40 ms to import: only async users pay for it
-
-    await asyncio.sleep(seconds)
 
 
 def _stream_state(call: _Call, body: StreamBody | AsyncStreamBody, started: float) -> StreamState:
