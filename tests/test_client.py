@@ -269,3 +269,16 @@ async def test_module_level_functions(
     with callm.stream("openai/gpt-4o-mini", "y") as s:
         assert "".join(s.text_stream) == "two"
     monkeypatch.setattr(callm, "_default_client", None)
+
+
+async def test_text_stream_yields_only_text(mode: str, fake_openai: FakeOpenAIServer) -> None:
+    fake_openai.queue(Reply(chunks=["a", "b", "c"], reasoning="hmm"))
+    if mode == "sync":
+        with sync_client(fake_openai.base_url) as c, c.stream("fake/m", "x") as s:
+            texts = list(s.text_stream)
+    else:
+        async with drive.async_client(fake_openai.base_url) as ac:
+            s2 = await ac.stream("fake/m", "x")
+            async with s2:
+                texts = [t async for t in s2.text_stream]
+    assert texts == ["a", "b", "c"]

@@ -187,10 +187,9 @@ class AsyncStream:
             await self.close()
 
     @property
-    async def text_stream(self) -> AsyncIterator[str]:
-        async for ev in self:
-            if ev.type == "text":
-                yield ev.text
+    def text_stream(self) -> AsyncIterator[str]:
+        """Only the text fragments, as they arrive: ``async for text in s.text_stream``."""
+        return (ev.text async for ev in self if ev.type == "text")
 
     @property
     def response(self) -> Response:
