@@ -94,7 +94,7 @@ class Settings:
     def make(cls, quick: bool) -> Settings:
         if quick:
             return cls(True, 2, 2, 1, 150, 8, 256, 3, 1)
-        return cls(False, 7, 7, 4, 400, 30, 2000, 15, 4)
+        return cls(False, 7, 7, 7, 400, 30, 2000, 15, 4)
 
     def with_rounds(self, rounds: int | None) -> Settings:
         if not rounds:
