@@ -18,15 +18,14 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 from . import _retry
 from ._config import LOCAL_NOTICE, Settings, split_model
 from ._endpoint import Endpoint
-from ._errors import APIConnectionError, APIError
+from ._errors import APIConnectionError, APIError, InvalidRequestError
 from ._http import HttpRequest, HttpResponse, redact_url
 from ._messages import MessagesInput, ToolInput, to_messages, to_tools
 from ._providers import ProviderSpec
 from ._stream import AsyncStream, Stream, StreamState
 from ._timeouts import DEFAULT_TIMEOUT, Timeout
 from ._types import ModelInfo, Request, Response
-from .providers import openai_chat as protocol
-from .providers._errors import decode_error
+from .providers import WireProtocol, openai_chat, protocol_for
 
 if TYPE_CHECKING:
     from ._transport import AsyncStreamBody, AsyncTransport, StreamBody, Transport
@@ -66,6 +65,7 @@ class _Call:
     """One prepared call: where it goes, what it says, and how patient to be."""
 
     endpoint: Endpoint
+    wire: WireProtocol
     http: HttpRequest
     timeout: Timeout
     max_retries: int
@@ -131,12 +131,15 @@ class _ClientBase:
         self, model: str | None, messages: MessagesInput, stream: bool, params: CallParams
     ) -> _Call:
         endpoint, request = self.build_request(model, messages, stream, params)
-        return self._call(endpoint, protocol.encode(endpoint, request), params)
+        wire = protocol_for(endpoint.protocol)
+        return self._call(endpoint, wire, wire.encode(endpoint, request), params)
 
-    def _call(self, endpoint: Endpoint, http: HttpRequest, params: CallParams) -> _Call:
+    def _call(
+        self, endpoint: Endpoint, wire: WireProtocol, http: HttpRequest, params: CallParams
+    ) -> _Call:
         timeout = Timeout.of(params["timeout"]) if "timeout" in params else self.timeout
         retries = params.get("max_retries", self.max_retries)
-        return _Call(endpoint, http, timeout, retries)
+        return _Call(endpoint, wire, http, timeout, retries)
 
     def http_request(
         self,
@@ -153,17 +156,23 @@ class _ClientBase:
         self, model: str | None, prompt: str, stream: bool, params: Mapping[str, Any]
     ) -> _Call:
         endpoint, name = self.resolve_model(model)
+        if endpoint.protocol != "openai_chat":
+            raise InvalidRequestError(
+                f"text completions are an OpenAI-compatible endpoint; {endpoint.provider} "
+                f"speaks {endpoint.protocol}: use complete() instead"
+            )
         options = dict(params)
         call_params: CallParams = {}
         for key in ("timeout", "max_retries"):
             if key in options:
                 call_params[key] = options.pop(key)
-        http = protocol.encode_text_completion(endpoint, name, prompt, options, stream)
-        return self._call(endpoint, http, call_params)
+        http = openai_chat.encode_text_completion(endpoint, name, prompt, options, stream)
+        return self._call(endpoint, openai_chat, http, call_params)
 
     def _models_call(self, provider: str) -> _Call:
         endpoint = self.settings.endpoint(provider)
-        return self._call(endpoint, protocol.encode_models(endpoint), {})
+        wire = protocol_for(endpoint.protocol)
+        return self._call(endpoint, wire, wire.encode_models(endpoint), {})
 
 
 def _notice_offline() -> None:
@@ -174,12 +183,7 @@ def _notice_offline() -> None:
 
 
 def _failure(call: _Call, response: HttpResponse) -> APIError:
-    body: Any = response.body
-    try:
-        body = protocol.parse_json(call.endpoint, response)
-    except APIError:
-        body = response.body.decode("utf-8", "replace")
-    return decode_error(call.endpoint, response.status, response.headers, body)
+    return call.wire.decode_failure(call.endpoint, response)
 
 
 def _stream_timeout(timeout: Timeout) -> Timeout:
@@ -303,7 +307,7 @@ class Client(_ClientBase):
         call = self._prepare(model, messages, False, params)
         started = _clock()
         response = self._send(call)
-        return protocol.decode(call.endpoint, response, _clock() - started)
+        return call.wire.decode(call.endpoint, response, _clock() - started)
 
     def stream(
         self,
@@ -319,7 +323,7 @@ class Client(_ClientBase):
         call = self._text_call(model, prompt, False, params)
         started = _clock()
         response = self._send(call)
-        return protocol.decode(call.endpoint, response, _clock() - started)
+        return call.wire.decode(call.endpoint, response, _clock() - started)
 
     def stream_text_completion(self, model: str | None, prompt: str, **params: Any) -> Stream:
         """The legacy text completions endpoint, streamed."""
@@ -328,7 +332,7 @@ class Client(_ClientBase):
     def models(self, provider: str = "openai") -> list[ModelInfo]:
         """The models a provider lists."""
         call = self._models_call(provider)
-        return protocol.decode_models(call.endpoint, self._send(call))
+        return call.wire.decode_models(call.endpoint, self._send(call))
 
     def _send(self, call: _Call) -> HttpResponse:
         """Send with retries; returns a 2xx response or raises the typed error."""
@@ -404,7 +408,7 @@ class AsyncClient(_ClientBase):
         call = self._prepare(model, messages, False, params)
         started = _clock()
         response = await self._send(call)
-        return protocol.decode(call.endpoint, response, _clock() - started)
+        return call.wire.decode(call.endpoint, response, _clock() - started)
 
     async def stream(
         self,
@@ -420,7 +424,7 @@ class AsyncClient(_ClientBase):
         call = self._text_call(model, prompt, False, params)
         started = _clock()
         response = await self._send(call)
-        return protocol.decode(call.endpoint, response, _clock() - started)
+        return call.wire.decode(call.endpoint, response, _clock() - started)
 
     async def stream_text_completion(
         self, model: str | None, prompt: str, **params: Any
@@ -431,7 +435,7 @@ class AsyncClient(_ClientBase):
     async def models(self, provider: str = "openai") -> list[ModelInfo]:
         """The models a provider lists."""
         call = self._models_call(provider)
-        return protocol.decode_models(call.endpoint, await self._send(call))
+        return call.wire.decode_models(call.endpoint, await self._send(call))
 
     async def _send(self, call: _Call) -> HttpResponse:
         """Send with retries; returns a 2xx response or raises the typed error."""
@@ -465,5 +469,5 @@ class AsyncClient(_ClientBase):
 def _stream_state(call: _Call, body: StreamBody | AsyncStreamBody, started: float) -> StreamState:
     from .providers._errors import request_id_of
 
-    decoder = protocol.ChatStreamDecoder(call.endpoint, request_id_of(body.headers))
+    decoder = call.wire.stream_decoder(call.endpoint, request_id_of(body.headers))
     return StreamState(decoder, call.timeout, started)

@@ -190,7 +190,7 @@ class Settings:
             value = self.lookup(name)
             if value:
                 return value
-        stored = self.stored_keys().get(spec.name)
+        stored = self.stored_keys().get(spec.key_provider or spec.name)
         if stored:
             return stored
         if spec.key_required and spec.token_provider is None and not self._has_azure_token(spec):

@@ -13,9 +13,17 @@ from typing import Any, Literal
 
 from ._endpoint import Endpoint
 from ._errors import ConfigurationError
+from .providers import PROTOCOL_MODULES
 from .providers.openai_chat import LEGACY_MAX_TOKENS, NO_STREAM_OPTIONS, RANDOM_SEED, SHORT_TOOL_IDS
 
-PROTOCOLS = ("openai_chat",)
+PROTOCOLS = tuple(PROTOCOL_MODULES)
+# auth style -> (header name, value prefix)
+AUTH_HEADERS: Mapping[str, tuple[str, str]] = {
+    "bearer": ("authorization", "Bearer "),
+    "api-key": ("api-key", ""),
+    "x-api-key": ("x-api-key", ""),
+    "x-goog-api-key": ("x-goog-api-key", ""),
+}
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
 
 
@@ -28,7 +36,7 @@ class ProviderSpec:
     protocol: str = "openai_chat"
     api_key_env: tuple[str, ...] = ()
     base_url_env: str | None = None
-    auth: Literal["bearer", "api-key", "none"] = "bearer"
+    auth: Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "none"] = "bearer"
     key_required: bool = True
     headers: Mapping[str, str] = field(default_factory=dict)
     quirks: frozenset[str] = frozenset()
@@ -37,6 +45,8 @@ class ProviderSpec:
     # Azure: the dated api-version query parameter, and an Entra ID token source.
     api_version: str | None = None
     token_provider: Callable[[], str] | None = field(default=None, repr=False)
+    # Whose key `callm keys set` stored for this entry (two entries may share one account).
+    key_provider: str | None = None
 
     def __repr__(self) -> str:
         key = "***" if self.api_key else None
@@ -54,6 +64,33 @@ BUILTIN: Mapping[str, ProviderSpec] = {
             api_key_env=("OPENAI_API_KEY",),
             base_url_env="OPENAI_BASE_URL",
             default_model="gpt-4o-mini",
+        ),
+        ProviderSpec(
+            "openai-responses",
+            "https://api.openai.com/v1",
+            protocol="openai_responses",
+            api_key_env=("OPENAI_API_KEY",),
+            base_url_env="OPENAI_BASE_URL",
+            key_provider="openai",
+        ),
+        ProviderSpec(
+            "anthropic",
+            "https://api.anthropic.com",
+            protocol="anthropic",
+            api_key_env=("ANTHROPIC_API_KEY",),
+            base_url_env="ANTHROPIC_BASE_URL",
+            auth="x-api-key",
+            headers={"anthropic-version": "2023-06-01"},
+            default_model="claude-sonnet-4-5",
+        ),
+        ProviderSpec(
+            "gemini",
+            "https://generativelanguage.googleapis.com/v1beta",
+            protocol="gemini",
+            api_key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+            base_url_env="GEMINI_BASE_URL",
+            auth="x-goog-api-key",
+            default_model="gemini-2.5-flash",
         ),
         ProviderSpec(
             "azure",
@@ -149,12 +186,10 @@ def build_endpoint(spec: ProviderSpec, base_url: str, key: str | None) -> Endpoi
     headers = {"content-type": "application/json", "accept": "application/json"}
     headers.update({k.lower(): v for k, v in spec.headers.items()})
     secret: set[str] = set()
-    if key and spec.auth == "bearer":
-        headers["authorization"] = f"Bearer {key}"
-        secret.add("authorization")
-    elif key and spec.auth == "api-key":
-        headers["api-key"] = key
-        secret.add("api-key")
+    if key and spec.auth in AUTH_HEADERS:
+        name, prefix = AUTH_HEADERS[spec.auth]
+        headers[name] = prefix + key
+        secret.add(name)
     if spec.token_provider is not None:
         secret.add("authorization")
     base_url = base_url.rstrip("/")

@@ -15,7 +15,7 @@ from ._types import Response, StreamEvent
 
 if TYPE_CHECKING:
     from ._transport import AsyncStreamBody, StreamBody
-    from .providers.openai_chat import ChatStreamDecoder
+    from .providers import StreamDecoder
 
 _clock = time.perf_counter
 
@@ -25,7 +25,7 @@ class StreamState:
 
     __slots__ = ("_deadline", "_idle", "_last", "_sse", "_started", "decoder", "ttft")
 
-    def __init__(self, decoder: ChatStreamDecoder, timeout: Timeout, started: float) -> None:
+    def __init__(self, decoder: StreamDecoder, timeout: Timeout, started: float) -> None:
         self.decoder = decoder
         self._sse = SSEDecoder()
         self._started = started

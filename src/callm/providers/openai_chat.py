@@ -470,6 +470,16 @@ def decode_usage(data: Mapping[str, Any]) -> Usage:
     )
 
 
+def decode_failure(endpoint: Endpoint, response: HttpResponse) -> APIError:
+    """The typed error of a non-2xx answer, whatever its body holds."""
+    body: Any
+    try:
+        body = parse_json(endpoint, response)
+    except APIError:
+        body = response.body.decode("utf-8", "replace")
+    return decode_error(endpoint, response.status, response.headers, body)
+
+
 def decode_models(endpoint: Endpoint, response: HttpResponse) -> list[ModelInfo]:
     """Decode ``GET /models``."""
     data = parse_json(endpoint, response)
@@ -724,3 +734,8 @@ def _tool_fragment(
     arguments = arguments or ""
     slot[2].append(arguments)
     return ToolCallDelta(index, call_id, name, arguments)
+
+
+def stream_decoder(endpoint: Endpoint, request_id: str | None) -> ChatStreamDecoder:
+    """A decoder for one Chat Completions (or text completions) stream."""
+    return ChatStreamDecoder(endpoint, request_id)

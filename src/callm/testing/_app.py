@@ -35,9 +35,10 @@ _NO_KEY = (
 _NO_API_VERSION = "The api-version query parameter (?api-version=) is required for all requests."
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+AddRoute = Callable[[str, str, Handler], Any]
 
 
-class _Rejected(Exception):
+class Rejected(Exception):
     """Raised by a handler to answer with an error response at once."""
 
     def __init__(self, response: web.Response) -> None:
@@ -56,15 +57,24 @@ def build_app(state: ServerState) -> web.Application:
         add("GET", prefix + "/models/{model:.+}", routes.model)
     add("POST", "/v1/completions", routes.text)
     add("POST", "/openai/deployments/{deployment}/chat/completions", routes.azure_chat)
+    for register in _protocol_routes():
+        register(add, state)
     add("*", "/{tail:.*}", routes.unknown)
     return app
+
+
+def _protocol_routes() -> list[Callable[[AddRoute, ServerState], None]]:
+    """The other protocols served beside OpenAI Chat, each from a module of its own."""
+    from . import _anthropic_fake, _gemini_fake, _responses_fake
+
+    return [_anthropic_fake.register, _gemini_fake.register, _responses_fake.register]
 
 
 @web.middleware
 async def _answer_rejections(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except _Rejected as rejected:
+    except Rejected as rejected:
         return rejected.response
 
 
@@ -98,7 +108,7 @@ class _Routes:
         body = _body(record, request_id)
         model = body.get("model")
         if not isinstance(model, str) or not model:
-            raise _Rejected(_error(400, "you must provide a model parameter", request_id))
+            raise Rejected(_error(400, "you must provide a model parameter", request_id))
         _require_messages(body, request_id)
         return await self._generate(request, request_id, body, "chat", model)
 
@@ -106,7 +116,7 @@ class _Routes:
         record, request_id = await self._admit(request)
         if not record.query.get("api-version"):
             error = _error(400, _NO_API_VERSION, request_id, code="MissingApiVersionParameter")
-            raise _Rejected(error)
+            raise Rejected(error)
         body = _body(record, request_id)
         _require_messages(body, request_id)
         # The deployment picks the model; ``model`` in the body is ignored, as on Azure.
@@ -122,7 +132,7 @@ class _Routes:
             prompt = "\n".join(p for p in prompt if isinstance(p, str))
         if not isinstance(model, str) or not model or not isinstance(prompt, str):
             message = "Missing required parameters: 'model' and 'prompt' (a string)."
-            raise _Rejected(_error(400, message, request_id, code="missing_required_parameter"))
+            raise Rejected(_error(400, message, request_id, code="missing_required_parameter"))
         # The offline model speaks chat: the prompt becomes one user message.
         chat = {**body, "messages": [{"role": "user", "content": prompt}]}
         return await self._generate(request, request_id, chat, "text", model)
@@ -136,18 +146,18 @@ class _Routes:
         name = request.match_info["model"]
         if name not in self._models:
             message = model_not_found_message(name)
-            raise _Rejected(_error(404, message, request_id, code="model_not_found"))
+            raise Rejected(_error(404, message, request_id, code="model_not_found"))
         return _json_response(dumps(self._models[name]).encode(), request_id)
 
     async def unknown(self, request: web.Request) -> web.StreamResponse:
         _, request_id = await self._admit(request)
         # OpenAI's own wording for a route it does not have.
         message = f"Invalid URL ({request.method} {request.path})"
-        raise _Rejected(_error(404, message, request_id))
+        raise Rejected(_error(404, message, request_id))
 
     async def _admit(self, request: web.Request) -> tuple[RecordedRequest, str]:
         """Record the request (always, even if it is then refused) and check its key."""
-        record = await _record(request)
+        record = await record_request(request)
         self._state.record(record)
         request_id = "req_" + self._state.new_id()
         key = self._state.api_key
@@ -155,7 +165,7 @@ class _Routes:
             given = _given_key(record.headers)
             if given != key:
                 message = _NO_KEY if given is None else invalid_key_message()
-                raise _Rejected(_error(401, message, request_id, code="invalid_api_key"))
+                raise Rejected(_error(401, message, request_id, code="invalid_api_key"))
         return record, request_id
 
     async def _generate(
@@ -195,7 +205,8 @@ class _Routes:
 # --- requests ----------------------------------------------------------------------------
 
 
-async def _record(request: web.Request) -> RecordedRequest:
+async def record_request(request: web.Request) -> RecordedRequest:
+    """The request as recorded for ``server.requests`` (body read once, JSON parsed)."""
     raw = await request.read()
     parsed: Any = None
     if raw:
@@ -222,7 +233,7 @@ def _given_key(headers: Mapping[str, str]) -> str | None:
 
 def _body(record: RecordedRequest, request_id: str) -> dict[str, Any]:
     if not isinstance(record.json, dict):
-        raise _Rejected(_error(400, _BAD_JSON, request_id))
+        raise Rejected(_error(400, _BAD_JSON, request_id))
     return record.json
 
 
@@ -230,7 +241,7 @@ def _require_messages(body: Mapping[str, Any], request_id: str) -> None:
     if not isinstance(body.get("messages"), list):
         message = "Missing required parameter: 'messages'."
         code = "missing_required_parameter"
-        raise _Rejected(_error(400, message, request_id, param="messages", code=code))
+        raise Rejected(_error(400, message, request_id, param="messages", code=code))
 
 
 def _choice_count(body: Mapping[str, Any], request_id: str) -> int:
@@ -239,7 +250,7 @@ def _choice_count(body: Mapping[str, Any], request_id: str) -> int:
         return 1
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128:
         message = f"Invalid 'n': expected an integer between 1 and 128, got {n!r}."
-        raise _Rejected(_error(400, message, request_id, param="n", code="invalid_value"))
+        raise Rejected(_error(400, message, request_id, param="n", code="invalid_value"))
     return n
 
 
