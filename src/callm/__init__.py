@@ -37,11 +37,13 @@ from ._providers import ProviderSpec
 from ._stream import AsyncStream, Stream
 from ._timeouts import Timeout
 from ._types import (
+    Document,
     FinishEvent,
     Image,
     Message,
     ModelInfo,
     Part,
+    RawPart,
     Reasoning,
     ReasoningDelta,
     Refusal,
@@ -78,6 +80,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "ContextWindowExceededError",
+    "Document",
     "FinishEvent",
     "Image",
     "InternalServerError",
@@ -90,6 +93,7 @@ __all__ = [
     "PermissionDeniedError",
     "ProviderSpec",
     "RateLimitError",
+    "RawPart",
     "Reasoning",
     "ReasoningDelta",
     "Refusal",

@@ -43,6 +43,7 @@ class CallParams(TypedDict, total=False):
     max_tokens: int
     temperature: float
     top_p: float
+    top_k: int
     stop: str | Sequence[str]
     seed: int
     n: int
@@ -57,7 +58,16 @@ class CallParams(TypedDict, total=False):
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-_REQUEST_FIELDS = ("max_tokens", "temperature", "top_p", "seed", "n", "user", "tool_choice")
+_REQUEST_FIELDS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "seed",
+    "n",
+    "user",
+    "tool_choice",
+)
 
 
 @dataclass(frozen=True, slots=True)

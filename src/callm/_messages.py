@@ -6,11 +6,24 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._errors import InvalidRequestError
-from ._types import Image, Message, Part, Text, Tool, ToolCall, ToolResult
+from ._types import (
+    Document,
+    Image,
+    Message,
+    Part,
+    RawPart,
+    Reasoning,
+    Refusal,
+    Text,
+    Tool,
+    ToolCall,
+    ToolResult,
+)
 
 MessagesInput = str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
 ToolInput = Tool | Mapping[str, Any]
 
+_PART_TYPES = (Text, Image, Document, ToolCall, ToolResult, Reasoning, Refusal, RawPart)
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 
 
@@ -68,7 +81,7 @@ def _content_parts(content: Any) -> list[Part]:
         return []
     if isinstance(content, str):
         return [Text(content)]
-    if isinstance(content, Text | Image):
+    if isinstance(content, Text | Image | Document):
         return [content]
     if not isinstance(content, Sequence):
         raise InvalidRequestError(f"message content must be text or a list of parts: {content!r}")
@@ -76,7 +89,9 @@ def _content_parts(content: Any) -> list[Part]:
 
 
 def _part(part: Any) -> Part:
-    if isinstance(part, Text | Image | ToolCall | ToolResult):
+    if isinstance(
+        part, Text | Image | Document | ToolCall | ToolResult | Reasoning | Refusal | RawPart
+    ):
         return part
     if isinstance(part, str):
         return Text(part)

@@ -50,6 +50,28 @@ class Image:
 
 
 @dataclass(frozen=True, slots=True)
+class Document:
+    """A document (a PDF, a text file …) given by URL or as a ``data:`` URL (:meth:`from_bytes`)."""
+
+    url: str
+    media_type: str | None = None
+    title: str | None = None
+    kind: Literal["document"] = "document"
+
+    @classmethod
+    def from_bytes(cls, data: bytes, media_type: str = "application/pdf", **kw: Any) -> Document:
+        """Build a document part from raw bytes, sent inline as a base64 ``data:`` URL."""
+        import base64
+
+        encoded = base64.b64encode(data).decode("ascii")
+        return cls(url=f"data:{media_type};base64,{encoded}", media_type=media_type, **kw)
+
+    def __repr__(self) -> str:
+        shown = self.url if not self.url.startswith("data:") else self.url[:40] + "…"
+        return f"Document(url={shown!r}, media_type={self.media_type!r}, title={self.title!r})"
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCall:
     """A request from the model to call a tool.
 
@@ -79,10 +101,17 @@ class ToolResult:
 
 @dataclass(frozen=True, slots=True)
 class Reasoning:
-    """The model's reasoning ("thinking") text, where the provider exposes it."""
+    """The model's reasoning ("thinking") text, where the provider exposes it.
+
+    ``signature``, ``id`` and ``data`` are the provider's opaque companions (Anthropic's
+    thinking signature or redacted thinking, OpenAI's reasoning item id and encrypted
+    content); they are sent back unchanged when the history returns to the same protocol.
+    """
 
     text: str
     signature: str | None = None
+    id: str | None = None
+    data: str | None = None
     kind: Literal["reasoning"] = "reasoning"
 
 
@@ -94,7 +123,21 @@ class Refusal:
     kind: Literal["refusal"] = "refusal"
 
 
-Part: TypeAlias = Text | Image | ToolCall | ToolResult | Reasoning | Refusal
+@dataclass(frozen=True, slots=True)
+class RawPart:
+    """Content callm does not model (server-side tool calls, citations …), kept as sent.
+
+    ``protocol`` names the wire protocol it came from; sent back to that protocol it is
+    passed through verbatim, and any other protocol refuses it with a clear error.
+    """
+
+    protocol: str
+    type: str
+    data: Mapping[str, Any]
+    kind: Literal["raw"] = "raw"
+
+
+Part: TypeAlias = Text | Image | Document | ToolCall | ToolResult | Reasoning | Refusal | RawPart
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +147,9 @@ class Message:
     role: Role
     content: tuple[Part, ...]
     name: str | None = None
+    # A prompt-cache breakpoint after this message (Anthropic cache_control; ignored where
+    # caching is automatic).
+    cache: bool = False
 
     @classmethod
     def system(cls, text: str) -> Message:
@@ -152,6 +198,7 @@ class Request:
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    top_k: int | None = None
     stop: tuple[str, ...] | None = None
     seed: int | None = None
     n: int | None = None

@@ -19,12 +19,14 @@ from .._errors import APIError, APIResponseError, InvalidRequestError
 from .._http import HttpRequest, HttpResponse
 from .._sse import SSEEvent
 from .._types import (
+    Document,
     FinishEvent,
     FinishReason,
     Image,
     Message,
     ModelInfo,
     Part,
+    RawPart,
     Reasoning,
     ReasoningDelta,
     Refusal,
@@ -43,6 +45,8 @@ from .._types import (
     UsageEvent,
 )
 from ._errors import decode_error, request_id_of
+
+PROTOCOL = "openai_chat"
 
 # Quirk flags an endpoint may carry.
 LEGACY_MAX_TOKENS = "legacy_max_tokens"  # send max_tokens, not max_completion_tokens
@@ -121,6 +125,8 @@ def _encode_sampling(body: dict[str, Any], request: Request, quirks: frozenset[s
         body["temperature"] = request.temperature
     if request.top_p is not None:
         body["top_p"] = request.top_p
+    if request.top_k is not None:  # not OpenAI's own, but vLLM, Together … take it
+        body["top_k"] = request.top_k
     if request.stop:
         body["stop"] = list(request.stop)
     if request.seed is not None:
@@ -180,6 +186,12 @@ def _encode_input_part(part: Part, role: str) -> dict[str, Any]:
             if detail:
                 image["detail"] = detail
             return {"type": "image_url", "image_url": image}
+        case Document():
+            if role != "user":
+                raise InvalidRequestError(f"a {role} message cannot carry a document")
+            return _encode_document(part)
+        case RawPart():
+            return _raw(part)
         case ToolCall() | ToolResult() | Reasoning() | Refusal():
             raise InvalidRequestError(
                 f"a {role} message cannot carry a {part.kind} part: tool calls belong in "
@@ -205,7 +217,10 @@ def _encode_assistant(message: Message, short_ids: bool) -> dict[str, Any]:
                 # Chat Completions has no input slot for reasoning; providers that stream it
                 # (DeepSeek, vLLM) ask clients not to send it back.
                 pass
-            case Image() | ToolResult():
+            case RawPart():
+                _raw(part)  # Chat Completions keeps no provider items in assistant turns
+                raise InvalidRequestError("an assistant message cannot carry a raw part")
+            case Image() | Document() | ToolResult():
                 raise InvalidRequestError(f"an assistant message cannot carry a {part.kind} part")
             case _:
                 assert_never(part)
@@ -215,6 +230,27 @@ def _encode_assistant(message: Message, short_ids: bool) -> dict[str, Any]:
     if message.name:
         entry["name"] = message.name
     return entry
+
+
+def _encode_document(document: Document) -> dict[str, Any]:
+    """Documents travel inline as ``file_data``; Chat Completions takes no document URLs."""
+    if not document.url.startswith("data:"):
+        raise InvalidRequestError(
+            "Chat Completions takes documents inline only: use Document.from_bytes(...)"
+        )
+    file: dict[str, Any] = {"file_data": document.url}
+    file["filename"] = document.title or "document"
+    return {"type": "file", "file": file}
+
+
+def _raw(part: RawPart) -> dict[str, Any]:
+    """A raw part goes back only to the protocol it came from."""
+    if part.protocol != PROTOCOL:
+        raise InvalidRequestError(
+            f"a {part.type!r} part from the {part.protocol} protocol cannot be sent over "
+            f"{PROTOCOL}: remove it from the history first"
+        )
+    return dict(part.data)
 
 
 def _encode_tool_call(call: ToolCall, short_ids: bool) -> dict[str, Any]:
