@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from aiohttp import web
@@ -102,6 +102,7 @@ class _Routes:
         self._state = state
         self._models = {m: _model_object(m) for m in state.models}
         self._model_list = dumps({"object": "list", "data": list(self._models.values())}).encode()
+        self._anthropic_model_list = _anthropic_models(state.models)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         record, request_id = await self._admit(request)
@@ -138,7 +139,9 @@ class _Routes:
         return await self._generate(request, request_id, chat, "text", model)
 
     async def models(self, request: web.Request) -> web.StreamResponse:
-        _, request_id = await self._admit(request)
+        record, request_id = await self._admit(request)
+        if "anthropic-version" in record.headers:  # Anthropic lists models at the same path
+            return _json_response(self._anthropic_model_list, request_id)
         return _json_response(self._model_list, request_id)
 
     async def model(self, request: web.Request) -> web.StreamResponse:
@@ -228,7 +231,17 @@ def _given_key(headers: Mapping[str, str]) -> str | None:
     authorization = headers.get("authorization")
     if authorization is not None and authorization.startswith("Bearer "):
         return authorization[len("Bearer ") :]
-    return headers.get("api-key")
+    return headers.get("api-key") or headers.get("x-api-key")
+
+
+def _anthropic_models(models: Sequence[str]) -> bytes:
+    """Anthropic's ``GET /v1/models`` page: typed model objects and paging ids."""
+    data = [
+        {"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
+        for m in models
+    ]
+    first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+    return dumps({"data": data, "has_more": False, "first_id": first, "last_id": last}).encode()
 
 
 def _body(record: RecordedRequest, request_id: str) -> dict[str, Any]:
