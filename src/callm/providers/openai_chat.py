@@ -9,42 +9,70 @@ deviations are switched by the endpoint's quirk flags.
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, assert_never
 
 from .._endpoint import Endpoint
 from .._errors import APIError, APIResponseError, InvalidRequestError
 from .._http import HttpRequest, HttpResponse
-from .._sse import SSEEvent
 from .._types import (
     Document,
-    FinishEvent,
-    FinishReason,
     Image,
     Message,
     ModelInfo,
     Part,
     RawPart,
     Reasoning,
-    ReasoningDelta,
     Refusal,
-    RefusalDelta,
     Request,
     Response,
-    StreamEvent,
     Text,
-    TextDelta,
     Tool,
     ToolCall,
-    ToolCallDelta,
-    ToolCallEvent,
     ToolResult,
-    Usage,
-    UsageEvent,
 )
 from ._errors import decode_error, request_id_of
+from ._openai_chat_stream import ChatStreamDecoder
+from ._openai_common import (
+    FINISH_REASONS,
+    content_array_parts,
+    decode_usage,
+    dumps,
+    loads_chunk,
+    normalise_finish,
+    parse_json,
+    parse_tool_call,
+)
+
+__all__ = [
+    "FINISH_REASONS",
+    "LEGACY_MAX_TOKENS",
+    "NO_STREAM_OPTIONS",
+    "PROTOCOL",
+    "RANDOM_SEED",
+    "SHORT_TOOL_IDS",
+    "ChatStreamDecoder",
+    "decode",
+    "decode_failure",
+    "decode_models",
+    "decode_usage",
+    "encode",
+    "encode_body",
+    "encode_messages",
+    "encode_models",
+    "encode_response_format",
+    "encode_text_completion",
+    "encode_tool",
+    "encode_tool_choice",
+    "loads_chunk",
+    "message_parts",
+    "normalise_finish",
+    "parse_json",
+    "parse_tool_call",
+    "stream_decoder",
+]
+_dumps = dumps  # older spellings, kept for callers that used them
+_loads_chunk = loads_chunk
 
 PROTOCOL = "openai_chat"
 
@@ -53,38 +81,6 @@ LEGACY_MAX_TOKENS = "legacy_max_tokens"  # send max_tokens, not max_completion_t
 RANDOM_SEED = "random_seed"  # Mistral names the seed field random_seed
 SHORT_TOOL_IDS = "short_tool_ids"  # Mistral: tool-call ids must match [A-Za-z0-9]{9}
 NO_STREAM_OPTIONS = "no_stream_options"  # the server rejects stream_options
-
-FINISH_REASONS: Mapping[str, FinishReason] = {
-    "stop": "stop",
-    "eos": "stop",
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "length": "length",
-    "max_tokens": "length",
-    "model_length": "length",
-    "tool_calls": "tool_calls",
-    "function_call": "tool_calls",
-    "tool_use": "tool_calls",
-    "content_filter": "content_filter",
-    "refusal": "refusal",
-    "error": "error",
-}
-
-_JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_loads = json.loads
-# The C scanner json.loads itself uses, without loads' per-call checks.
-_scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-
-
-def _loads_chunk(text: str) -> Any:
-    """``json.loads`` for stream chunks, minus its per-call overhead on compact JSON."""
-    try:
-        value, end = _scan_once(text, 0)
-    except StopIteration:
-        return _loads(text)  # raises a ValueError that says what is wrong
-    return value if end == len(text) else _loads(text)
-
 
 # --- encoding ---------------------------------------------------------------------------
 
@@ -144,7 +140,7 @@ def _post(
         "POST",
         endpoint.url(path, model),
         endpoint.request_headers(extra),
-        _dumps(body).encode(),
+        dumps(body).encode(),
         endpoint.secret_headers,
     )
 
@@ -254,7 +250,7 @@ def _raw(part: RawPart) -> dict[str, Any]:
 
 
 def _encode_tool_call(call: ToolCall, short_ids: bool) -> dict[str, Any]:
-    arguments = call.raw_arguments if call.invalid_arguments else _dumps(call.arguments)
+    arguments = call.raw_arguments if call.invalid_arguments else dumps(call.arguments)
     return {
         "id": _tool_id(call.id, short_ids),
         "type": "function",
@@ -338,20 +334,6 @@ def encode_models(endpoint: Endpoint) -> HttpRequest:
 # --- decoding ---------------------------------------------------------------------------
 
 
-def parse_json(endpoint: Endpoint, response: HttpResponse) -> Any:
-    """The JSON body of a response, or an APIResponseError saying it could not be read."""
-    try:
-        return _loads_chunk(response.body.decode())
-    except ValueError:
-        snippet = response.body[:200].decode("utf-8", "replace")
-        raise APIResponseError(
-            f"the provider sent a body that is not valid JSON: {snippet!r}",
-            provider=endpoint.provider,
-            status_code=response.status,
-            request_id=request_id_of(response.headers),
-        ) from None
-
-
 def decode(endpoint: Endpoint, response: HttpResponse, latency_s: float | None = None) -> Response:
     """Decode a 2xx chat (or text completion) response."""
     data = parse_json(endpoint, response)
@@ -432,7 +414,7 @@ def message_parts(message: Mapping[str, Any]) -> list[Part]:
         if content:
             parts.append(Text(content))
     elif isinstance(content, list):
-        parts.extend(_content_array_parts(content))
+        parts.extend(content_array_parts(content))
     if message.get("refusal"):
         parts.append(Refusal(message["refusal"]))
     for call in message.get("tool_calls") or ():
@@ -443,67 +425,6 @@ def message_parts(message: Mapping[str, Any]) -> list[Part]:
             )
         )
     return parts
-
-
-def _content_array_parts(content: list[Any]) -> list[Part]:
-    """Mistral's reasoning models send content as an array of text and thinking blocks."""
-    parts: list[Part] = []
-    for block in content:
-        kind = block.get("type") if isinstance(block, dict) else None
-        if kind == "text":
-            parts.append(Text(block.get("text") or ""))
-        elif kind == "thinking":
-            inner = block.get("thinking") or []
-            text = "".join(b.get("text", "") for b in inner if isinstance(b, dict))
-            parts.append(Reasoning(text))
-    return parts
-
-
-def parse_tool_call(call_id: str, name: str, arguments: Any) -> ToolCall:
-    """A tool call with its JSON arguments parsed; malformed ones are kept raw and flagged."""
-    if not call_id:  # Gemini's compat layer sends "": make one up so results can refer to it
-        call_id = "call_" + os.urandom(12).hex()
-    if isinstance(arguments, dict):
-        return ToolCall(call_id, name, arguments, _dumps(arguments))
-    raw = arguments if isinstance(arguments, str) else ""
-    if not raw.strip():
-        return ToolCall(call_id, name, {}, raw)
-    try:
-        parsed = _loads(raw)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict):
-        return ToolCall(call_id, name, parsed, raw)
-    return ToolCall(call_id, name, {}, raw, invalid_arguments=True)
-
-
-def normalise_finish(native: str | None, parts: Sequence[Part] = ()) -> FinishReason | None:
-    """Map a provider's finish reason onto callm's; a refusal wins over "stop"."""
-    if native is None:
-        return None
-    reason = FINISH_REASONS.get(native)
-    if reason == "stop" and any(isinstance(p, Refusal) for p in parts):
-        return "refusal"
-    return reason
-
-
-def decode_usage(data: Mapping[str, Any]) -> Usage:
-    """Usage from a body or chunk: OpenAI's fields, DeepSeek's cache counts, Groq's x_groq."""
-    usage = data.get("usage")
-    if not usage:
-        usage = (data.get("x_groq") or {}).get("usage")
-        if not usage:
-            return Usage()
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
-    cached = prompt_details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or 0
-    return Usage(
-        input_tokens=usage.get("prompt_tokens") or 0,
-        output_tokens=usage.get("completion_tokens") or 0,
-        cached_input_tokens=cached,
-        cache_write_tokens=prompt_details.get("cache_write_tokens") or 0,
-        reasoning_tokens=completion_details.get("reasoning_tokens") or 0,
-    )
 
 
 def decode_failure(endpoint: Endpoint, response: HttpResponse) -> APIError:
@@ -535,241 +456,6 @@ def decode_models(endpoint: Endpoint, response: HttpResponse) -> list[ModelInfo]
         for item in items
         if isinstance(item, dict)
     ]
-
-
-# --- streaming --------------------------------------------------------------------------
-
-
-class _ChoiceState:
-    """What one streamed choice has accumulated so far."""
-
-    __slots__ = ("finish", "reasoning", "refusal", "text", "tools")
-
-    def __init__(self) -> None:
-        self.text: list[str] = []
-        self.reasoning: list[str] = []
-        self.refusal: list[str] = []
-        # index -> [id, name, argument fragments]
-        self.tools: dict[int, list[Any]] = {}
-        self.finish: str | None = None
-
-    def parts(self) -> list[Part]:
-        parts: list[Part] = []
-        if self.reasoning:
-            parts.append(Reasoning("".join(self.reasoning)))
-        if self.text:
-            parts.append(Text("".join(self.text)))
-        if self.refusal:
-            parts.append(Refusal("".join(self.refusal)))
-        parts.extend(self.tool_calls())
-        return parts
-
-    def tool_calls(self) -> list[ToolCall]:
-        calls = []
-        for index in sorted(self.tools):
-            slot = self.tools[index]
-            call = parse_tool_call(slot[0] or "", slot[1] or "", "".join(slot[2]))
-            slot[0] = call.id  # a made-up id must stay the same on every later look
-            calls.append(call)
-        return calls
-
-
-class ChatStreamDecoder:
-    """Turns Chat Completions SSE events into stream events, accumulating the Response.
-
-    Events are emitted for the first choice; every choice is accumulated. Complete
-    ``tool_call`` events follow their fragments once the choice finishes.
-    """
-
-    def __init__(self, endpoint: Endpoint, request_id: str | None = None) -> None:
-        self.endpoint = endpoint
-        self.request_id = request_id
-        self.done = False
-        self._choices: dict[int, _ChoiceState] = {}
-        self._id = ""
-        self._model = ""
-        self._usage: Usage | None = None
-        self._last: Any = None
-        self._tools_sent = False
-
-    def feed(self, event: SSEEvent) -> list[StreamEvent]:
-        """Decode one SSE event; raises APIResponseError for an error sent in the stream."""
-        data = event.data
-        if data[:6] == "[DONE]":
-            self.done = True
-            return self._flush_tool_calls()
-        try:
-            chunk = _loads_chunk(data)
-        except ValueError:
-            raise self._stream_error(
-                f"the provider sent a stream chunk that is not JSON: {data[:200]!r}"
-            ) from None
-        if not isinstance(chunk, dict):
-            raise self._stream_error(
-                f"the provider sent a stream chunk that is not a JSON object: {data[:200]!r}"
-            )
-        if event.event == "error" or chunk.get("error"):
-            raise self._in_stream_error(chunk)
-        return self._chunk(chunk)
-
-    def _chunk(self, chunk: dict[str, Any]) -> list[StreamEvent]:
-        self._last = chunk
-        if not self._id and chunk.get("id"):
-            self._id = chunk["id"]
-        if not self._model and chunk.get("model"):
-            self._model = chunk["model"]
-        choices = chunk.get("choices")
-        if choices and len(choices) == 1:
-            events = self._choice(choices[0])
-        else:
-            events = []
-            for choice in choices or ():
-                events += self._choice(choice)
-        if chunk.get("usage") or ("x_groq" in chunk and (chunk["x_groq"] or {}).get("usage")):
-            self._usage = decode_usage(chunk)
-            events.append(UsageEvent(self._usage))
-        return events
-
-    def _choice(self, choice: Mapping[str, Any]) -> list[StreamEvent]:
-        index = choice.get("index") or 0
-        state = self._choices.get(index)
-        if state is None:
-            state = self._choices[index] = _ChoiceState()
-        delta = choice.get("delta")
-        # Fast path for the chunk that makes up most streams: one text fragment, nothing else.
-        if index == 0 and delta is not None and len(delta) == 1 and not choice.get("finish_reason"):
-            content = delta.get("content")
-            if type(content) is str:
-                if not content:
-                    return []
-                state.text.append(content)
-                return [TextDelta(content)]
-        if delta is None:  # a legacy text completion chunk
-            delta = {"content": choice.get("text")}
-        events = _delta_events(state, delta)
-        native = choice.get("finish_reason")
-        first_finish = bool(native) and state.finish is None
-        if native:
-            state.finish = native
-        if index != 0:
-            return []
-        if first_finish:  # some servers repeat the reason on the usage chunk: report it once
-            events.extend(self._flush_tool_calls())
-            events.append(FinishEvent(normalise_finish(native, state.parts())))
-        return events
-
-    def _flush_tool_calls(self) -> list[StreamEvent]:
-        state = self._choices.get(0)
-        if self._tools_sent or state is None:
-            return []
-        self._tools_sent = True
-        return [ToolCallEvent(call) for call in state.tool_calls()]
-
-    @property
-    def finished(self) -> bool:
-        """True once the provider has said the reply is complete."""
-        state = self._choices.get(0)
-        return self.done or (state is not None and state.finish is not None)
-
-    def response(self) -> Response:
-        """The Response accumulated so far (complete once the stream has finished)."""
-        responses = [self._response_of(i) for i in sorted(self._choices)] or [self._response_of(0)]
-        from dataclasses import replace
-
-        return replace(responses[0], choices=tuple(responses[1:]))
-
-    def _response_of(self, index: int) -> Response:
-        state = self._choices.get(index) or _ChoiceState()
-        parts = state.parts()
-        return Response(
-            id=self._id,
-            model=self._model,
-            provider=self.endpoint.provider,
-            content=tuple(parts),
-            finish_reason=normalise_finish(state.finish, parts),
-            usage=self._usage or Usage(),
-            raw=self._last,
-            native_finish_reason=state.finish,
-            request_id=self.request_id,
-        )
-
-    def _in_stream_error(self, chunk: Any) -> APIResponseError:
-        error = chunk.get("error") if isinstance(chunk, dict) else None
-        if not isinstance(error, dict):
-            error = chunk if isinstance(chunk, dict) else {"message": str(chunk)}
-        message = error.get("message") or "the provider reported an error mid-stream"
-        code = error.get("code")
-        return APIResponseError(
-            f"error inside the stream: {message}",
-            provider=self.endpoint.provider,
-            request_id=self.request_id,
-            body=chunk,
-            code=str(code) if code is not None else None,
-            partial=self.response(),
-        )
-
-    def _stream_error(self, message: str) -> APIResponseError:
-        return APIResponseError(
-            message,
-            provider=self.endpoint.provider,
-            request_id=self.request_id,
-            partial=self.response(),
-        )
-
-
-def _delta_events(state: _ChoiceState, delta: Mapping[str, Any]) -> list[StreamEvent]:
-    events: list[StreamEvent] = []
-    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-    if isinstance(reasoning, str) and reasoning:
-        state.reasoning.append(reasoning)
-        events.append(ReasoningDelta(reasoning))
-    content = delta.get("content")
-    if isinstance(content, str):
-        if content:
-            state.text.append(content)
-            events.append(TextDelta(content))
-    elif isinstance(content, list):
-        events.extend(_content_array_deltas(state, content))
-    refusal = delta.get("refusal")
-    if refusal:
-        state.refusal.append(refusal)
-        events.append(RefusalDelta(refusal))
-    for position, fragment in enumerate(delta.get("tool_calls") or ()):
-        events.append(_tool_fragment(state, position, fragment))
-    return events
-
-
-def _content_array_deltas(state: _ChoiceState, content: list[Any]) -> list[StreamEvent]:
-    events: list[StreamEvent] = []
-    for part in _content_array_parts(content):
-        if isinstance(part, Reasoning):
-            state.reasoning.append(part.text)
-            events.append(ReasoningDelta(part.text))
-        elif isinstance(part, Text) and part.text:
-            state.text.append(part.text)
-            events.append(TextDelta(part.text))
-    return events
-
-
-def _tool_fragment(
-    state: _ChoiceState, position: int, fragment: Mapping[str, Any]
-) -> ToolCallDelta:
-    index = fragment.get("index", position)
-    function = fragment.get("function") or {}
-    slot = state.tools.get(index)
-    if slot is None:
-        slot = state.tools[index] = [None, None, []]
-    call_id, name = fragment.get("id") or None, function.get("name") or None
-    if call_id:
-        slot[0] = call_id
-    if name:
-        slot[1] = name
-    arguments = function.get("arguments")
-    if isinstance(arguments, dict):  # some servers send the whole object, already parsed
-        arguments = _dumps(arguments)
-    arguments = arguments or ""
-    slot[2].append(arguments)
-    return ToolCallDelta(index, call_id, name, arguments)
 
 
 def stream_decoder(endpoint: Endpoint, request_id: str | None) -> ChatStreamDecoder:
