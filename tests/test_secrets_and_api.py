@@ -54,6 +54,7 @@ PUBLIC = {
     "Text",
     "TextDelta",
     "Timeout",
+    "TokenCount",
     "Tool",
     "ToolCall",
     "ToolCallDelta",
@@ -63,6 +64,7 @@ PUBLIC = {
     "UsageEvent",
     "__version__",
     "complete",
+    "count_tokens",
     "stream",
 }
 

@@ -36,6 +36,7 @@ from ._messages import MessagesInput
 from ._providers import ProviderSpec
 from ._stream import AsyncStream, Stream
 from ._timeouts import Timeout
+from ._tokens import TokenCount
 from ._types import (
     Document,
     FinishEvent,
@@ -106,6 +107,7 @@ __all__ = [
     "Text",
     "TextDelta",
     "Timeout",
+    "TokenCount",
     "Tool",
     "ToolCall",
     "ToolCallDelta",
@@ -115,6 +117,7 @@ __all__ = [
     "UsageEvent",
     "__version__",
     "complete",
+    "count_tokens",
     "stream",
 ]
 
@@ -140,6 +143,13 @@ def stream(
 ) -> Stream:
     """Stream one chat reply with a shared default Client."""
     return _shared_client().stream(model, messages, **params)
+
+
+def count_tokens(
+    model: str | None, messages: MessagesInput, **params: Unpack[CallParams]
+) -> TokenCount:
+    """Count a request's input tokens with a shared default Client (see TokenCount.method)."""
+    return _shared_client().count_tokens(model, messages, **params)
 
 
 def __getattr__(name: str) -> Any:

@@ -24,6 +24,7 @@ from ._messages import MessagesInput, ToolInput, to_messages, to_tools
 from ._providers import ProviderSpec
 from ._stream import AsyncStream, Stream, StreamState
 from ._timeouts import DEFAULT_TIMEOUT, Timeout
+from ._tokens import TokenCount, estimate
 from ._types import ModelInfo, Request, Response
 from .providers import WireProtocol, openai_chat, protocol_for
 
@@ -179,6 +180,18 @@ class _ClientBase:
         http = openai_chat.encode_text_completion(endpoint, name, prompt, options, stream)
         return self._call(endpoint, openai_chat, http, call_params)
 
+    def _count_call(
+        self, model: str | None, messages: MessagesInput, params: CallParams
+    ) -> tuple[_Call | None, TokenCount]:
+        """The call to a token counting endpoint, or (None, a local estimate) where none exists."""
+        endpoint, request = self.build_request(model, messages, False, params)
+        wire = protocol_for(endpoint.protocol)
+        encode = getattr(wire, "encode_count_tokens", None)
+        fallback = estimate(request)
+        if encode is None:
+            return None, fallback
+        return self._call(endpoint, wire, encode(endpoint, request), params), fallback
+
     def _models_call(self, provider: str) -> _Call:
         endpoint = self.settings.endpoint(provider)
         wire = protocol_for(endpoint.protocol)
@@ -194,6 +207,11 @@ def _notice_offline() -> None:
 
 def _failure(call: _Call, response: HttpResponse) -> APIError:
     return call.wire.decode_failure(call.endpoint, response)
+
+
+def _counted(call: _Call, response: HttpResponse) -> TokenCount:
+    tokens: int = getattr(call.wire, "decode_count_tokens")(call.endpoint, response)  # noqa: B009
+    return TokenCount(tokens, True, f"{call.endpoint.provider} token counting endpoint")
 
 
 def _stream_timeout(timeout: Timeout) -> Timeout:
@@ -344,6 +362,15 @@ class Client(_ClientBase):
         call = self._models_call(provider)
         return call.wire.decode_models(call.endpoint, self._send(call))
 
+    def count_tokens(
+        self, model: str | None, messages: MessagesInput, **params: Unpack[CallParams]
+    ) -> TokenCount:
+        """Input tokens of a request: exact via the provider's endpoint, else an estimate."""
+        call, fallback = self._count_call(model, messages, params)
+        if call is None:
+            return fallback
+        return _counted(call, self._send(call))
+
     def _send(self, call: _Call) -> HttpResponse:
         """Send with retries; returns a 2xx response or raises the typed error."""
         return _retrying(call, self._send_once)
@@ -446,6 +473,15 @@ class AsyncClient(_ClientBase):
         """The models a provider lists."""
         call = self._models_call(provider)
         return call.wire.decode_models(call.endpoint, await self._send(call))
+
+    async def count_tokens(
+        self, model: str | None, messages: MessagesInput, **params: Unpack[CallParams]
+    ) -> TokenCount:
+        """Input tokens of a request: exact via the provider's endpoint, else an estimate."""
+        call, fallback = self._count_call(model, messages, params)
+        if call is None:
+            return fallback
+        return _counted(call, await self._send(call))
 
     async def _send(self, call: _Call) -> HttpResponse:
         """Send with retries; returns a 2xx response or raises the typed error."""

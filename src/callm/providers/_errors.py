@@ -19,6 +19,7 @@ _CONTEXT_MARKERS = (
     "too many tokens",
     "prompt is too long",
     "input is too long",
+    "exceed context limit",
 )
 _BY_STATUS: Mapping[int, type[e.APIStatusError]] = {
     400: e.BadRequestError,
