@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 from . import _retry
 from ._config import LOCAL_NOTICE, Settings, split_model
 from ._endpoint import Endpoint
-from ._errors import APIConnectionError, APIError, InvalidRequestError
+from ._errors import APIConnectionError, APIError, InvalidRequestError, RateLimitError
 from ._http import HttpRequest, HttpResponse, redact_url
 from ._messages import MessagesInput, ToolInput, to_messages, to_tools
 from ._providers import ProviderSpec
@@ -257,12 +257,13 @@ def _retry_wait(call: _Call, attempt: int, error: APIError, began: float) -> flo
     if attempt >= call.max_retries:
         return None
     headers = error.headers
+    hint = error.retry_after if isinstance(error, RateLimitError) else None
     retryable = isinstance(error, APIConnectionError) or (
-        error.status_code is not None and _retry.should_retry(error.status_code, headers)
+        error.status_code is not None and _retry.should_retry(error.status_code, headers, hint)
     )
     if not retryable:
         return None
-    delay = _retry.retry_delay(attempt, headers)
+    delay = _retry.retry_delay(attempt, headers, hint)
     total = call.timeout.total
     if total is not None and _clock() - began + delay >= total:
         return None  # the total timeout would run out before the next attempt could answer

@@ -20,9 +20,10 @@ MAX_RETRY_AFTER = 60.0
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 
 
-def should_retry(status: int, headers: Mapping[str, str]) -> bool:
-    """Whether an error answer is worth another attempt."""
-    hint = retry_after_of(headers)
+def should_retry(status: int, headers: Mapping[str, str], hint: float | None = None) -> bool:
+    """Whether an error answer is worth another attempt (``hint``: a retry delay from the body)."""
+    if hint is None:
+        hint = retry_after_of(headers)
     if hint is not None and hint > MAX_RETRY_AFTER:
         return False
     verdict = headers.get("x-should-retry")
@@ -33,9 +34,16 @@ def should_retry(status: int, headers: Mapping[str, str]) -> bool:
     return status in RETRYABLE_STATUS or status >= 500
 
 
-def retry_delay(retries_taken: int, headers: Mapping[str, str] | None = None) -> float:
-    """Seconds to wait before the next attempt; ``retries_taken`` counts from 0."""
-    hint = retry_after_of(headers) if headers else None
+def retry_delay(
+    retries_taken: int, headers: Mapping[str, str] | None = None, hint: float | None = None
+) -> float:
+    """Seconds to wait before the next attempt; ``retries_taken`` counts from 0.
+
+    ``hint`` is a delay the provider gave in its error body (Gemini's RetryInfo); the
+    headers' ``retry-after-ms`` / ``retry-after`` are read when it is absent.
+    """
+    if hint is None and headers:
+        hint = retry_after_of(headers)
     if hint is not None and 0 < hint <= MAX_RETRY_AFTER:
         return hint
     nominal = min(INITIAL_DELAY * 2.0 ** min(retries_taken, 16), MAX_DELAY)

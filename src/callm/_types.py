@@ -266,8 +266,9 @@ class Response:
 
     @property
     def reasoning(self) -> str | None:
-        parts = [p.text for p in self.content if isinstance(p, Reasoning)]
-        return "".join(parts) if parts else None
+        """The reasoning text, or None when the provider showed none (signatures alone)."""
+        text = "".join(p.text for p in self.content if isinstance(p, Reasoning))
+        return text or None
 
     @property
     def refusal(self) -> str | None:

@@ -118,8 +118,8 @@ def summary(parts: list[Mapping[str, Any]]) -> dict[str, Any]:
     others = [p for p in parts if not set(p) <= STANDARD_KEYS]
     return {
         "text": text,
-        # Signature-only markers are Reasoning parts too, so reasoning is "" then, not None.
-        "reasoning": "".join(thoughts) if thoughts or signatures else None,
+        # Signature-only markers are Reasoning parts with no text: reasoning is None then.
+        "reasoning": "".join(thoughts) or None,
         "signatures": signatures,
         "calls": calls,
         "others": others,

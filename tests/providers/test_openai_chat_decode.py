@@ -1253,3 +1253,11 @@ def test_retry_delay_does_not_overflow_after_many_retries() -> None:
     # 0.5 * 2.0 ** n overflows a float for n > 1023; the cap must still apply.
     for retries in (1024, 5000):
         assert 6.0 <= retry_delay(retries) <= 8.0
+
+
+def test_retry_delay_prefers_a_hint_from_the_body() -> None:
+    from callm import _retry
+
+    assert _retry.retry_delay(0, {"retry-after": "9"}, hint=2.0) == 2.0
+    assert _retry.retry_delay(3, {}, hint=0.25) == 0.25
+    assert _retry.should_retry(429, {}, hint=600.0) is False  # too long to wait out

@@ -20,6 +20,7 @@ _CONTEXT_MARKERS = (
     "prompt is too long",
     "input is too long",
     "exceed context limit",
+    "exceeds the maximum number of tokens",
 )
 _BY_STATUS: Mapping[int, type[e.APIStatusError]] = {
     400: e.BadRequestError,
