@@ -158,3 +158,4 @@ async def test_stop_sequence(
     r = await ask(mode, streamed, protocol, "alpha beta gamma", stop=["beta"])
     assert r.text == '[offline] You said: "alpha '
     assert r.finish_reason == "stop"
+
