@@ -18,6 +18,7 @@ from callm.testing import FakeOpenAIServer
 KEY = "sk-parity-fake-key"
 MODELS = {
     "openai_chat": "openai/gpt-4o-mini",
+    "openai_responses": "openai-responses/gpt-4o-mini",
     "anthropic": "anthropic/claude-sonnet-4-5",
     "gemini": "gemini/gemini-2.5-flash",
 }
