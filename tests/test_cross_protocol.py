@@ -27,3 +27,20 @@ async def test_tool_history_crosses_protocols(
     answered = await ask(mode, streamed, second, messages, tools=[WEATHER])
     assert answered.text == "[offline] Tool get_weather returned: 4C and windy"
     assert call.id in str(server.requests[-1].json)  # the result still names its call
+
+
+@pytest.mark.parametrize("source", list(MODELS))
+@pytest.mark.parametrize("target", list(MODELS))
+def test_reasoning_signatures_go_back_only_to_their_protocol(
+    server: FakeOpenAIServer, source: str, target: str
+) -> None:
+    thought = callm.Reasoning("let me think", signature="SIG-123", id="rs_9", protocol=source)
+    history = [
+        callm.Message.user("hi"),
+        callm.Message.assistant(thought, "hello"),
+        callm.Message.user("again"),
+    ]
+    body = callm.Client().http_request(MODELS[target], history).body or b""
+    carried = b"SIG-123" in body
+    # Chat Completions has no slot for reasoning at all.
+    assert carried == (source == target != "openai_chat")

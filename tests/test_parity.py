@@ -159,4 +159,3 @@ async def test_stop_sequence(
     r = await ask(mode, streamed, protocol, "alpha beta gamma", stop=["beta"])
     assert r.text == '[offline] You said: "alpha '
     assert r.finish_reason == "stop"
-

@@ -104,14 +104,17 @@ class Reasoning:
     """The model's reasoning ("thinking") text, where the provider exposes it.
 
     ``signature``, ``id`` and ``data`` are the provider's opaque companions (Anthropic's
-    thinking signature or redacted thinking, OpenAI's reasoning item id and encrypted
-    content); they are sent back unchanged when the history returns to the same protocol.
+    thinking signature or redacted thinking, Gemini's thought signature, OpenAI's reasoning
+    item id and encrypted content). ``protocol`` names the wire protocol they came from:
+    they are sent back unchanged to that protocol only, since no provider accepts another's
+    signatures; reasoning from elsewhere stays out of the request.
     """
 
     text: str
     signature: str | None = None
     id: str | None = None
     data: str | None = None
+    protocol: str | None = None
     kind: Literal["reasoning"] = "reasoning"
 
 

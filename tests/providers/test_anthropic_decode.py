@@ -100,8 +100,8 @@ def test_thinking_tool_use_and_raw_blocks_in_order() -> None:
         )
     )
     assert r.content == (
-        Reasoning("Hmm.", signature="sig"),
-        Reasoning("", data="opaque"),
+        Reasoning("Hmm.", signature="sig", protocol="anthropic"),
+        Reasoning("", data="opaque", protocol="anthropic"),
         RawPart("anthropic", "server_tool_use", server),
         RawPart("anthropic", "web_search_tool_result", result),
         Text("Cited."),
@@ -302,7 +302,11 @@ def test_stream_text_thinking_and_tool_call() -> None:
         FinishEvent("tool_calls"),
     ]
     r = decoder.response()
-    assert r.content == (Reasoning("Think", signature="sig"), Text("Hello"), call)
+    assert r.content == (
+        Reasoning("Think", signature="sig", protocol="anthropic"),
+        Text("Hello"),
+        call,
+    )
     assert (r.id, r.request_id, r.finish_reason) == ("msg_1", "req_s", "tool_calls")
     assert r.raw["content"][2]["type"] == "tool_use"
     assert r.raw["stop_reason"] == "tool_use"

@@ -91,7 +91,7 @@ def test_usage_counts_thoughts_as_output_and_tool_prompts_as_input(ep: Endpoint)
 
 def test_thoughts_become_reasoning(ep: Endpoint) -> None:
     resp = decode(ep, reply([{"text": "hmm", "thought": True}, {"text": "Paris"}]))
-    assert resp.content == (Reasoning("hmm"), Text("Paris"))
+    assert resp.content == (Reasoning("hmm", protocol="gemini"), Text("Paris"))
     assert resp.reasoning == "hmm"
     assert resp.text == "Paris"
 
@@ -103,7 +103,7 @@ def test_function_calls_get_stable_ids_and_keep_signatures(ep: Endpoint) -> None
     ]
     first, again = decode(ep, reply(parts)), decode(ep, reply(parts))
     assert first.finish_reason == "tool_calls"
-    assert first.content[0] == Reasoning("", signature="SIG")
+    assert first.content[0] == Reasoning("", signature="SIG", protocol="gemini")
     calls = first.tool_calls
     assert [(c.name, dict(c.arguments)) for c in calls] == [("f", {"a": 1}), ("g", {})]
     assert calls[0].id.startswith("call_")
@@ -335,8 +335,8 @@ def test_stream_events(ep: Endpoint, size: int) -> None:
     assert decoder.finished
     resp = decoder.response()
     assert resp.content == (
-        Reasoning("thinking"),
-        Reasoning("", signature="SIG"),
+        Reasoning("thinking", protocol="gemini"),
+        Reasoning("", signature="SIG", protocol="gemini"),
         Text("Hello"),
         call,
     )

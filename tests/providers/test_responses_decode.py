@@ -113,7 +113,9 @@ def test_function_calls_use_call_id_and_make_tool_calls() -> None:
 
 def test_reasoning_keeps_id_encrypted_content_and_the_next_item_id() -> None:
     r = decode(resp([reasoning("First.", "Second."), call("call_A", "f", "{}", "fc_7")]))
-    assert r.content[0] == Reasoning("First.\n\nSecond.", signature="fc_7", id="rs_1", data="ENC")
+    assert r.content[0] == Reasoning(
+        "First.\n\nSecond.", signature="fc_7", id="rs_1", data="ENC", protocol="openai_responses"
+    )
     assert r.reasoning == "First.\n\nSecond."
 
 
@@ -125,7 +127,9 @@ def test_raw_chain_of_thought_is_reasoning_text_when_there_is_no_summary() -> No
         "content": [{"type": "reasoning_text", "text": "2+2=4"}],
     }
     r = decode(resp([item, message(text("4"))]))
-    assert r.content[0] == Reasoning("2+2=4", signature="msg_1", id="rs_1")
+    assert r.content[0] == Reasoning(
+        "2+2=4", signature="msg_1", id="rs_1", protocol="openai_responses"
+    )
 
 
 def test_refusal_only_finishes_with_refusal() -> None:

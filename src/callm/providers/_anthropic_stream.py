@@ -75,9 +75,15 @@ def block_parts(block: Mapping[str, Any], raw_input: str | None = None) -> list[
             parts.append(RawPart(PROTOCOL, "citations", {"citations": citations}))
         return parts
     if kind == "thinking":
-        return [Reasoning(block.get("thinking") or "", signature=block.get("signature") or None)]
+        return [
+            Reasoning(
+                block.get("thinking") or "",
+                signature=block.get("signature") or None,
+                protocol="anthropic",
+            )
+        ]
     if kind == "redacted_thinking":
-        return [Reasoning("", data=block.get("data") or "")]
+        return [Reasoning("", data=block.get("data") or "", protocol="anthropic")]
     if kind == "tool_use":
         arguments = block.get("input") if raw_input is None else raw_input
         return [parse_tool_call(block.get("id") or "", block.get("name") or "", arguments)]

@@ -128,7 +128,9 @@ class _Candidate:
     def flush(self) -> None:
         """Close the open text or thought run into a part."""
         if self.thought or self.signature:
-            self.parts.append(Reasoning("".join(self.thought), signature=self.signature))
+            self.parts.append(
+                Reasoning("".join(self.thought), signature=self.signature, protocol="gemini")
+            )
             self.thought, self.signature = [], None
         if self.text:
             self.parts.append(Text("".join(self.text)))
@@ -149,7 +151,7 @@ class _Candidate:
         if isinstance(text, str):
             if signature:  # the marker goes right before the part the signature was on
                 self.flush()
-                self.parts.append(Reasoning("", signature=signature))
+                self.parts.append(Reasoning("", signature=signature, protocol="gemini"))
             if not text:
                 return []
             self.text.append(text)
@@ -158,11 +160,11 @@ class _Candidate:
         call = part.get("functionCall")
         if isinstance(call, Mapping):
             if signature:
-                self.parts.append(Reasoning("", signature=signature))
+                self.parts.append(Reasoning("", signature=signature, protocol="gemini"))
             return self._call(call, seed)
         other = _other_part(part)
         if signature and not isinstance(other, RawPart):  # a RawPart keeps it verbatim
-            self.parts.append(Reasoning("", signature=signature))
+            self.parts.append(Reasoning("", signature=signature, protocol="gemini"))
         self.parts.append(other)
         return []
 
@@ -185,7 +187,9 @@ class _Candidate:
         """The parts so far (the open run included), then refusal and metadata."""
         parts = list(self.parts)
         if self.thought or self.signature:
-            parts.append(Reasoning("".join(self.thought), signature=self.signature))
+            parts.append(
+                Reasoning("".join(self.thought), signature=self.signature, protocol="gemini")
+            )
         if self.text:
             parts.append(Text("".join(self.text)))
         if self.refusal:

@@ -52,7 +52,7 @@ class _ChoiceState:
     def parts(self) -> list[Part]:
         parts: list[Part] = []
         if self.reasoning:
-            parts.append(Reasoning("".join(self.reasoning)))
+            parts.append(Reasoning("".join(self.reasoning), protocol="openai_chat"))
         if self.text:
             parts.append(Text("".join(self.text)))
         if self.refusal:

@@ -72,7 +72,7 @@ def content_array_parts(content: list[Any]) -> list[Part]:
         elif kind == "thinking":
             inner = block.get("thinking") or []
             text = "".join(b.get("text", "") for b in inner if isinstance(b, dict))
-            parts.append(Reasoning(text))
+            parts.append(Reasoning(text, protocol="openai_chat"))
     return parts
 
 

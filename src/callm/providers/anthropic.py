@@ -306,6 +306,8 @@ def _assistant_blocks(parts: Sequence[Part]) -> list[dict[str, Any]]:
 
 
 def _thinking_block(part: Reasoning) -> dict[str, Any] | None:
+    if part.protocol not in (None, "anthropic"):
+        return None  # another provider's signature would be refused: see below
     if part.signature:
         return {"type": "thinking", "thinking": part.text, "signature": part.signature}
     if part.data and part.id is None:  # OpenAI's encrypted reasoning carries an id as well

@@ -295,6 +295,8 @@ def _model_parts(message: Message) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     pending: str | None = None
     for part in message.content:
+        if isinstance(part, Reasoning) and part.protocol not in (None, "gemini"):
+            continue  # another provider's thinking and signatures mean nothing to Gemini
         if isinstance(part, Reasoning) and not part.text:
             if part.signature:
                 if pending:

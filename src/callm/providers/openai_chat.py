@@ -408,7 +408,7 @@ def message_parts(message: Mapping[str, Any]) -> list[Part]:
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     parts: list[Part] = []
     if isinstance(reasoning, str) and reasoning:
-        parts.append(Reasoning(reasoning))
+        parts.append(Reasoning(reasoning, protocol=PROTOCOL))
     content = message.get("content")
     if isinstance(content, str):
         if content:

@@ -260,7 +260,7 @@ class _AssistantItems:
         self._add(item)
 
     def reasoning(self, part: Reasoning) -> None:
-        if part.id is None:
+        if part.id is None or part.protocol not in (None, PROTOCOL):
             return  # another provider's reasoning: the Responses API has no slot for it
         item: dict[str, Any] = {"type": "reasoning", "id": part.id, "summary": []}
         if part.text:
@@ -489,6 +489,7 @@ def _reasoning(item: Mapping[str, Any], following: Sequence[Any]) -> Reasoning:
         signature=next_id,
         id=item.get("id"),
         data=item.get("encrypted_content"),
+        protocol=PROTOCOL,
     )
 
 
