@@ -22,19 +22,27 @@ _SHUTDOWN_TIMEOUT = 0.25
 
 
 class FakeOpenAIServer:
-    """A protocol-faithful fake of the OpenAI API, served over real HTTP.
+    """Protocol-faithful fakes of the LLM APIs, all served over real HTTP on one port.
 
     ::
 
         with FakeOpenAIServer() as server:
             server.queue(Reply("Hi!"), Fault.rate_limit(retry_after=1))
             client = OpenAI(base_url=server.base_url, api_key="test")
+            claude = Anthropic(base_url=server.anthropic_base_url, api_key="test")
 
-    Scripted replies and faults are consumed in order, one per generation request (chat,
-    text completion, Azure chat); when the queue is empty the offline model answers. Every
-    request is recorded in :attr:`requests`. Endpoints: ``/v1/chat/completions``,
-    ``/v1/completions``, ``/v1/models[/{id}]``, Azure's
-    ``/openai/deployments/{name}/chat/completions?api-version=…`` and ``/openai/v1/…``.
+    Scripted replies and faults are consumed in order, one per generation request, whatever
+    its protocol; when the queue is empty the offline model answers. Every request is
+    recorded in :attr:`requests`. Endpoints:
+
+    - OpenAI Chat: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models[/{id}]``,
+      Azure's ``/openai/deployments/{name}/chat/completions?api-version=…`` and
+      ``/openai/v1/…``;
+    - OpenAI Responses: ``/v1/responses`` (and its Azure forms);
+    - Anthropic Messages: ``/v1/messages``, ``/v1/messages/count_tokens``, ``/v1/models``
+      (with an ``anthropic-version`` header);
+    - Google Gemini: ``/v1beta/models/{model}:generateContent``, ``:streamGenerateContent``,
+      ``:countTokens`` and ``/v1beta/models``.
     """
 
     def __init__(
@@ -61,6 +69,16 @@ class FakeOpenAIServer:
     def base_url(self) -> str:
         """The OpenAI-style base URL, ``url + "/v1"``."""
         return self.url + "/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        """The base URL for Anthropic clients (``ANTHROPIC_BASE_URL``): the server's root."""
+        return self.url
+
+    @property
+    def gemini_base_url(self) -> str:
+        """The base URL for Gemini clients (``GEMINI_BASE_URL``): ``url + "/v1beta"``."""
+        return self.url + "/v1beta"
 
     @property
     def requests(self) -> list[RecordedRequest]:
