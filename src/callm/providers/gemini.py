@@ -52,9 +52,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, assert_never
 
-from .. import _errors as e
 from .._endpoint import Endpoint
-from .._errors import APIError, APIResponseError, InvalidRequestError
+from .._errors import APIResponseError, InvalidRequestError
 from .._http import HttpRequest, HttpResponse
 from .._types import (
     Document,
@@ -72,7 +71,9 @@ from .._types import (
     ToolCall,
     ToolResult,
 )
-from ._errors import decode_error, request_id_of
+from ._errors import request_id_of
+from ._gemini_errors import decode_failure, parse_json, typed_error
+from ._gemini_schema import to_openapi_schema
 from ._gemini_stream import METADATA_KEYS, PROTOCOL, GeminiStreamDecoder
 
 __all__ = [
@@ -436,111 +437,7 @@ def _only(name: str) -> dict[str, Any]:
     return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
 
 
-_OPENAPI_KEEP = frozenset(
-    {
-        "description",
-        "format",
-        "title",
-        "required",
-        "minimum",
-        "maximum",
-        "minItems",
-        "maxItems",
-        "minLength",
-        "maxLength",
-        "minProperties",
-        "maxProperties",
-        "pattern",
-        "default",
-        "example",
-        "propertyOrdering",
-    }
-)
-_MAX_SCHEMA_DEPTH = 32
-
-
-def to_openapi_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON Schema → Gemini's OpenAPI-subset ``Schema``.
-
-    ``$ref`` is inlined, types are upper-cased, ``null`` in a type list or ``anyOf`` becomes
-    ``nullable``, ``const`` becomes a one-value ``enum``, and keywords the subset lacks
-    (``additionalProperties``, ``$schema``, ``$defs`` …) are left out. A recursive schema
-    cannot be inlined: it raises InvalidRequestError (send JSON Schema instead).
-    """
-    return _openapi(schema, schema, 0)
-
-
-def _openapi(node: Any, root: Mapping[str, Any], depth: int) -> dict[str, Any]:
-    if depth > _MAX_SCHEMA_DEPTH:
-        raise InvalidRequestError(
-            "the schema is recursive or too deep for Gemini's OpenAPI schema subset; "
-            "drop the gemini_openapi_schema quirk to send it as JSON Schema"
-        )
-    node = _resolve_ref(node, root)
-    if not isinstance(node, Mapping):
-        return {}
-    out: dict[str, Any] = {k: v for k, v in node.items() if k in _OPENAPI_KEEP}
-    kind = node.get("type")
-    if isinstance(kind, list):
-        if "null" in kind:
-            out["nullable"] = True
-        kind = next((k for k in kind if k != "null"), None)
-    if isinstance(kind, str) and kind != "null":
-        out["type"] = kind.upper()
-    if "const" in node:
-        out["enum"] = [node["const"]]
-    if "enum" in node:
-        out["enum"] = [str(v) for v in node["enum"] if v is not None]
-    if isinstance(node.get("properties"), Mapping):
-        out["properties"] = {k: _openapi(v, root, depth + 1) for k, v in node["properties"].items()}
-    if "items" in node:
-        out["items"] = _openapi(node["items"], root, depth + 1)
-    variants = node.get("anyOf") or node.get("oneOf")
-    if isinstance(variants, list):
-        _openapi_variants(out, variants, root, depth)
-    return out
-
-
-def _openapi_variants(
-    out: dict[str, Any], variants: list[Any], root: Mapping[str, Any], depth: int
-) -> None:
-    kept = [v for v in variants if not (isinstance(v, Mapping) and v.get("type") == "null")]
-    if len(kept) < len(variants):
-        out["nullable"] = True
-    converted = [_openapi(v, root, depth + 1) for v in kept]
-    if len(converted) == 1:
-        out.update(converted[0])
-    elif converted:
-        out["anyOf"] = converted
-
-
-def _resolve_ref(node: Any, root: Mapping[str, Any]) -> Any:
-    ref = node.get("$ref") if isinstance(node, Mapping) else None
-    if not isinstance(ref, str) or not ref.startswith("#/"):
-        return node
-    target: Any = root
-    for key in ref[2:].split("/"):
-        target = target.get(key) if isinstance(target, Mapping) else None
-    if target is None:
-        raise InvalidRequestError(f"the schema refers to {ref!r}, which it does not define")
-    return {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-
-
 # --- decoding ---------------------------------------------------------------------------
-
-
-def parse_json(endpoint: Endpoint, response: HttpResponse) -> Any:
-    """The JSON body of a response, or an APIResponseError saying it could not be read."""
-    try:
-        return json.loads(response.body)
-    except ValueError:
-        snippet = response.body[:200].decode("utf-8", "replace")
-        raise APIResponseError(
-            f"the provider sent a body that is not valid JSON: {snippet!r}",
-            provider=endpoint.provider,
-            status_code=response.status,
-            request_id=request_id_of(response.headers),
-        ) from None
 
 
 def decode(endpoint: Endpoint, response: HttpResponse, latency_s: float | None = None) -> Response:
@@ -554,7 +451,7 @@ def decode(endpoint: Endpoint, response: HttpResponse, latency_s: float | None =
             # An error inside a 2xx: its own code says what kind it is.
             code = data["error"].get("code")
             status = code if isinstance(code, int) else 0
-            raise _typed(endpoint, status, response.headers, data)
+            raise typed_error(endpoint, status, response.headers, data)
         raise APIResponseError(
             f"the provider answered HTTP {response.status} without a reply: {str(data)[:200]}",
             provider=endpoint.provider,
@@ -571,73 +468,6 @@ def decode(endpoint: Endpoint, response: HttpResponse, latency_s: float | None =
 def stream_decoder(endpoint: Endpoint, request_id: str | None) -> GeminiStreamDecoder:
     """A decoder for one ``streamGenerateContent?alt=sse`` stream."""
     return GeminiStreamDecoder(endpoint, request_id)
-
-
-# --- errors -----------------------------------------------------------------------------
-
-# Which callm error a Google status string means, whatever the HTTP status says.
-_STATUS_AS_HTTP = {
-    "UNAUTHENTICATED": 401,
-    "PERMISSION_DENIED": 403,
-    "NOT_FOUND": 404,
-    "RESOURCE_EXHAUSTED": 429,
-    "UNAVAILABLE": 503,
-}
-_AUTH_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"})
-_CONTEXT_PHRASE = "exceeds the maximum number of tokens"
-
-
-def decode_failure(endpoint: Endpoint, response: HttpResponse) -> APIError:
-    """The typed error of a non-2xx answer in Google's ``{"error": {code, status, …}}`` shape.
-
-    A bad key is a 400 ``INVALID_ARGUMENT`` with reason ``API_KEY_INVALID``: it becomes
-    AuthenticationError. ``RESOURCE_EXHAUSTED`` is a RateLimitError whose ``retry_after``
-    comes from a ``RetryInfo`` detail when no header gives one; ``UNAVAILABLE`` is an
-    OverloadedError. ``.code`` is the ErrorInfo reason, else the status string.
-    """
-    body: Any
-    try:
-        body = parse_json(endpoint, response)
-    except APIError:
-        body = response.body.decode("utf-8", "replace")
-    if isinstance(body, list) and body:
-        body = body[0]  # errors of a JSON-array stream arrive wrapped in [...]
-    return _typed(endpoint, response.status, response.headers, body)
-
-
-def _typed(endpoint: Endpoint, status: int, headers: Mapping[str, str], body: Any) -> APIError:
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return decode_error(endpoint, status, headers, body)
-    details = [d for d in error.get("details") or () if isinstance(d, dict)]
-    reason = next((d.get("reason") for d in details if d.get("reason")), None)
-    google_status = error.get("status")
-    as_status = _STATUS_AS_HTTP.get(str(google_status), status)
-    if reason in _AUTH_REASONS:
-        as_status = 401
-    tagged = dict(error)
-    # decode_error classifies by status and message; these give it what Google says.
-    tagged["code"] = reason or google_status or error.get("code")
-    if _CONTEXT_PHRASE in str(error.get("message") or ""):
-        tagged["type"] = "context_length_exceeded"
-    exc = decode_error(endpoint, as_status, headers, {"error": tagged})
-    exc.status_code = status or None
-    exc.body = body
-    if isinstance(exc, e.RateLimitError) and exc.retry_after is None:
-        exc.retry_after = _retry_delay(details)
-    return exc
-
-
-def _retry_delay(details: Sequence[Mapping[str, Any]]) -> float | None:
-    """``RetryInfo.retryDelay`` ("37s", "1.5s") in seconds."""
-    for detail in details:
-        delay = detail.get("retryDelay")
-        if isinstance(delay, str) and delay.endswith("s"):
-            try:
-                return float(delay[:-1])
-            except ValueError:
-                return None
-    return None
 
 
 # --- models and countTokens -------------------------------------------------------------
