@@ -25,7 +25,17 @@ TIMEOUT = 30.0
 
 #: Every client, in table order. "urllib3" and "aiohttp" are reference rows only.
 #: "callm-httpx2" is callm driving a user-supplied httpx2 client: its overhead over raw httpx2.
-ALL_CLIENTS = ("callm", "callm-httpx2", "httpx2", "urllib3", "aiohttp", "openai", "litellm")
+#: "anthropic" is the official Anthropic SDK (only in the anthropic section).
+ALL_CLIENTS = (
+    "callm",
+    "callm-httpx2",
+    "httpx2",
+    "urllib3",
+    "aiohttp",
+    "openai",
+    "litellm",
+    "anthropic",
+)
 BASELINE = "httpx2"
 
 
@@ -88,7 +98,9 @@ class Settings:
     async_requests: int
     import_runs: int
     litellm_import_runs: int
-    weights: dict[str, float] = field(default_factory=lambda: {"openai": 0.5, "litellm": 0.15})
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"openai": 0.5, "litellm": 0.15, "anthropic": 0.5}
+    )
 
     @classmethod
     def make(cls, quick: bool) -> Settings:

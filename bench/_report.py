@@ -1,4 +1,5 @@
-"""The printed table, the ratios against raw httpx2, the targets, and the JSON file."""
+"""The printed table, the ratios against raw httpx2 (and the anthropic SDK), the targets,
+and the JSON file."""
 
 from __future__ import annotations
 
@@ -17,8 +18,13 @@ SECTIONS = {
     "sync": "1. Sequential non-streaming requests (short prompt, small JSON reply)",
     "stream": "2. Streamed text chunks (one long reply per request)",
     "async": "3. Async requests, 64 in flight",
-    "imports": "4. Import wall time (fresh interpreter, median)",
+    "anthropic-sync": "4a. Anthropic Messages API: sequential non-streaming requests",
+    "anthropic-stream": "4b. Anthropic Messages API: streamed text chunks",
+    "imports": "5. Import wall time (fresh interpreter, median)",
 }
+#: Sections with a peer that callm is compared with besides raw httpx2: section -> client.
+PEERS = {"anthropic-sync": "anthropic", "anthropic-stream": "anthropic"}
+PEER_NAMES = {"anthropic": "anthropic SDK"}
 LABELS = {
     "sync": {
         "callm": "callm.Client (urllib3)",
@@ -43,6 +49,17 @@ LABELS = {
         "openai": "openai.AsyncOpenAI",
         "litellm": "litellm.acompletion",
     },
+    "anthropic-sync": {
+        "callm": "callm.Client (anthropic, urllib3)",
+        "httpx2": "raw httpx2.Client (/v1/messages)",
+        "urllib3": "raw urllib3.PoolManager (/v1/messages)",
+        "anthropic": "anthropic.Anthropic messages.create",
+    },
+    "anthropic-stream": {
+        "callm": "callm Client.stream (anthropic, urllib3)",
+        "httpx2": "raw httpx2 stream + iter_lines",
+        "anthropic": "anthropic SDK create(stream=True)",
+    },
     "imports": {
         "baseline": "python -c pass",
         "callm": "import callm",
@@ -51,18 +68,25 @@ LABELS = {
         "litellm": "import litellm",
     },
 }
-PER_UNIT = {"sync": "µs/req", "stream": "µs/chunk", "async": "µs/req"}
+PER_UNIT = {
+    "sync": "µs/req",
+    "stream": "µs/chunk",
+    "async": "µs/req",
+    "anthropic-sync": "µs/req",
+    "anthropic-stream": "µs/chunk",
+}
 
 
 @dataclass(frozen=True)
 class Target:
     section: str
     label: str
-    minimum: float | None  # ratio callm / httpx2 must be >= minimum (None: imports)
+    minimum: float | None  # ratio callm / against must be >= minimum (None: imports)
+    against: str = BASELINE
 
     def check(self, results: dict[str, dict[str, Result]]) -> tuple[str, bool | None]:
         section = results.get(self.section, {})
-        ours, theirs = section.get("callm"), section.get(BASELINE)
+        ours, theirs = section.get("callm"), section.get(self.against)
         if ours is None or theirs is None or ours.value is None or theirs.value is None:
             return "not measured", None
         if self.minimum is None:
@@ -77,6 +101,12 @@ TARGETS = (
     Target("sync", "non-streaming req/s, callm vs raw httpx2.Client", 1.0),
     Target("stream", "streamed chunks/s, callm vs raw httpx2 stream", 0.9),
     Target("async", "async req/s @64, callm vs raw httpx2.AsyncClient", 4.0),
+    Target(
+        "anthropic-sync", "anthropic non-streaming req/s, callm vs anthropic SDK", 3.0, "anthropic"
+    ),
+    Target(
+        "anthropic-stream", "anthropic streamed chunks/s, callm vs anthropic SDK", 3.0, "anthropic"
+    ),
     Target("imports", "import callm <= import httpx2", None),
 )
 
@@ -118,12 +148,36 @@ def render(results: dict[str, dict[str, Result]]) -> str:
             spread = f"n={len(result.rounds)} {min(result.rounds):,.0f}..{max(result.rounds):,.0f}"
             note = _note(result)
             lines.append(f"  {label:<40}{_fmt(value):>14}{extra}{ratio:>10}  {spread}{note}")
+        if section in PEERS:
+            lines.append(_peer_line(section, rows))
     lines += ["", "Targets"]
     for target in TARGETS:
         text, met = target.check(results)
         mark = {True: "MET", False: "NOT MET", None: "—"}[met]
-        lines.append(f"  {target.label:<52} {text:<38} {mark}")
+        lines.append(f"  {target.label:<54} {text:<38} {mark}")
     return "\n".join(lines)
+
+
+def peer_ratios(section: str, rows: dict[str, Result]) -> dict[str, float | None]:
+    """``callm / peer``, ``callm / raw httpx2`` and ``peer / raw httpx2`` of one section."""
+    peer = PEERS[section]
+    names = {peer: PEER_NAMES.get(peer, peer), BASELINE: f"raw {BASELINE}", "callm": "callm"}
+    out: dict[str, float | None] = {}
+    for top, bottom in (("callm", peer), ("callm", BASELINE), (peer, BASELINE)):
+        a, b = rows.get(top), rows.get(bottom)
+        ours = a.value if a else None
+        theirs = b.value if b else None
+        ratio = round(ours / theirs, 3) if ours is not None and theirs else None
+        out[f"{names[top]} / {names[bottom]}"] = ratio
+    return out
+
+
+def _peer_line(section: str, rows: dict[str, Result]) -> str:
+    parts = [
+        f"{label}: {'—' if ratio is None else f'{ratio:.2f}x'}"
+        for label, ratio in peer_ratios(section, rows).items()
+    ]
+    return "  " + "   ".join(parts)
 
 
 def _note(result: Result) -> str:
@@ -133,7 +187,12 @@ def _note(result: Result) -> str:
 
 def unavailable_lines(results: dict[str, dict[str, Result]]) -> list[str]:
     """One "LiteLLM: not available (reason)" line per missing peer."""
-    names = {"litellm": "LiteLLM", "openai": "openai SDK", "httpx2": "httpx2"}
+    names = {
+        "litellm": "LiteLLM",
+        "openai": "openai SDK",
+        "anthropic": "anthropic SDK",
+        "httpx2": "httpx2",
+    }
     out: list[str] = []
     for name, pretty in names.items():
         for rows in results.values():
@@ -161,12 +220,15 @@ def write_json(
             "sync": settings.sync_rounds,
             "stream": settings.stream_rounds,
             "async": settings.async_rounds,
+            "anthropic-sync": settings.sync_rounds,
+            "anthropic-stream": settings.stream_rounds,
         },
         **meta,
         "results": {
             section: {name: r.as_json() for name, r in rows.items()}
             for section, rows in results.items()
         },
+        "ratios": {s: peer_ratios(s, results[s]) for s in PEERS if results.get(s)},
         "targets": targets,
     }
     path.parent.mkdir(parents=True, exist_ok=True)

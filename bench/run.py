@@ -1,8 +1,10 @@
-"""callm's benchmark: callm against raw httpx2, raw urllib3/aiohttp, openai and LiteLLM.
+"""callm's benchmark: callm against raw httpx2, raw urllib3/aiohttp, openai and LiteLLM,
+and (section ``anthropic``) callm's Anthropic provider against the official anthropic SDK.
 
 Run ``python bench/run.py`` (``make bench``); ``--quick`` for a smoke run, ``--only`` to
-pick clients. Everything talks to callm's fake OpenAI server, started once in a subprocess
-on loopback; any other network access is refused. See bench/README.md.
+pick clients. Everything talks to callm's fake server (OpenAI and Anthropic protocols on
+one port), started once in a subprocess on loopback; any other network access is refused.
+See bench/README.md.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import _anthropic
 import _async
 import _guard
 import _imports
@@ -23,7 +26,7 @@ from _rounds import Factory, run_interleaved
 from _server import FakeServer
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
-SECTION_NAMES = ("sync", "stream", "async", "imports")
+SECTION_NAMES = ("sync", "stream", "async", "anthropic", "imports")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -74,11 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     def pick(factories: dict[str, Factory]) -> dict[str, Factory]:
         return {n: f for n, f in factories.items() if n in clients}
 
-    if {"sync", "stream", "async"} & set(sections):
+    if {"sync", "stream", "async", "anthropic"} & set(sections):
         with FakeServer() as server:
             _progress(f"fake server: {server.url} (subprocess)")
             if "sync" in sections:
-                _progress("1/4 sequential non-streaming requests …")
+                _progress("1/5 sequential non-streaming requests …")
                 results["sync"] = _rounds_run(
                     pick(_sync.FACTORIES),
                     server.url,
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                     unit="req/s",
                 )
             if "stream" in sections:
-                _progress("2/4 streamed chunks …")
+                _progress("2/5 streamed chunks …")
                 results["stream"] = _rounds_run(
                     pick(_stream.FACTORIES),
                     server.url,
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                     per_call="chunks_per_stream",
                 )
             if "async" in sections:
-                _progress(f"3/4 async requests, {CONCURRENCY} in flight …")
+                _progress(f"3/5 async requests, {CONCURRENCY} in flight …")
                 afactories = {n: f for n, f in _async.FACTORIES.items() if n in clients}
                 counts = {
                     n: settings.count(settings.async_requests, n, floor=CONCURRENCY * 2)
@@ -110,8 +113,29 @@ def main(argv: list[str] | None = None) -> int:
                 results["async"] = _async.run(
                     afactories, server.url, counts=counts, rounds=settings.async_rounds
                 )
+            if "anthropic" in sections:
+                _progress("4/5 Anthropic Messages API: non-streaming requests, streamed chunks …")
+                results["anthropic-sync"] = _rounds_run(
+                    pick(_anthropic.SYNC_FACTORIES),
+                    server.url,
+                    settings=settings,
+                    rounds=settings.sync_rounds,
+                    base=settings.sync_requests,
+                    warm=50,
+                    unit="req/s",
+                )
+                results["anthropic-stream"] = _rounds_run(
+                    pick(_anthropic.STREAM_FACTORIES),
+                    server.url,
+                    settings=settings,
+                    rounds=settings.stream_rounds,
+                    base=settings.streams,
+                    warm=4,
+                    unit="chunks/s",
+                    per_call="chunks_per_stream",
+                )
     if "imports" in sections:
-        _progress("4/4 import times …")
+        _progress("5/5 import times …")
         results["imports"] = _imports.run(
             clients, settings.import_runs, settings.litellm_import_runs
         )
