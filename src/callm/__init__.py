@@ -9,6 +9,7 @@ Only what a plain call needs is imported here; HTTP libraries load on first use.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any, Unpack
 
 from ._client import AsyncClient, CallParams, Client
@@ -20,6 +21,7 @@ from ._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     CallmError,
     ConfigurationError,
     ConflictError,
@@ -30,10 +32,16 @@ from ._errors import (
     OverloadedError,
     PermissionDeniedError,
     RateLimitError,
+    RequestVetoed,
     StreamInterruptedError,
 )
 from ._messages import MessagesInput
+from ._pipeline import Budget, CallInfo
 from ._providers import ProviderSpec
+from ._routing import Group
+
+if _TYPE_CHECKING:
+    from ._ratelimit import RateLimit
 from ._stream import AsyncStream, Stream
 from ._timeouts import Timeout
 from ._tokens import TokenCount
@@ -75,6 +83,9 @@ __all__ = [
     "AsyncStream",
     "AuthenticationError",
     "BadRequestError",
+    "Budget",
+    "BudgetExceededError",
+    "CallInfo",
     "CallParams",
     "CallmError",
     "Client",
@@ -83,6 +94,7 @@ __all__ = [
     "ContextWindowExceededError",
     "Document",
     "FinishEvent",
+    "Group",
     "Image",
     "InternalServerError",
     "InvalidRequestError",
@@ -93,6 +105,7 @@ __all__ = [
     "Part",
     "PermissionDeniedError",
     "ProviderSpec",
+    "RateLimit",
     "RateLimitError",
     "RawPart",
     "Reasoning",
@@ -100,6 +113,7 @@ __all__ = [
     "Refusal",
     "RefusalDelta",
     "Request",
+    "RequestVetoed",
     "Response",
     "Stream",
     "StreamEvent",
@@ -153,4 +167,8 @@ def count_tokens(
 
 
 def __getattr__(name: str) -> Any:
+    if name == "RateLimit":  # the limiter loads only when limits are configured
+        from ._ratelimit import RateLimit
+
+        return RateLimit
     raise AttributeError(f"module 'callm' has no attribute {name!r}")

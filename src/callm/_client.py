@@ -18,10 +18,28 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 from . import _retry
 from ._config import LOCAL_NOTICE, Settings, split_model
 from ._endpoint import Endpoint
-from ._errors import APIConnectionError, APIError, InvalidRequestError, RateLimitError
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    CallmError,
+    InvalidRequestError,
+    RateLimitError,
+)
 from ._http import HttpRequest, HttpResponse, redact_url
 from ._messages import MessagesInput, ToolInput, to_messages, to_tools
+from ._pipeline import (
+    AfterHook,
+    Attempt,
+    BeforeHook,
+    Budget,
+    CallInfo,
+    ErrorHook,
+    Pipeline,
+    estimate_cost,
+    warm_prices,
+)
 from ._providers import ProviderSpec
+from ._routing import Group, RouterFn, Routes
 from ._stream import AsyncStream, Stream, StreamState
 from ._timeouts import DEFAULT_TIMEOUT, Timeout
 from ._tokens import TokenCount, estimate
@@ -29,10 +47,13 @@ from ._types import ModelInfo, Request, Response
 from .providers import WireProtocol, openai_chat, protocol_for
 
 if TYPE_CHECKING:
+    from ._ratelimit import RateLimit
     from ._transport import AsyncStreamBody, AsyncTransport, StreamBody, Transport
 
 logger = logging.getLogger("callm")
 T = TypeVar("T")
+S = TypeVar("S", Stream, AsyncStream)
+_DEFAULT_OUTPUT_GUESS = 1024  # output tokens to reserve when max_tokens is not given
 _clock = time.perf_counter
 _notice_shown = False
 
@@ -56,6 +77,9 @@ class CallParams(TypedDict, total=False):
     extra_headers: Mapping[str, str]
     timeout: float | Timeout | None
     max_retries: int
+    # Policies of one call: its tags (for budgets, the log), and whether it is logged.
+    tags: Mapping[str, str]
+    log: bool
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -93,11 +117,45 @@ class _ClientBase:
         providers: Mapping[str, ProviderSpec | Mapping[str, Any]] | None = None,
         env_file: str | Path | None = ".env",
         environ: Mapping[str, str] | None = None,
+        aliases: Mapping[str, str] | None = None,
+        fallbacks: Mapping[str, Sequence[str]] | None = None,
+        fallback_on: tuple[type[BaseException], ...] | None = None,
+        groups: Mapping[str, Group | Sequence[str]] | None = None,
+        router: RouterFn | None = None,
+        before_request: Sequence[BeforeHook] = (),
+        after_response: Sequence[AfterHook] = (),
+        on_error: Sequence[ErrorHook] = (),
+        budget: Budget | None = None,
+        rate_limits: Mapping[str, RateLimit] | RateLimit | None = None,
+        log: bool = True,
+        tracing: bool = True,
     ) -> None:
         self.max_retries = max_retries
         self.timeout = Timeout.of(timeout)
         self.settings = Settings(providers=providers, env_file=env_file, environ=environ)
         self._resolved: dict[str, tuple[Endpoint, str]] = {}
+        routes = Routes(
+            aliases=aliases or {},
+            fallbacks=fallbacks or {},
+            groups={
+                k: v if isinstance(v, Group) else Group(tuple(v)) for k, v in (groups or {}).items()
+            },
+            router=router,
+        )
+        if fallback_on is not None:
+            routes.fallback_on = fallback_on
+        warm_prices()
+        self.pipeline = Pipeline(
+            routes=routes,
+            before_request=tuple(before_request),
+            after_response=tuple(after_response),
+            on_error=tuple(on_error),
+            budget=budget,
+            limiter=_limiter(rate_limits),
+            log=log and self.settings.lookup("CALLM_LOG") not in ("0", "false", "off"),
+            tracing=_tracing() if tracing else None,
+            store_path=self.settings.home / "callm.db",
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_retries={self.max_retries}, timeout={self.timeout})"
@@ -137,6 +195,58 @@ class _ClientBase:
             **fields,
         )
         return endpoint, request
+
+    def _plan(
+        self, model: str | None, messages: MessagesInput, stream: bool, params: CallParams
+    ) -> list[str | None]:
+        """The models to try for this call (just ``model`` unless routing is configured)."""
+        routes = self.pipeline.routes
+        if not routes.active:
+            return [model]
+        draft = Request(
+            model="", messages=to_messages(messages, params.get("system")), stream=stream
+        )
+        return routes.plan(model, draft)
+
+    def _attempt(
+        self,
+        model: str | None,
+        messages: MessagesInput,
+        stream: bool,
+        params: CallParams,
+        tried: tuple[str, ...],
+    ) -> Attempt:
+        """One attempt, prepared and passed through the hooks and the budget."""
+        pipeline = self.pipeline
+        endpoint, request = self.build_request(model, messages, stream, params)
+        name = f"{endpoint.provider}/{request.model}"
+        info = CallInfo(name, request, params.get("tags") or _EMPTY, stream)
+        if pipeline.before_request:
+            info = pipeline.hooks_before(info)
+        if pipeline.budget is not None:
+            pipeline.check_budget(info, estimate_cost(info, endpoint.provider))
+        wire = protocol_for(endpoint.protocol)
+        call = self._call(endpoint, wire, wire.encode(endpoint, info.request), params)
+        attempt = Attempt(info, call, (*tried, name), params.get("log", pipeline.log))
+        pipeline.start_span(attempt)
+        return attempt
+
+    def _failed(self, attempt: Attempt, error: CallmError, more: bool) -> None:
+        """Report a failed attempt; re-raise it unless the next model of the plan takes over."""
+        self.pipeline.fail(attempt, error)
+        if not (more and self.pipeline.routes.falls_back(error)):
+            raise error
+        logger.info("callm: %s failed (%s), falling back", attempt.info.model, type(error).__name__)
+
+    def _watched(self, stream: S, attempt: Attempt) -> S:
+        """Let the pipeline hear how the stream ends (cost, log, trace, hooks)."""
+        pipeline = self.pipeline
+        stream.watch(
+            lambda r: pipeline.succeed(attempt, r, stream.headers),
+            lambda e: pipeline.fail(attempt, e),
+            lambda r: pipeline.abandon(attempt, r),
+        )
+        return stream
 
     def _prepare(
         self, model: str | None, messages: MessagesInput, stream: bool, params: CallParams
@@ -333,10 +443,21 @@ class Client(_ClientBase):
         **params: Unpack[CallParams],
     ) -> Response:
         """Send a chat request and return the whole reply."""
-        call = self._prepare(model, messages, False, params)
-        started = _clock()
-        response = self._send(call)
-        return call.wire.decode(call.endpoint, response, _clock() - started)
+        plan = self._plan(model, messages, False, params)
+        tried: tuple[str, ...] = ()
+        for index, candidate in enumerate(plan):
+            attempt = self._attempt(candidate, messages, False, params, tried)
+            tried = attempt.tried
+            try:
+                self._acquire(attempt)
+                call, started = attempt.call, _clock()
+                http = self._send(call)
+                response = call.wire.decode(call.endpoint, http, _clock() - started)
+            except CallmError as exc:
+                self._failed(attempt, exc, index + 1 < len(plan))
+                continue
+            return self.pipeline.succeed(attempt, response, http.headers)
+        raise AssertionError("a routing plan always holds a model")
 
     def stream(
         self,
@@ -345,7 +466,26 @@ class Client(_ClientBase):
         **params: Unpack[CallParams],
     ) -> Stream:
         """Send a chat request and stream the reply: ``with client.stream(…) as s: for ev in s``."""
-        return self._open_stream(self._prepare(model, messages, True, params))
+        plan = self._plan(model, messages, True, params)
+        tried: tuple[str, ...] = ()
+        for index, candidate in enumerate(plan):
+            attempt = self._attempt(candidate, messages, True, params, tried)
+            tried = attempt.tried
+            try:
+                self._acquire(attempt)
+                stream = self._open_stream(attempt.call)
+            except CallmError as exc:
+                self._failed(attempt, exc, index + 1 < len(plan))
+                continue
+            return self._watched(stream, attempt)
+        raise AssertionError("a routing plan always holds a model")
+
+    def _acquire(self, attempt: Attempt) -> None:
+        """Wait for the client-side rate limit, if one applies."""
+        limiter = self.pipeline.limiter
+        if limiter is not None:
+            provider, _, model = attempt.info.model.partition("/")
+            attempt.reservation = limiter.acquire(provider, model, _tokens_wanted(attempt))
 
     def text_completion(self, model: str | None, prompt: str, **params: Any) -> Response:
         """The legacy text completions endpoint: ``prompt`` in, ``choices[0].text`` out."""
@@ -443,10 +583,21 @@ class AsyncClient(_ClientBase):
         **params: Unpack[CallParams],
     ) -> Response:
         """Send a chat request and return the whole reply."""
-        call = self._prepare(model, messages, False, params)
-        started = _clock()
-        response = await self._send(call)
-        return call.wire.decode(call.endpoint, response, _clock() - started)
+        plan = self._plan(model, messages, False, params)
+        tried: tuple[str, ...] = ()
+        for index, candidate in enumerate(plan):
+            attempt = self._attempt(candidate, messages, False, params, tried)
+            tried = attempt.tried
+            try:
+                await self._acquire(attempt)
+                call, started = attempt.call, _clock()
+                http = await self._send(call)
+                response = call.wire.decode(call.endpoint, http, _clock() - started)
+            except CallmError as exc:
+                self._failed(attempt, exc, index + 1 < len(plan))
+                continue
+            return self.pipeline.succeed(attempt, response, http.headers)
+        raise AssertionError("a routing plan always holds a model")
 
     async def stream(
         self,
@@ -455,7 +606,27 @@ class AsyncClient(_ClientBase):
         **params: Unpack[CallParams],
     ) -> AsyncStream:
         """Stream a reply: ``async with await client.stream(…) as s: async for ev in s``."""
-        return await self._open_stream(self._prepare(model, messages, True, params))
+        plan = self._plan(model, messages, True, params)
+        tried: tuple[str, ...] = ()
+        for index, candidate in enumerate(plan):
+            attempt = self._attempt(candidate, messages, True, params, tried)
+            tried = attempt.tried
+            try:
+                await self._acquire(attempt)
+                stream = await self._open_stream(attempt.call)
+            except CallmError as exc:
+                self._failed(attempt, exc, index + 1 < len(plan))
+                continue
+            return self._watched(stream, attempt)
+        raise AssertionError("a routing plan always holds a model")
+
+    async def _acquire(self, attempt: Attempt) -> None:
+        """Wait for the client-side rate limit, if one applies."""
+        limiter = self.pipeline.limiter
+        if limiter is not None:
+            provider, _, model = attempt.info.model.partition("/")
+            wanted = _tokens_wanted(attempt)
+            attempt.reservation = await limiter.acquire_async(provider, model, wanted)
 
     async def text_completion(self, model: str | None, prompt: str, **params: Any) -> Response:
         """The legacy text completions endpoint: ``prompt`` in, ``choices[0].text`` out."""
@@ -511,6 +682,27 @@ class AsyncClient(_ClientBase):
                 await body.close()
             raise _failure(call, HttpResponse(body.status, body.headers, data))
         return AsyncStream(body, _stream_state(call, body, started))
+
+
+def _tokens_wanted(attempt: Attempt) -> int:
+    """Tokens a call may use, for token-per-minute limits: its prompt and its output cap."""
+    request = attempt.info.request
+    return estimate(request).tokens + (request.max_tokens or _DEFAULT_OUTPUT_GUESS)
+
+
+def _limiter(limits: Mapping[str, RateLimit] | RateLimit | None) -> Any:
+    if not limits:
+        return None
+    from ._ratelimit import RateLimiter
+
+    return RateLimiter(limits)
+
+
+def _tracing() -> Any:
+    """A tracer when OpenTelemetry is installed (spans are no-ops until it is configured)."""
+    from ._tracing import Tracing
+
+    return Tracing.if_available()
 
 
 def _stream_state(call: _Call, body: StreamBody | AsyncStreamBody, started: float) -> StreamState:

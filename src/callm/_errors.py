@@ -5,6 +5,8 @@
     CallmError
     ├── ConfigurationError              missing key, unknown provider or model, bad config
     ├── InvalidRequestError             the request cannot be expressed for this provider
+    ├── BudgetExceededError             a spend limit would be passed: refused before sending
+    ├── RequestVetoed                   a before-request hook refused the call
     └── APIError                        anything that went wrong talking to a provider
         ├── APIStatusError              the provider answered with an HTTP error status
         │   ├── BadRequestError             400, 422
@@ -45,6 +47,14 @@ class ConfigurationError(CallmError):
 
 class InvalidRequestError(CallmError, ValueError):
     """The request cannot be expressed for this provider (e.g. an image in a system message)."""
+
+
+class BudgetExceededError(CallmError):
+    """The call would pass a spend limit of the client's Budget; it was not sent."""
+
+
+class RequestVetoed(CallmError):
+    """Raised by a before-request hook to refuse a call; it is not sent."""
 
 
 class APIError(CallmError):

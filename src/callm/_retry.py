@@ -18,6 +18,7 @@ INITIAL_DELAY = 0.5
 MAX_DELAY = 8.0
 MAX_RETRY_AFTER = 60.0
 RETRYABLE_STATUS = frozenset({408, 409, 429})
+_rng = random.Random()  # jitter never disturbs the application's own random state
 
 
 def should_retry(status: int, headers: Mapping[str, str], hint: float | None = None) -> bool:
@@ -47,4 +48,4 @@ def retry_delay(
     if hint is not None and 0 < hint <= MAX_RETRY_AFTER:
         return hint
     nominal = min(INITIAL_DELAY * 2.0 ** min(retries_taken, 16), MAX_DELAY)
-    return nominal * (1 - 0.25 * random.random())
+    return nominal * (1 - 0.25 * _rng.random())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -23,7 +23,19 @@ _clock = time.perf_counter
 class StreamState:
     """Pure stream logic shared by both clients: SSE framing, decoding, timing, deadlines."""
 
-    __slots__ = ("_deadline", "_idle", "_last", "_sse", "_started", "decoder", "ttft")
+    __slots__ = (
+        "_deadline",
+        "_idle",
+        "_last",
+        "_reported",
+        "_sse",
+        "_started",
+        "decoder",
+        "on_abandon",
+        "on_fail",
+        "on_finish",
+        "ttft",
+    )
 
     def __init__(self, decoder: StreamDecoder, timeout: Timeout, started: float) -> None:
         self.decoder = decoder
@@ -33,6 +45,11 @@ class StreamState:
         self._deadline = started + timeout.total if timeout.total is not None else None
         self._idle = timeout.idle
         self.ttft: float | None = None
+        # The client's policies (cost, log, tracing …) hear how the stream ended, once.
+        self.on_finish: Callable[[Response], Response] | None = None
+        self.on_fail: Callable[[BaseException], None] | None = None
+        self.on_abandon: Callable[[Response], None] | None = None
+        self._reported = False
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         """Events completed by one network chunk; raises on an in-stream error or a timeout."""
@@ -86,6 +103,25 @@ class StreamState:
             self.decoder.response(), latency_s=_clock() - self._started, ttft_s=self.ttft
         )
 
+    def finished_response(self) -> Response:
+        """The complete Response, passed through the client's policies."""
+        response = self.response()
+        if self.on_finish is not None and not self._reported:
+            self._reported = True
+            response = self.on_finish(response)
+        return response
+
+    def report_failure(self, error: BaseException) -> None:
+        if self.on_fail is not None and not self._reported:
+            self._reported = True
+            self.on_fail(error)
+
+    def report_abandoned(self) -> None:
+        """The caller closed the stream before it finished."""
+        if self.on_abandon is not None and not self._reported:
+            self._reported = True
+            self.on_abandon(self.response())
+
 
 class Stream:
     """A streamed reply: iterate for events; ``.response`` is the accumulated Response.
@@ -120,11 +156,28 @@ class Stream:
             for chunk in self._body.chunks():
                 yield from state.feed(chunk)
             state.end()
-            self._response = state.response()
+            self._response = state.finished_response()
         except APIError as exc:
-            raise state.fail(exc) from exc.__cause__
+            error = state.fail(exc)
+            state.report_failure(error)
+            raise error from exc.__cause__
         finally:
             self.close()
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The response headers (rate-limit counters and such)."""
+        return self._body.headers
+
+    def watch(
+        self,
+        on_finish: Callable[[Response], Response],
+        on_fail: Callable[[BaseException], None],
+        on_abandon: Callable[[Response], None],
+    ) -> None:
+        """Callbacks for how the stream ends: finished, failed or closed early (one of them)."""
+        state = self._state
+        state.on_finish, state.on_fail, state.on_abandon = on_finish, on_fail, on_abandon
 
     @property
     def text_stream(self) -> Iterator[str]:
@@ -147,6 +200,7 @@ class Stream:
         if not self._closed:
             self._closed = True
             self._body.close()
+            self._state.report_abandoned()
 
 
 class AsyncStream:
@@ -180,11 +234,28 @@ class AsyncStream:
                 for event in state.feed(chunk):
                     yield event
             state.end()
-            self._response = state.response()
+            self._response = state.finished_response()
         except APIError as exc:
-            raise state.fail(exc) from exc.__cause__
+            error = state.fail(exc)
+            state.report_failure(error)
+            raise error from exc.__cause__
         finally:
             await self.close()
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The response headers (rate-limit counters and such)."""
+        return self._body.headers
+
+    def watch(
+        self,
+        on_finish: Callable[[Response], Response],
+        on_fail: Callable[[BaseException], None],
+        on_abandon: Callable[[Response], None],
+    ) -> None:
+        """Callbacks for how the stream ends: finished, failed or closed early (one of them)."""
+        state = self._state
+        state.on_finish, state.on_fail, state.on_abandon = on_finish, on_fail, on_abandon
 
     @property
     def text_stream(self) -> AsyncIterator[str]:
@@ -204,6 +275,8 @@ class AsyncStream:
         return self.response
 
     async def close(self) -> None:
+        """Stop reading and drop the connection."""
         if not self._closed:
             self._closed = True
             await self._body.close()
+            self._state.report_abandoned()

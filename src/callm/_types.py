@@ -257,6 +257,10 @@ class Response:
     cost: Decimal | None = None
     # Further choices when the request asked for n > 1 (each a Response of its own).
     choices: tuple[Response, ...] = field(default=(), repr=False)
+    # Every "provider/model" tried for this reply, in order; the last one answered.
+    tried: tuple[str, ...] = ()
+    # True when the reply came from callm's response cache (and cost nothing).
+    cached: bool = False
 
     @property
     def text(self) -> str:

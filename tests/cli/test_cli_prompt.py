@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -120,7 +121,8 @@ def test_json_prints_the_normalised_response(
     usage = data["usage"]
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     assert {"cached_input_tokens", "cache_write_tokens", "reasoning_tokens"} <= set(usage)
-    assert data["cost"] is None
+    # gpt-4o-mini has a known price: the cost is a decimal string, never a float.
+    assert Decimal(data["cost"]) > 0
     # --json reads a stream (so time to first token is known) unless --no-stream is given.
     assert sent_body(fake)["stream"] is True
     assert data["ttft_s"] is not None

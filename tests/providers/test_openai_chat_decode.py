@@ -1243,9 +1243,9 @@ def test_retry_delay_backoff_range(headers: dict[str, str] | None) -> None:
 
 
 def test_retry_delay_jitter_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_retry.random, "random", lambda: 0.0)
+    monkeypatch.setattr(_retry._rng, "random", lambda: 0.0)
     assert [retry_delay(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
-    monkeypatch.setattr(_retry.random, "random", lambda: 1.0)
+    monkeypatch.setattr(_retry._rng, "random", lambda: 1.0)
     assert [retry_delay(n) for n in range(6)] == [0.375, 0.75, 1.5, 3.0, 6.0, 6.0]
 
 

@@ -1,22 +1,37 @@
-"""The default sync transport, on urllib3 (the fastest of httpx2, urllib3 and aiohttp-in-a-
-thread in bench/, with keep-alive pooling and no per-call set-up)."""
+"""The default sync transport: urllib3's HTTP connections, kept alive in a small pool.
+
+urllib3 won the sync benchmark (bench/): its connection classes are used directly, with an
+idle-connection pool per origin here, because the PoolManager layer above them (URL
+parsing, pool lookup, retry bookkeeping per call) cost ~40% of a loopback round trip and
+callm does its own retries.
+"""
 
 from __future__ import annotations
 
+import http.client
+import threading
+import weakref
+from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-import urllib3
 from urllib3 import exceptions as x
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from .._errors import APIConnectionError, APITimeoutError
 from .._http import HttpRequest, HttpResponse, redact_url
 from .._timeouts import Timeout
 
 _READ_SIZE = 65536
+_ERRORS = (x.HTTPError, OSError, http.client.HTTPException)
+# What a keep-alive connection the server already closed fails with, before any answer
+# (never a timeout, and never a body cut short: urllib3 reports that as ProtocolError).
+_STALE = (ConnectionError, http.client.BadStatusLine)
+# Keep-alive connections kept per origin; more may be open at once, extra ones are closed.
+_IDLE_PER_ORIGIN = 32
 
-
-_ERRORS = (x.HTTPError, OSError)
+Origin = tuple[str, str, int]
 
 
 def translate(exc: BaseException, url: str) -> APIConnectionError:
@@ -34,11 +49,63 @@ def translate(exc: BaseException, url: str) -> APIConnectionError:
     )
 
 
-class _Urllib3Stream:
-    __slots__ = ("_response", "_url", "headers", "status")
+class _Pool:
+    """Idle keep-alive connections per origin. deque append/pop are atomic: no lock."""
 
-    def __init__(self, response: Any, url: str) -> None:
+    def __init__(self) -> None:
+        self._idle: dict[Origin, deque[HTTPConnection]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def take(self, origin: Origin) -> HTTPConnection | None:
+        idle = self._idle.get(origin)
+        if idle:
+            try:
+                return idle.pop()
+            except IndexError:
+                return None
+        return None
+
+    def give(self, origin: Origin, conn: HTTPConnection) -> None:
+        if self._closed:  # the client is gone; a stream that outlived it ends here
+            conn.close()
+            return
+        idle = self._idle.get(origin)
+        if idle is None:
+            with self._lock:
+                idle = self._idle.setdefault(origin, deque())
+        if len(idle) < _IDLE_PER_ORIGIN:
+            idle.append(conn)
+        else:
+            conn.close()
+
+    def clear(self) -> None:
+        self._closed = True
+        for idle in list(self._idle.values()):
+            while idle:
+                idle.pop().close()
+
+
+def _split(url: str) -> tuple[Origin, str]:
+    parts = urlsplit(url)
+    scheme = parts.scheme or "http"
+    port = parts.port or (443 if scheme == "https" else 80)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return (scheme, parts.hostname or "localhost", port), path
+
+
+class _Urllib3Stream:
+    __slots__ = ("_conn", "_origin", "_pool", "_response", "_url", "headers", "status")
+
+    def __init__(
+        self, response: Any, conn: HTTPConnection, pool: _Pool, origin: Origin, url: str
+    ) -> None:
         self._response = response
+        self._conn: HTTPConnection | None = conn
+        self._pool = pool
+        self._origin = origin
         self._url = url
         self.status: int = response.status
         self.headers: Mapping[str, str] = response.headers
@@ -50,59 +117,110 @@ class _Urllib3Stream:
                 yield chunk
         except _ERRORS as exc:
             raise translate(exc, self._url) from None
+        self._release()
 
     def read(self) -> bytes:
         try:
             data: bytes = self._response.read()
         except _ERRORS as exc:
             raise translate(exc, self._url) from None
+        self._release()
         return data
+
+    def _release(self) -> None:
+        """The body was read to its end: the connection may serve the next request."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            _recycle(self._pool, self._origin, conn, self._response)
 
     def close(self) -> None:
         # Closing (not releasing) drops the socket, so an abandoned stream stops at once.
+        conn, self._conn = self._conn, None
         self._response.close()
+        if conn is not None:
+            conn.close()
+
+
+def _recycle(pool: _Pool, origin: Origin, conn: HTTPConnection, response: Any) -> None:
+    original = getattr(response, "_original_response", None)
+    if original is None or getattr(original, "will_close", True):
+        conn.close()
+    else:
+        pool.give(origin, conn)
 
 
 class Urllib3Transport:
-    """Sync HTTP over a urllib3 PoolManager; connections are kept alive and reused."""
+    """Sync HTTP over urllib3 connections, kept alive and reused across calls and threads."""
 
-    def __init__(self, *, max_connections: int = 100, **pool_kwargs: Any) -> None:
-        self._pool = urllib3.PoolManager(maxsize=max_connections, block=False, **pool_kwargs)
-        self._timeouts: dict[Timeout, urllib3.Timeout] = {}
+    def __init__(self) -> None:
+        self._pool = _Pool()
+        self._origins: dict[str, tuple[Origin, str]] = {}
+        # A client dropped without close() still closes its idle sockets.
+        weakref.finalize(self, self._pool.clear)
 
-    def _timeout(self, timeout: Timeout) -> urllib3.Timeout:
-        cached = self._timeouts.get(timeout)
-        if cached is None:
-            cached = self._timeouts[timeout] = urllib3.Timeout(
-                connect=timeout.connect, read=timeout.read
-            )
-        return cached
+    def _where(self, url: str) -> tuple[Origin, str]:
+        where = self._origins.get(url)
+        if where is None:
+            if len(self._origins) > 1024:  # URLs vary by model for some providers
+                self._origins.clear()
+            where = self._origins[url] = _split(url)
+        return where
 
-    def _urlopen(self, request: HttpRequest, timeout: Timeout, preload: bool) -> Any:
-        return self._pool.urlopen(
+    def _connect(self, origin: Origin, timeout: Timeout) -> HTTPConnection:
+        scheme, host, port = origin
+        cls = HTTPSConnection if scheme == "https" else HTTPConnection
+        conn = cls(host, port, timeout=timeout.connect)
+        conn.connect()
+        return conn
+
+    def _exchange(
+        self, request: HttpRequest, timeout: Timeout, preload: bool
+    ) -> tuple[Any, HTTPConnection, Origin]:
+        origin, path = self._where(request.url)
+        conn = self._pool.take(origin)
+        if conn is not None:
+            try:
+                return self._send_on(conn, path, request, timeout, preload), conn, origin
+            except _STALE:
+                # The server closed this idle keep-alive connection: try once on a new one.
+                conn.close()
+            except BaseException:
+                conn.close()
+                raise
+        conn = self._connect(origin, timeout)
+        try:
+            return self._send_on(conn, path, request, timeout, preload), conn, origin
+        except BaseException:
+            conn.close()
+            raise
+
+    def _send_on(
+        self, conn: HTTPConnection, path: str, request: HttpRequest, timeout: Timeout, preload: bool
+    ) -> Any:
+        conn.timeout = timeout.read
+        conn.request(
             request.method,
-            request.url,
+            path,
             body=request.body,
             headers=request.headers,
-            timeout=self._timeout(timeout),
-            retries=False,
-            redirect=False,
             preload_content=preload,
         )
+        return conn.getresponse()
 
     def send(self, request: HttpRequest, timeout: Timeout) -> HttpResponse:
         try:
-            response = self._urlopen(request, timeout, True)
+            response, conn, origin = self._exchange(request, timeout, True)
         except _ERRORS as exc:
             raise translate(exc, request.url) from None
+        _recycle(self._pool, origin, conn, response)
         return HttpResponse(response.status, response.headers, response.data)
 
     def open_stream(self, request: HttpRequest, timeout: Timeout) -> _Urllib3Stream:
         try:
-            response = self._urlopen(request, timeout, False)
+            response, conn, origin = self._exchange(request, timeout, False)
         except _ERRORS as exc:
             raise translate(exc, request.url) from None
-        return _Urllib3Stream(response, request.url)
+        return _Urllib3Stream(response, conn, self._pool, origin, request.url)
 
     def close(self) -> None:
         self._pool.clear()

@@ -1,0 +1,126 @@
+"""The database schema, as an append-only list of named migrations.
+
+Each migration is a function that takes the connection and changes the schema once. They run
+in order, each recorded by name in the ``_migrations`` table, so a database of any age is
+brought up to date on open and keeps its rows. To change the schema, **append** a new
+function to :data:`MIGRATIONS` — never edit or reorder one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def m001_calls(db: sqlite3.Connection) -> None:
+    """The call log: one row per model call."""
+    db.execute(
+        """
+        CREATE TABLE calls (
+            id TEXT PRIMARY KEY,
+            time TEXT NOT NULL,                 -- UTC ISO 8601, microseconds
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            request TEXT NOT NULL,              -- JSON: messages, parameters, tools
+            response TEXT,
+            tool_calls TEXT NOT NULL DEFAULT '[]',
+            finish_reason TEXT,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+            cost TEXT,                          -- exact Decimal USD as text; NULL = unknown
+            latency_s REAL,
+            ttft_s REAL,
+            status TEXT NOT NULL,               -- "ok" or the error class name
+            error TEXT,
+            request_id TEXT,
+            conversation_id TEXT,
+            tags TEXT NOT NULL DEFAULT '{}',
+            streamed INTEGER NOT NULL DEFAULT 0,
+            cached INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+
+
+def m002_spend(db: sqlite3.Connection) -> None:
+    """Money spent per scope (a key, a user, a project …), for budgets."""
+    db.execute(
+        """
+        CREATE TABLE spend (
+            scope TEXT NOT NULL,
+            amount TEXT NOT NULL,               -- exact Decimal USD as text
+            time TEXT NOT NULL
+        )
+        """
+    )
+
+
+def m003_cache(db: sqlite3.Connection) -> None:
+    """The response cache: opaque values with an expiry."""
+    db.execute(
+        """
+        CREATE TABLE cache (
+            key TEXT PRIMARY KEY,
+            value BLOB NOT NULL,
+            expires_at REAL                     -- Unix time; NULL = never
+        )
+        """
+    )
+
+
+def m004_indexes(db: sqlite3.Connection) -> None:
+    """Indexes for the queries the CLI and the budget make."""
+    db.execute("CREATE INDEX calls_time ON calls (time)")
+    db.execute("CREATE INDEX calls_model ON calls (model, time)")
+    db.execute("CREATE INDEX calls_conversation ON calls (conversation_id)")
+    db.execute("CREATE INDEX spend_scope_time ON spend (scope, time)")
+    db.execute("CREATE INDEX cache_expires ON cache (expires_at)")
+
+
+MIGRATIONS: list[Migration] = [m001_calls, m002_spend, m003_cache, m004_indexes]
+
+
+def applied(db: sqlite3.Connection) -> list[str]:
+    """The names of the migrations already applied to ``db``, in the order they ran."""
+    try:
+        rows = db.execute("SELECT name FROM _migrations ORDER BY rowid").fetchall()
+    except sqlite3.OperationalError:  # no _migrations table yet: a new database
+        return []
+    return [name for (name,) in rows]
+
+
+def migrate(db: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
+    """Apply the migrations ``db`` lacks, in order, in one transaction; return their names.
+
+    ``db`` must be in autocommit mode (``isolation_level=None``). Safe when several
+    processes open a new database at once: the write lock is taken before re-checking
+    what is applied, so each migration runs exactly once.
+    """
+    if {m.__name__ for m in migrations} <= set(applied(db)):
+        return []
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
+        )
+        done = set(applied(db))
+        ran = [m.__name__ for m in migrations if m.__name__ not in done]
+        for migration in migrations:
+            if migration.__name__ in done:
+                continue
+            migration(db)
+            db.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                (migration.__name__, datetime.now(UTC).isoformat()),
+            )
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return ran

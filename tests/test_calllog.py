@@ -1,0 +1,313 @@
+"""The call log writer: off the call path, batched, thread- and asyncio-safe, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from callm import Message, Request, Response, Usage
+from callm._calllog import CallLog
+from callm._store import CallRecord, Store
+
+
+def record(n: int = 0) -> CallRecord:
+    return CallRecord(
+        provider="openai",
+        model="gpt-4o-mini",
+        request={"messages": [{"role": "user", "content": [{"kind": "text", "text": f"#{n}"}]}]},
+        response_text=f"reply {n}",
+        input_tokens=n,
+        cost=Decimal("0.000001"),
+    )
+
+
+def count(path: Path) -> int:
+    with Store(path) as s:
+        return len(s.recent_calls(1_000_000))
+
+
+class CountingStore(Store):
+    """A real store that remembers the size of each batch it was given."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.batches: list[int] = []
+
+    def insert_calls(self, records: Iterable[CallRecord]) -> int:
+        batch = list(records)
+        self.batches.append(len(batch))
+        return super().insert_calls(batch)
+
+
+def test_log_then_flush_writes_every_record(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    with CallLog(path) as log:
+        for n in range(5):
+            log.log(record(n))
+        assert log.flush(timeout=5)
+        assert count(path) == 5
+        log.log(record(99))
+    # close() wrote the last one too
+    with Store(path) as s:
+        assert [r.response_text for r in s.recent_calls(1)] == ["reply 99"]
+
+
+def test_log_call_builds_the_record_in_the_writer_thread(tmp_path: Path) -> None:
+    built_in: list[str] = []
+
+    class Spy(Response):
+        @property
+        def text(self) -> str:
+            built_in.append(threading.current_thread().name)
+            return "four"
+
+    response = Spy(id="r", model="m", provider="openai", content=(), finish_reason="stop",
+                   usage=Usage(7, 1), cost=Decimal("0.5"))  # fmt: skip
+    request = Request(model="gpt-4o", messages=(Message.user("2+2?"),))
+    before = datetime.now(UTC)
+    with CallLog(tmp_path / "deferred.db") as log:
+        log.log_call(request, provider="openai", response=response, tags={"k": "v"})
+        assert built_in == []  # nothing built on the caller's thread
+        log.flush(timeout=5)
+        assert built_in == ["callm-calllog"]
+    with Store(tmp_path / "deferred.db") as s:
+        (rec,) = s.recent_calls()
+    assert (rec.model, rec.response_text, rec.input_tokens, rec.cost) == (
+        "gpt-4o", "four", 7, Decimal("0.5"),
+    )  # fmt: skip
+    assert rec.tags == {"k": "v"}
+    assert before <= rec.time <= datetime.now(UTC)
+
+
+def test_a_database_that_cannot_be_opened_drops_records_until_it_can(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "later"
+    blocker.write_text("a file where the database's folder should be")
+    path = blocker / "calls.db"
+    with caplog.at_level(logging.WARNING, logger="callm"), CallLog(path) as log:
+        log.log(record(1))
+        assert log.flush(timeout=5)
+        assert log.dropped == 1
+        blocker.unlink()
+        log.log(record(2))
+        assert log.flush(timeout=5)
+        assert log.dropped == 1
+    assert "cannot open the call log database" in caplog.text
+    assert count(path) == 1
+
+
+def test_a_record_that_cannot_be_built_is_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> CallRecord:
+        raise KeyError("oops")
+
+    with caplog.at_level(logging.WARNING, logger="callm"), CallLog(tmp_path / "b.db") as log:
+        log.log(broken)
+        log.log(record(1))
+        assert log.flush(timeout=5)
+        assert log.dropped == 1
+    assert count(tmp_path / "b.db") == 1
+    assert "could not be built" in caplog.text
+
+
+def test_the_default_store_is_callm_home(isolated_env: Path) -> None:
+    with CallLog() as log:
+        log.log(record())
+    assert count(isolated_env / "callm.db") == 1
+
+
+def test_records_are_written_within_the_flush_interval(tmp_path: Path) -> None:
+    path = tmp_path / "interval.db"
+    with CallLog(path, flush_interval=0.05) as log:
+        log.log(record())
+        deadline = time.monotonic() + 5
+        while count(path) == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert count(path) == 1
+
+
+def test_records_are_batched_one_transaction_per_batch(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "batch.db")
+    with CallLog(store, batch_size=10, flush_interval=5) as log:
+        for n in range(25):
+            log.log(record(n))
+        assert log.flush(timeout=5)
+    # 25 records arrive well inside the interval: no batch over 10, so at least three.
+    assert sum(store.batches) == 25
+    assert max(store.batches) <= 10
+    assert len(store.batches) >= 3
+    assert len(store.recent_calls(100)) == 25
+    store.close()  # a store passed in is the caller's to close
+
+
+def test_a_trickle_of_records_is_written_as_one_batch_after_the_interval(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "trickle.db")
+    with CallLog(store, flush_interval=0.4) as log:
+        for n in range(5):
+            log.log(record(n))
+            time.sleep(0.01)
+        assert store.batches == []  # still inside the interval: nothing written yet
+        deadline = time.monotonic() + 5
+        while not store.batches and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert store.batches == [5]
+    store.close()
+
+
+def test_batch_size_one_writes_at_once(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "one.db")
+    with CallLog(store, flush_interval=60, batch_size=1) as log:
+        log.log(record())
+        deadline = time.monotonic() + 5
+        while not store.batches and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert store.batches == [1]
+    store.close()
+
+
+def test_log_after_close_raises(tmp_path: Path) -> None:
+    log = CallLog(tmp_path / "closed.db")
+    log.log(record())
+    log.close()
+    log.close()  # twice is fine
+    with pytest.raises(RuntimeError, match="closed"):
+        log.log(record())
+
+
+def test_many_threads_log_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "threads.db"
+    with CallLog(path, batch_size=50) as log:
+
+        def work() -> None:
+            for n in range(250):
+                log.log(record(n))
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert log.flush(timeout=10)
+    assert count(path) == 2000
+
+
+async def test_asyncio_tasks_log_without_awaiting(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    log = CallLog(path)
+
+    async def call(n: int) -> None:
+        await asyncio.sleep(0)
+        log.log(record(n))
+
+    await asyncio.gather(*(call(n) for n in range(200)))
+    await asyncio.to_thread(log.close)
+    assert count(path) == 200
+
+
+def test_a_refused_batch_is_dropped_and_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class BrokenStore(Store):
+        def insert_calls(self, records: Iterable[CallRecord]) -> int:
+            raise OSError("disk full")
+
+    store = BrokenStore(tmp_path / "broken.db")
+    with caplog.at_level(logging.WARNING, logger="callm"), CallLog(store) as log:
+        log.log(record(1))
+        log.log(record(2))
+        assert log.flush(timeout=5)
+        assert log.dropped == 2
+    assert "2 call log records dropped" in caplog.text
+    store.close()
+
+
+def test_a_log_dropped_without_close_stops_its_thread(tmp_path: Path) -> None:
+    log = CallLog(tmp_path / "gc.db")
+    log.log(record())
+    thread = log._thread
+    assert thread is not None
+    assert thread.is_alive()
+    del log
+    gc.collect()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert count(tmp_path / "gc.db") == 1
+
+
+def run_python(code: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_nothing_is_lost_at_exit_and_the_thread_does_not_hold_the_process(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "exit.db"
+    started = time.monotonic()
+    done = run_python(
+        f"""
+        from decimal import Decimal
+        from callm._calllog import CallLog
+        from callm._store import CallRecord
+
+        # A long interval: without the exit hook these records would still be queued.
+        log = CallLog({str(path)!r}, flush_interval=60, batch_size=10_000)
+        for n in range(1000):
+            log.log(CallRecord(provider="p", model="m", request={{}}, cost=Decimal(n)))
+        # no close(), no flush(): the script simply ends
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 20
+    assert count(path) == 1000
+    with Store(path) as s:
+        assert s.usage_summary("provider")[0].cost == Decimal(sum(range(1000)))
+
+
+def test_a_forked_child_logs_to_its_own_connection(tmp_path: Path) -> None:
+    path = tmp_path / "fork.db"
+    done = run_python(
+        f"""
+        import os
+        from callm._calllog import CallLog
+        from callm._store import CallRecord
+
+        def rec(who):
+            return CallRecord(provider=who, model="m", request={{}})
+
+        log = CallLog({str(path)!r})
+        log.log(rec("parent"))
+        log.flush()
+        pid = os.fork()
+        if pid == 0:
+            for _ in range(3):
+                log.log(rec("child"))
+            raise SystemExit(0)  # a normal exit: the child's atexit hook flushes
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        log.log(rec("parent"))
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    with Store(path) as s:
+        rows = {r.key: r.calls for r in s.usage_summary("provider")}
+    assert rows == {"child": 3, "parent": 2}
