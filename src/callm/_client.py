@@ -129,6 +129,7 @@ class _ClientBase:
         rate_limits: Mapping[str, RateLimit] | RateLimit | None = None,
         log: bool = True,
         tracing: bool = True,
+        tracer_provider: Any = None,
     ) -> None:
         self.max_retries = max_retries
         self.timeout = Timeout.of(timeout)
@@ -153,7 +154,7 @@ class _ClientBase:
             budget=budget,
             limiter=_limiter(rate_limits),
             log=log and self.settings.lookup("CALLM_LOG") not in ("0", "false", "off"),
-            tracing=_tracing() if tracing else None,
+            tracing=_tracing(tracer_provider) if tracing else None,
             store_path=self.settings.home / "callm.db",
         )
 
@@ -432,9 +433,10 @@ class Client(_ClientBase):
         self.close()
 
     def close(self) -> None:
-        """Close pooled connections."""
+        """Close pooled connections and write out the call log."""
         if self._transport is not None:
             self._transport.close()
+        self.pipeline.flush()
 
     def complete(
         self,
@@ -572,9 +574,10 @@ class AsyncClient(_ClientBase):
         await self.close()
 
     async def close(self) -> None:
-        """Close pooled connections."""
+        """Close pooled connections and write out the call log."""
         if self._transport is not None:
             await self._transport.close()
+        self.pipeline.flush()
 
     async def complete(
         self,
@@ -698,11 +701,11 @@ def _limiter(limits: Mapping[str, RateLimit] | RateLimit | None) -> Any:
     return RateLimiter(limits)
 
 
-def _tracing() -> Any:
+def _tracing(tracer_provider: Any) -> Any:
     """A tracer when OpenTelemetry is installed (spans are no-ops until it is configured)."""
     from ._tracing import Tracing
 
-    return Tracing.if_available()
+    return Tracing.if_available(tracer_provider)
 
 
 def _stream_state(call: _Call, body: StreamBody | AsyncStreamBody, started: float) -> StreamState:
