@@ -136,3 +136,58 @@ async def test_calls_are_traced_as_genai_spans(mode: str, openai_env: FakeOpenAI
     assert ok.attributes["gen_ai.usage.input_tokens"] == 1000
     assert ok.attributes["gen_ai.response.finish_reasons"] == ("stop",)
     assert failed.attributes["error.type"] == "NotFoundError"
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+@pytest.mark.parametrize("mode", drive.MODES)
+async def test_response_cache_hits_are_marked_and_free(
+    mode: str, backend: str, openai_env: FakeOpenAIServer
+) -> None:
+    cache = callm.ResponseCache(ttl=60, backend=backend)
+    priced_replies(openai_env, 1)
+    openai_env.queue(
+        Reply("a different question"), Fault.server_error(500), Reply("after the error")
+    )
+    kwargs: dict[str, Any] = {"cache": cache, "log": False, "max_retries": 0}
+    if mode == "sync":
+        with callm.Client(**kwargs) as c:
+            first = c.complete("openai/gpt-4o-mini", "same question")
+            again = c.complete("openai/gpt-4o-mini", "same question")
+            with c.stream("openai/gpt-4o-mini", "same question") as s:
+                streamed = [e.text for e in s if e.type == "text"]
+            other = c.complete("openai/gpt-4o-mini", "another question")
+            with pytest.raises(callm.InternalServerError):
+                c.complete("openai/gpt-4o-mini", "fails once")
+            retried = c.complete("openai/gpt-4o-mini", "fails once")
+            fresh = c.complete("openai/gpt-4o-mini", "same question", cache=False)
+    else:
+        async with callm.AsyncClient(**kwargs) as ac:
+            first = await ac.complete("openai/gpt-4o-mini", "same question")
+            again = await ac.complete("openai/gpt-4o-mini", "same question")
+            s2 = await ac.stream("openai/gpt-4o-mini", "same question")
+            async with s2:
+                streamed = [e.text async for e in s2 if e.type == "text"]
+            other = await ac.complete("openai/gpt-4o-mini", "another question")
+            with pytest.raises(callm.InternalServerError):
+                await ac.complete("openai/gpt-4o-mini", "fails once")
+            retried = await ac.complete("openai/gpt-4o-mini", "fails once")
+            fresh = await ac.complete("openai/gpt-4o-mini", "same question", cache=False)
+    assert (first.cached, again.cached) == (False, True)
+    assert again.text == first.text == "ok" and again.usage == first.usage
+    assert first.cost and again.cost == 0
+    assert streamed == ["ok"]
+    assert other.text == "a different question" and not other.cached
+    assert retried.text == "after the error" and not retried.cached  # errors are not cached
+    assert not fresh.cached
+    assert len(openai_env.requests) == 5  # first, other, the error, its retry, fresh
+
+
+async def test_cached_entries_expire(openai_env: FakeOpenAIServer) -> None:
+    with callm.Client(cache=callm.ResponseCache(ttl=0.05), log=False) as c:
+        c.complete("openai/gpt-4o-mini", "q")
+        assert c.complete("openai/gpt-4o-mini", "q").cached
+        import time
+
+        time.sleep(0.1)
+        assert not c.complete("openai/gpt-4o-mini", "q").cached
+    assert len(openai_env.requests) == 2

@@ -54,6 +54,7 @@ PUBLIC = {
     "Request",
     "RequestVetoed",
     "Response",
+    "ResponseCache",
     "Stream",
     "StreamEvent",
     "StreamInterruptedError",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any, Unpack
 
+from ._cache import ResponseCache
 from ._client import AsyncClient, CallParams, Client
 from ._errors import (
     APIConnectionError,
@@ -115,6 +116,7 @@ __all__ = [
     "Request",
     "RequestVetoed",
     "Response",
+    "ResponseCache",
     "Stream",
     "StreamEvent",
     "StreamInterruptedError",

@@ -16,6 +16,7 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 from . import _retry
+from ._cache import CacheStore, ResponseCache, cache_key
 from ._config import LOCAL_NOTICE, Settings, split_model
 from ._endpoint import Endpoint
 from ._errors import (
@@ -40,7 +41,7 @@ from ._pipeline import (
 )
 from ._providers import ProviderSpec
 from ._routing import Group, RouterFn, Routes
-from ._stream import AsyncStream, Stream, StreamState
+from ._stream import AsyncReplayStream, AsyncStream, ReplayStream, Stream, StreamState
 from ._timeouts import DEFAULT_TIMEOUT, Timeout
 from ._tokens import TokenCount, estimate
 from ._types import ModelInfo, Request, Response
@@ -80,6 +81,7 @@ class CallParams(TypedDict, total=False):
     # Policies of one call: its tags (for budgets, the log), and whether it is logged.
     tags: Mapping[str, str]
     log: bool
+    cache: bool
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -128,6 +130,7 @@ class _ClientBase:
         budget: Budget | None = None,
         rate_limits: Mapping[str, RateLimit] | RateLimit | None = None,
         log: bool = True,
+        cache: ResponseCache | None = None,
         tracing: bool = True,
         tracer_provider: Any = None,
     ) -> None:
@@ -157,6 +160,9 @@ class _ClientBase:
             tracing=_tracing(tracer_provider) if tracing else None,
             store_path=self.settings.home / "callm.db",
         )
+        if cache is not None:
+            store = self.pipeline.store() if cache.backend == "sqlite" else None
+            self.pipeline.cache = CacheStore(cache, store)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_retries={self.max_retries}, timeout={self.timeout})"
@@ -229,6 +235,14 @@ class _ClientBase:
         wire = protocol_for(endpoint.protocol)
         call = self._call(endpoint, wire, wire.encode(endpoint, info.request), params)
         attempt = Attempt(info, call, (*tried, name), params.get("log", pipeline.log))
+        if pipeline.cache is not None and params.get("cache", True):
+            # Streamed or not, the same question has the same cached answer.
+            plain = (
+                call.http
+                if not stream
+                else wire.encode(endpoint, replace(info.request, stream=False))
+            )
+            attempt.cache_key = cache_key(endpoint.provider, plain)
         pipeline.start_span(attempt)
         return attempt
 
@@ -450,6 +464,9 @@ class Client(_ClientBase):
         for index, candidate in enumerate(plan):
             attempt = self._attempt(candidate, messages, False, params, tried)
             tried = attempt.tried
+            cached = self.pipeline.cached(attempt)
+            if cached is not None:
+                return cached
             try:
                 self._acquire(attempt)
                 call, started = attempt.call, _clock()
@@ -473,6 +490,9 @@ class Client(_ClientBase):
         for index, candidate in enumerate(plan):
             attempt = self._attempt(candidate, messages, True, params, tried)
             tried = attempt.tried
+            cached = self.pipeline.cached(attempt)
+            if cached is not None:
+                return ReplayStream(cached)
             try:
                 self._acquire(attempt)
                 stream = self._open_stream(attempt.call)
@@ -591,6 +611,9 @@ class AsyncClient(_ClientBase):
         for index, candidate in enumerate(plan):
             attempt = self._attempt(candidate, messages, False, params, tried)
             tried = attempt.tried
+            cached = self.pipeline.cached(attempt)
+            if cached is not None:
+                return cached
             try:
                 await self._acquire(attempt)
                 call, started = attempt.call, _clock()
@@ -614,6 +637,9 @@ class AsyncClient(_ClientBase):
         for index, candidate in enumerate(plan):
             attempt = self._attempt(candidate, messages, True, params, tried)
             tried = attempt.tried
+            cached = self.pipeline.cached(attempt)
+            if cached is not None:
+                return AsyncReplayStream(cached)
             try:
                 await self._acquire(attempt)
                 stream = await self._open_stream(attempt.call)

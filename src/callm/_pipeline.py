@@ -11,7 +11,6 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ._errors import BudgetExceededError, CallmError, RateLimitError
@@ -19,6 +18,8 @@ from ._routing import Routes
 from ._types import Request, Response, Usage
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from ._client import _Call
 
 logger = logging.getLogger("callm")
@@ -52,6 +53,8 @@ class Budget:
 
     def scopes(self, tags: Mapping[str, str]) -> list[tuple[str, Decimal]]:
         """The (scope, limit) pairs a call with these tags is charged to."""
+        from decimal import Decimal  # decimal costs ~5 ms to import: only budgets need it
+
         scopes = [("client", Decimal(self.limit))] if self.limit is not None else []
         for tag, limits in self.per_tag.items():
             value = tags.get(tag)
@@ -70,6 +73,7 @@ class Attempt:
     log: bool
     span: Any = None
     reservation: Any = None
+    cache_key: str | None = None
 
 
 @dataclass
@@ -84,6 +88,7 @@ class Pipeline:
     limiter: Any = None  # callm._ratelimit.RateLimiter
     log: bool = True
     tracing: Any = None  # callm._tracing.Tracing, or None when OpenTelemetry is absent
+    cache: Any = None  # callm._cache.CacheStore
     store_path: Any = None
     _store: Any = field(default=None, repr=False)
     _calllog: Any = field(default=None, repr=False)
@@ -106,12 +111,30 @@ class Pipeline:
             return
         for scope, limit in self.budget.scopes(info.tags):
             spent = self.spent(scope)
-            if spent + (estimate or Decimal(0)) > limit or spent >= limit:
+            if spent + (estimate or 0) > limit or spent >= limit:
                 raise BudgetExceededError(
                     f"the {scope} budget of ${limit} is spent (${spent} so far"
                     + (f", this call ~${estimate:.6f}" if estimate else "")
                     + "): raise the limit or wait for a new budget"
                 )
+
+    def cached(self, attempt: Attempt) -> Response | None:
+        """A cached reply for this attempt, passed through log, trace and hooks; else None."""
+        if attempt.cache_key is None:
+            return None
+        found = self.cache.get(attempt.cache_key)
+        if found is None:
+            return None
+        from ._cache import hit
+
+        response = hit(found, attempt.info.model)
+        if attempt.span is not None:
+            attempt.span.finish(response, cached=True)
+        if attempt.log:
+            self._write(attempt, response, None, cached=True)
+        for hook in self.after_response:
+            hook(attempt.info, response)
+        return response
 
     def start_span(self, attempt: Attempt) -> None:
         if self.tracing is not None:
@@ -129,6 +152,8 @@ class Pipeline:
         model = response.model or attempt.info.request.model
         cost = price(endpoint.provider, model, response.usage, endpoint.protocol)
         response = replace(response, cost=cost, tried=attempt.tried)
+        if attempt.cache_key is not None:
+            self.cache.put(attempt.cache_key, response)
         if self.limiter is not None:
             self._settle(attempt, response, headers)
         if self.budget is not None and cost:
@@ -201,7 +226,12 @@ class Pipeline:
         return self._store
 
     def _write(
-        self, attempt: Attempt, response: Response | None, error: BaseException | None
+        self,
+        attempt: Attempt,
+        response: Response | None,
+        error: BaseException | None,
+        *,
+        cached: bool = False,
     ) -> None:
         """Queue the call's record; a writer thread builds and stores it off the call path."""
         try:
@@ -217,6 +247,7 @@ class Pipeline:
                 error=error,
                 tags=info.tags,
                 streamed=info.streamed,
+                cached=cached,
             )
         except Exception:  # the log must never break a call
             logger.warning("callm: could not write the call log", exc_info=True)

@@ -6,12 +6,21 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._errors import APIConnectionError, APIError, APITimeoutError, StreamInterruptedError
 from ._sse import SSEDecoder
 from ._timeouts import Timeout
-from ._types import Response, StreamEvent
+from ._types import (
+    FinishEvent,
+    ReasoningDelta,
+    RefusalDelta,
+    Response,
+    StreamEvent,
+    TextDelta,
+    ToolCallEvent,
+    UsageEvent,
+)
 
 if TYPE_CHECKING:
     from ._transport import AsyncStreamBody, StreamBody
@@ -280,3 +289,75 @@ class AsyncStream:
             self._closed = True
             await self._body.close()
             self._state.report_abandoned()
+
+
+def _replayed(response: Response) -> list[StreamEvent]:
+    """The events a cached reply is replayed as: what a live stream would have emitted."""
+    events: list[StreamEvent] = []
+    for part in response.content:
+        if part.kind == "text":
+            events.append(TextDelta(part.text))
+        elif part.kind == "reasoning" and part.text:
+            events.append(ReasoningDelta(part.text))
+        elif part.kind == "refusal":
+            events.append(RefusalDelta(part.text))
+        elif part.kind == "tool_call":
+            events.append(ToolCallEvent(part))
+    events += [FinishEvent(response.finish_reason), UsageEvent(response.usage)]
+    return events
+
+
+class ReplayStream(Stream):
+    """A cached reply served as a stream: the same events, no connection."""
+
+    def __init__(self, response: Response) -> None:
+        self._response = response
+        self._iterator = iter(_replayed(response))
+        self._closed = False
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {}
+
+    def watch(self, *callbacks: Any) -> None:
+        """A replay reports nothing more: the cache hit was already logged."""
+
+    @property
+    def response(self) -> Response:
+        assert self._response is not None
+        return self._response
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class AsyncReplayStream(AsyncStream):
+    """The async twin of :class:`ReplayStream`."""
+
+    def __init__(self, response: Response) -> None:
+        self._response = response
+        self._iterator = _aiter(_replayed(response))
+        self._closed = False
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {}
+
+    def watch(self, *callbacks: Any) -> None:
+        """A replay reports nothing more: the cache hit was already logged."""
+
+    @property
+    def response(self) -> Response:
+        assert self._response is not None
+        return self._response
+
+    async def get_response(self) -> Response:
+        return self.response
+
+    async def close(self) -> None:
+        self._closed = True
+
+
+async def _aiter(events: list[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    for event in events:
+        yield event
