@@ -1,4 +1,6 @@
-"""callm's command line: ``callm "prompt"``, ``callm models``, ``callm keys set openai``.
+"""callm's command line: ``callm "prompt"``, ``callm models``, ``callm keys set openai``,
+``callm logs`` and ``callm usage`` (every call is logged to SQLite; ``CALLM_LOG=0`` or
+``callm --no-log`` leaves calls out).
 
 Run ``callm --help`` for the whole tour. Exit codes: 0 ok, 1 API error, 2 usage or
 configuration error, 130 interrupted.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from ._group import DefaultGroup
 from ._keys import keys_group
+from ._logs import logs_command
 from ._models import models_command
 from ._prompt import prompt_command
+from ._usage import usage_command
 
 cli = DefaultGroup(
     "callm",
@@ -15,7 +17,7 @@ cli = DefaultGroup(
     default_command=prompt_command.name or "prompt",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for command in (prompt_command, models_command, keys_group):
+for command in (prompt_command, models_command, keys_group, logs_command, usage_command):
     cli.add_command(command)
 
 __all__ = ["cli"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from decimal import Decimal
 from typing import Any
 
 import click
@@ -54,3 +55,8 @@ def response_json(response: Response) -> dict[str, Any]:
 def dumps(value: Any) -> str:
     """Pretty JSON for people and for ``jq`` alike."""
     return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def money(amount: Decimal) -> str:
+    """An exact USD amount without trailing zeros or exponent: ``$0.00015``, ``$12``."""
+    return f"${amount.normalize():f}"

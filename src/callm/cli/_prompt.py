@@ -49,6 +49,12 @@ from ._output import LineWriter, dumps, response_json
     help="Print the equivalent curl command (streamed unless --no-stream, key redacted) "
     "instead of sending it.",
 )
+@click.option(
+    "--no-log",
+    is_flag=True,
+    help="Leave this call out of the call log (`callm logs`, `callm usage`); "
+    "CALLM_LOG=0 turns logging off for every call.",
+)
 @debug_option
 @click.version_option(package_name="callm", prog_name="callm")
 def prompt_command(
@@ -63,6 +69,7 @@ def prompt_command(
     as_json: bool,
     raw: bool,
     curl: bool,
+    no_log: bool,
 ) -> None:
     """Send PROMPT to a model and stream the answer to stdout.
 
@@ -73,6 +80,8 @@ def prompt_command(
     _one_output(as_json=as_json, raw=raw, curl=curl)
     text = _prompt_text(prompt)
     params = _call_params(system, options, max_tokens, temperature)
+    if no_log:
+        params["log"] = False
     with Client() as client:
         chosen = _choose_model(client, model)
         if curl:

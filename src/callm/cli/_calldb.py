@@ -1,0 +1,36 @@
+"""The call log the command line reads: where it is, and opening it without creating it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .._config import Settings
+from .._store import Store
+
+_OFF = ("0", "false", "off")  # the values of CALLM_LOG that callm.Client treats as "off"
+
+
+def database_path(settings: Settings) -> Path:
+    """The SQLite file every call is logged to (the one ``callm.Client`` writes)."""
+    return settings.home / "callm.db"
+
+
+@contextmanager
+def existing_store(settings: Settings) -> Iterator[Store | None]:
+    """The call log, or None when nothing was ever logged (no file is created to say so)."""
+    path = database_path(settings)
+    if not path.exists():
+        yield None
+        return
+    with Store(path) as store:
+        yield store
+
+
+def empty_log_message(settings: Settings, what: str) -> str:
+    """A friendly line for an empty log, saying where callm looked and whether logging is off."""
+    message = f"No {what} in {database_path(settings)}."
+    if settings.lookup("CALLM_LOG") in _OFF:
+        message += " Logging is off: CALLM_LOG is set to 0."
+    return message
