@@ -17,7 +17,7 @@ import logging
 import warnings
 from typing import Any
 
-from _common import LONG_PROMPT, MAX_TOKENS, SHORT_PROMPT, STREAM_MAX_TOKENS, TIMEOUT
+from _common import BARE, LONG_PROMPT, MAX_TOKENS, SHORT_PROMPT, STREAM_MAX_TOKENS, TIMEOUT
 from _rounds import Call, Close, Factory
 
 #: A model name the SDK knows nothing about, so it warns about no deprecation.
@@ -89,6 +89,7 @@ def callm_client(url: str) -> Any:
         max_retries=0,
         timeout=TIMEOUT,
         env_file=None,
+        **BARE,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from _common import (
     API_KEY,
+    BARE,
     CALLM_MODEL,
     CONCURRENCY,
     LITELLM_MODEL,
@@ -53,6 +54,7 @@ def _callm_async(url: str, http_client: Any = None) -> Any:
         timeout=TIMEOUT,
         env_file=None,
         http_client=http_client,
+        **BARE,
     )
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
+import shutil
 import statistics
-from collections.abc import Callable
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,6 +26,11 @@ LONG_PROMPT = " ".join(["w"] * 300)
 STREAM_MAX_TOKENS = 200
 CONCURRENCY = 64
 TIMEOUT = 30.0
+
+#: callm's production policies are off in every callm row but the policies section's "on"
+#: row: the other rows measure the bare client (no call log, no tracing, no rate limiter).
+#: Cost is always computed on every Response; it cannot be turned off.
+BARE = {"log": False, "tracing": False}
 
 #: Every client, in table order. "urllib3" and "aiohttp" are reference rows only.
 #: "callm-httpx2" is callm driving a user-supplied httpx2 client: its overhead over raw httpx2.
@@ -98,6 +107,8 @@ class Settings:
     async_requests: int
     import_runs: int
     litellm_import_runs: int
+    policies_rounds: int
+    policies_requests: int
     weights: dict[str, float] = field(
         default_factory=lambda: {"openai": 0.5, "litellm": 0.15, "anthropic": 0.5}
     )
@@ -105,13 +116,19 @@ class Settings:
     @classmethod
     def make(cls, quick: bool) -> Settings:
         if quick:
-            return cls(True, 2, 2, 1, 150, 8, 256, 3, 1)
-        return cls(False, 7, 7, 7, 400, 30, 2000, 15, 4)
+            return cls(True, 2, 2, 1, 150, 8, 256, 3, 1, 2, 150)
+        return cls(False, 7, 7, 7, 400, 30, 2000, 15, 4, 11, 1000)
 
     def with_rounds(self, rounds: int | None) -> Settings:
         if not rounds:
             return self
-        return replace(self, sync_rounds=rounds, stream_rounds=rounds, async_rounds=rounds)
+        return replace(
+            self,
+            sync_rounds=rounds,
+            stream_rounds=rounds,
+            async_rounds=rounds,
+            policies_rounds=rounds,
+        )
 
     def count(self, base: int, client: str, floor: int = 1) -> int:
         return max(floor, int(base * self.weights.get(client, 1.0)))
@@ -173,3 +190,41 @@ def describe(exc: BaseException) -> str:
 
 
 Runner = Callable[[], None]
+
+
+@contextlib.contextmanager
+def private_callm_home() -> Iterator[str]:
+    """Point ``CALLM_HOME`` at a fresh temporary folder for the whole run (subprocesses
+    included), so no client ever writes a call log, a spend record or a key into the real
+    home. On the way out every call log is flushed and closed, then the folder is removed."""
+    previous = os.environ.get("CALLM_HOME")
+    home = tempfile.mkdtemp(prefix="callm-bench-home-")
+    os.environ["CALLM_HOME"] = home
+    try:
+        yield home
+    finally:
+        close_call_logs()
+        if previous is None:
+            os.environ.pop("CALLM_HOME", None)
+        else:
+            os.environ["CALLM_HOME"] = previous
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def flush_call_logs() -> None:
+    """Wait until every record queued on callm's shared call-log writers is in the database."""
+    import callm._pipeline as pipeline
+
+    for log in list(pipeline._call_logs.values()):
+        log.flush()
+
+
+def close_call_logs() -> None:
+    """Flush and stop callm's call-log writers (only if callm was imported at all)."""
+    pipeline = sys.modules.get("callm._pipeline")
+    if pipeline is None:
+        return
+    for log in list(pipeline._call_logs.values()):
+        with contextlib.suppress(Exception):
+            log.close()
+    pipeline._call_logs.clear()

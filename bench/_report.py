@@ -20,8 +20,12 @@ SECTIONS = {
     "async": "3. Async requests, 64 in flight",
     "anthropic-sync": "4a. Anthropic Messages API: sequential non-streaming requests",
     "anthropic-stream": "4b. Anthropic Messages API: streamed text chunks",
-    "imports": "5. Import wall time (fresh interpreter, median)",
+    "policies": "5. callm's policies: sequential non-streaming requests, all off vs all on",
+    "imports": "6. Import wall time (fresh interpreter, median)",
 }
+#: The row each section's ratio column divides by (raw httpx2 unless named here).
+BASES = {"policies": "callm-bare"}
+BASE_HEADERS = {"callm-bare": "x off"}
 #: Sections with a peer that callm is compared with besides raw httpx2: section -> client.
 PEERS = {"anthropic-sync": "anthropic", "anthropic-stream": "anthropic"}
 PEER_NAMES = {"anthropic": "anthropic SDK"}
@@ -60,6 +64,10 @@ LABELS = {
         "httpx2": "raw httpx2 stream + iter_lines",
         "anthropic": "anthropic SDK create(stream=True)",
     },
+    "policies": {
+        "callm-bare": "callm.Client, policies off",
+        "callm-policies": "callm.Client, log + rate limits + cost",
+    },
     "imports": {
         "baseline": "python -c pass",
         "callm": "import callm",
@@ -74,6 +82,7 @@ PER_UNIT = {
     "async": "µs/req",
     "anthropic-sync": "µs/req",
     "anthropic-stream": "µs/chunk",
+    "policies": "µs/req",
 }
 
 
@@ -81,12 +90,22 @@ PER_UNIT = {
 class Target:
     section: str
     label: str
-    minimum: float | None  # ratio callm / against must be >= minimum (None: imports)
+    minimum: float | None  # ratio ours / against must be >= minimum (None: imports)
     against: str = BASELINE
+    ours: str = "callm"
+    show_median: bool = False  # also print the ratio of the medians (met is on the best)
+
+    def ratio(self, results: dict[str, dict[str, Result]]) -> float | None:
+        """ours / against (best rounds; medians for import times), None if not measured."""
+        section = results.get(self.section, {})
+        ours, theirs = section.get(self.ours), section.get(self.against)
+        if ours is None or theirs is None or ours.value is None or not theirs.value:
+            return None
+        return round(ours.value / theirs.value, 3)
 
     def check(self, results: dict[str, dict[str, Result]]) -> tuple[str, bool | None]:
         section = results.get(self.section, {})
-        ours, theirs = section.get("callm"), section.get(self.against)
+        ours, theirs = section.get(self.ours), section.get(self.against)
         if ours is None or theirs is None or ours.value is None or theirs.value is None:
             return "not measured", None
         if self.minimum is None:
@@ -94,7 +113,10 @@ class Target:
             return f"callm {ours.value:.0f} ms vs httpx2 {theirs.value:.0f} ms (<=)", met
         ratio = ours.value / theirs.value
         met = ratio >= self.minimum
-        return f"{ratio:.2f}x (target >= {self.minimum:.2f}x)", met
+        median = ""
+        if self.show_median and ours.median is not None and theirs.median:
+            median = f", median {ours.median / theirs.median:.2f}x"
+        return f"{ratio:.2f}x{median} (target >= {self.minimum:.2f}x)", met
 
 
 TARGETS = (
@@ -106,6 +128,14 @@ TARGETS = (
     ),
     Target(
         "anthropic-stream", "anthropic streamed chunks/s, callm vs anthropic SDK", 3.0, "anthropic"
+    ),
+    Target(
+        "policies",
+        "non-streaming req/s, callm policies on vs off",
+        0.9,
+        "callm-bare",
+        ours="callm-policies",
+        show_median=True,
     ),
     Target("imports", "import callm <= import httpx2", None),
 )
@@ -122,14 +152,16 @@ def render(results: dict[str, dict[str, Result]]) -> str:
         if not rows:
             continue
         lines += ["", title]
-        base = rows.get(BASELINE)
+        base_name = BASES.get(section, BASELINE)
+        base = rows.get(base_name)
         base_value = base.value if base else None
         first = next(iter(rows.values()))
         per = PER_UNIT.get(section, "net ms")
         second = "" if section == "imports" else "median"
+        ratio_header = BASE_HEADERS.get(base_name, f"x {base_name}")
         lines.append(
             f"  {'client':<40}{first.statistic + ' ' + first.unit:>14}{second:>10}{per:>10}"
-            f"{'x httpx2':>10}  rounds"
+            f"{ratio_header:>10}  rounds"
         )
         for name, result in rows.items():
             label = LABELS[section].get(name, name)
@@ -150,6 +182,8 @@ def render(results: dict[str, dict[str, Result]]) -> str:
             lines.append(f"  {label:<40}{_fmt(value):>14}{extra}{ratio:>10}  {spread}{note}")
         if section in PEERS:
             lines.append(_peer_line(section, rows))
+        if section == "policies":
+            lines.append(_policies_line(rows))
     lines += ["", "Targets"]
     for target in TARGETS:
         text, met = target.check(results)
@@ -177,6 +211,27 @@ def _peer_line(section: str, rows: dict[str, Result]) -> str:
         f"{label}: {'—' if ratio is None else f'{ratio:.2f}x'}"
         for label, ratio in peer_ratios(section, rows).items()
     ]
+    return "  " + "   ".join(parts)
+
+
+def _policy_ratios(rows: dict[str, Result]) -> dict[str, float | None]:
+    from _policies import ratios
+
+    got = ratios(rows)
+    return {"policies on / off (best)": got["best"], "policies on / off (median)": got["median"]}
+
+
+def _policies_line(rows: dict[str, Result]) -> str:
+    from _policies import ON, ratios
+
+    got = ratios(rows)
+    parts = [
+        f"{label}: {'—' if got[key] is None else f'{got[key]:.3f}x'}"
+        for key, label in (("best", "on / off (best)"), ("median", "on / off (median)"))
+    ]
+    on = rows.get(ON)
+    if on is not None and on.detail.get("logged_calls") is not None:
+        parts.append(f"rows in the call log: {on.detail['logged_calls']:,}")
     return "  " + "   ".join(parts)
 
 
@@ -209,7 +264,16 @@ def write_json(
     targets = {}
     for target in TARGETS:
         text, met = target.check(results)
-        targets[target.section] = {"label": target.label, "result": text, "met": met}
+        targets[target.section] = {
+            "label": target.label,
+            "result": text,
+            "ratio": target.ratio(results),
+            "minimum": target.minimum,
+            "met": met,
+        }
+    ratios = {s: peer_ratios(s, results[s]) for s in PEERS if results.get(s)}
+    if results.get("policies"):
+        ratios["policies"] = _policy_ratios(results["policies"])
     document = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "python": sys.version.split()[0],
@@ -222,13 +286,14 @@ def write_json(
             "async": settings.async_rounds,
             "anthropic-sync": settings.sync_rounds,
             "anthropic-stream": settings.stream_rounds,
+            "policies": settings.policies_rounds,
         },
         **meta,
         "results": {
             section: {name: r.as_json() for name, r in rows.items()}
             for section, rows in results.items()
         },
-        "ratios": {s: peer_ratios(s, results[s]) for s in PEERS if results.get(s)},
+        "ratios": ratios,
         "targets": targets,
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,13 @@ from _common import Result, describe, settle
 
 #: A prepared client: ``call()`` does one request and returns the units of work it saw
 #: (1 per request, or the number of content chunks of a stream); ``close()`` frees it.
+#: A factory may return a third function, ``finish()``, run at the end of every timed
+#: round inside the timed region (e.g. flushing callm's call log, so work a client left to
+#: a background thread is counted in its own round, not in the next client's).
 Call = Callable[[], int]
 Close = Callable[[], None]
-Factory = Callable[[str], tuple[Call, Close]]
+Finish = Callable[[], None]
+Factory = Callable[[str], tuple[Call, Close] | tuple[Call, Close, Finish]]
 
 
 def not_available(client: str, unit: str, exc: BaseException) -> Result:
@@ -35,13 +39,14 @@ def run_interleaved(
     distinct units-per-call values is kept in ``detail[per_call]`` (e.g. chunks per stream).
     """
     results: dict[str, Result] = {}
-    live: dict[str, tuple[Call, Close]] = {}
+    live: dict[str, tuple[Call, Close, Finish | None]] = {}
     seen: dict[str, set[int]] = {}
     try:
         for name, factory in factories.items():
             results[name] = Result(name, unit)
             try:
-                live[name] = factory(url)
+                call, close, *finish = factory(url)
+                live[name] = (call, close, finish[0] if finish else None)
             except ImportError as exc:
                 results[name] = not_available(name, unit, exc)
                 continue
@@ -69,14 +74,14 @@ def run_interleaved(
 
 
 def _timed(
-    live: dict[str, tuple[Call, Close]],
+    live: dict[str, tuple[Call, Close, Finish | None]],
     results: dict[str, Result],
     seen: dict[str, set[int]],
     name: str,
     count: int,
 ) -> float | None:
     """Run ``count`` calls; units per second, or None after recording the failure."""
-    call = live[name][0]
+    call, _, finish = live[name]
     units = 0
     values = seen[name]
     try:
@@ -85,6 +90,8 @@ def _timed(
             got = call()
             units += got
             values.add(got)
+        if finish is not None:
+            finish()
         elapsed = time.perf_counter() - started
     except Exception as exc:
         results[name].error = f"failed ({describe(exc)})"

@@ -6,6 +6,7 @@ from typing import Any
 
 from _common import (
     API_KEY,
+    BARE,
     CALLM_MODEL,
     LITELLM_MODEL,
     MAX_TOKENS,
@@ -28,7 +29,9 @@ def _checked(text: str | None) -> int:
     return 1
 
 
-def callm_client(url: str, http_client: Any = None) -> Any:
+def callm_client(url: str, http_client: Any = None, **policies: Any) -> Any:
+    """callm's client on the fake server: the bare client (``BARE``: no call log, no
+    tracing, no rate limiter) unless ``policies`` say otherwise."""
     import callm
 
     return callm.Client(
@@ -37,6 +40,7 @@ def callm_client(url: str, http_client: Any = None) -> Any:
         timeout=TIMEOUT,
         env_file=None,
         http_client=http_client,
+        **{**BARE, **policies},
     )
 
 

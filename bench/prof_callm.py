@@ -1,9 +1,14 @@
 """Profile callm alone against the fake server: where does a call spend its time?
 
-``python bench/prof_callm.py sync|stream|async|anthropic-sync|anthropic-stream [--count N]
-[--top 30]`` prints cProfile's top functions by cumulative and by own time for a loop of
-callm calls (after a warm-up). The ``anthropic-*`` modes drive callm's Anthropic provider
-exactly as bench section 4 does.
+``python bench/prof_callm.py sync|stream|async|anthropic-sync|anthropic-stream|policies
+[--count N] [--top 30]`` prints cProfile's top functions by cumulative and by own time for a
+loop of callm calls (after a warm-up). The ``anthropic-*`` modes drive callm's Anthropic
+provider exactly as bench section 4 does. Every mode profiles the bare client (no call log,
+no tracing, no rate limiter) except ``policies``: section 5's "on" client (call log, rate
+limiter, default tracing), ending with a flush of the call log inside the profile. cProfile
+sees only the calling thread; the ``policies`` mode also prints the CPU time the call log's
+writer thread used during the profiled loop, and with ``--threads`` profiles that thread.
+CALLM_HOME is a temporary folder, removed at exit.
 """
 
 from __future__ import annotations
@@ -11,18 +16,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import pstats
 import sys
+import threading
+import time
 
 import _anthropic
 import _guard
 from _common import (
+    BARE,
     CALLM_MODEL,
     CONCURRENCY,
     LONG_PROMPT,
     MAX_TOKENS,
     SHORT_PROMPT,
     STREAM_MAX_TOKENS,
+    flush_call_logs,
+    private_callm_home,
 )
 from _server import FakeServer
 from _sync import callm_client
@@ -36,6 +47,57 @@ def _sync(url: str, count: int, profiler: cProfile.Profile) -> None:
         for _ in range(count):
             client.complete(CALLM_MODEL, SHORT_PROMPT, max_tokens=MAX_TOKENS)
         profiler.disable()
+
+
+def _thread_cpu(thread: threading.Thread | None) -> float:
+    """CPU seconds (user + system) a thread of this process has used so far (Linux)."""
+    if thread is None or thread.native_id is None:
+        return 0.0
+    try:
+        with open(f"/proc/self/task/{thread.native_id}/stat") as file:
+            fields = file.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _policies(
+    url: str, count: int, profiler: cProfile.Profile, writer_profiler: cProfile.Profile | None
+) -> None:
+    import callm
+    from _policies import RPM, TPM
+
+    if writer_profiler is not None:
+        # The call log's writer thread, once started, gets writer_profiler (other threads,
+        # e.g. callm's price-table warm-up, get nothing).
+        def start(*_: object) -> None:
+            sys.setprofile(None)
+            if threading.current_thread().name == "callm-calllog":
+                threading.setprofile(None)  # type: ignore[arg-type]
+                writer_profiler.enable()
+
+        threading.setprofile(start)  # type: ignore[arg-type]
+    limits = {"*": callm.RateLimit(rpm=RPM, tpm=TPM)}
+    with callm_client(url, log=True, tracing=True, rate_limits=limits) as client:
+        for _ in range(50):
+            client.complete(CALLM_MODEL, SHORT_PROMPT, max_tokens=MAX_TOKENS)
+        flush_call_logs()
+        writer = next((t for t in threading.enumerate() if t.name == "callm-calllog"), None)
+        writer_before, main_before = _thread_cpu(writer), time.thread_time()
+        wall = time.perf_counter()
+        profiler.enable()
+        for _ in range(count):
+            client.complete(CALLM_MODEL, SHORT_PROMPT, max_tokens=MAX_TOKENS)
+        flush_call_logs()
+        profiler.disable()
+        wall = time.perf_counter() - wall
+        main_cpu, writer_cpu = time.thread_time() - main_before, _thread_cpu(writer) - writer_before
+    print(
+        f"== callm policies, {count} calls (under cProfile): "
+        f"wall {wall / count * 1e6:.0f} µs/call, "
+        f"calling thread CPU {main_cpu / count * 1e6:.0f} µs/call, "
+        f"call-log writer thread CPU {writer_cpu / count * 1e6:.0f} µs/call =="
+    )
 
 
 def _stream(url: str, count: int, profiler: cProfile.Profile) -> None:
@@ -83,7 +145,9 @@ async def _async(url: str, count: int, profiler: cProfile.Profile) -> None:
     import callm
 
     providers = {"fake": {"base_url": f"{url}/v1", "api_key": "sk-bench-fake"}}
-    async with callm.AsyncClient(providers=providers, max_retries=0, env_file=None) as client:
+    async with callm.AsyncClient(
+        providers=providers, max_retries=0, env_file=None, **BARE
+    ) as client:
 
         async def drive(total: int) -> None:
             remaining = total
@@ -105,10 +169,17 @@ async def _async(url: str, count: int, profiler: cProfile.Profile) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python bench/prof_callm.py", description=__doc__)
     parser.add_argument(
-        "mode", choices=("sync", "stream", "async", "anthropic-sync", "anthropic-stream")
+        "mode",
+        choices=("sync", "stream", "async", "anthropic-sync", "anthropic-stream", "policies"),
     )
     parser.add_argument("--count", type=int, default=None)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--threads",
+        action="store_true",
+        help="policies mode: also profile the call log's writer thread (from its start, "
+        "so the warm-up's 50 records and opening the database are included)",
+    )
     args = parser.parse_args()
     _guard.install()
     defaults = {
@@ -117,10 +188,12 @@ def main() -> int:
         "async": 3000,
         "anthropic-sync": 2000,
         "anthropic-stream": 100,
+        "policies": 2000,
     }
     count = args.count or defaults[args.mode]
     profiler = cProfile.Profile()
-    with FakeServer() as server:
+    writer_profiler = cProfile.Profile() if args.threads and args.mode == "policies" else None
+    with private_callm_home(), FakeServer() as server:
         if args.mode == "sync":
             _sync(server.url, count, profiler)
         elif args.mode == "stream":
@@ -129,6 +202,8 @@ def main() -> int:
             _anthropic_sync(server.url, count, profiler)
         elif args.mode == "anthropic-stream":
             _anthropic_stream(server.url, count, profiler)
+        elif args.mode == "policies":
+            _policies(server.url, count, profiler, writer_profiler)
         else:
             asyncio.run(_async(server.url, count, profiler))
     stats = pstats.Stats(profiler, stream=sys.stdout).strip_dirs()
@@ -136,6 +211,13 @@ def main() -> int:
     stats.sort_stats("cumulative").print_stats(args.top)
     print(f"== callm {args.mode}: by own time ==")
     stats.sort_stats("tottime").print_stats(args.top)
+    if writer_profiler is not None:
+        writer_profiler.disable()
+        writer_stats = pstats.Stats(writer_profiler, stream=sys.stdout).strip_dirs()
+        print("== the call log's writer thread, by cumulative time (warm-up included) ==")
+        writer_stats.sort_stats("cumulative").print_stats(args.top)
+        print("== the call log's writer thread, by own time ==")
+        writer_stats.sort_stats("tottime").print_stats(args.top)
     return 0
 
 

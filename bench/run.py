@@ -1,5 +1,6 @@
 """callm's benchmark: callm against raw httpx2, raw urllib3/aiohttp, openai and LiteLLM,
-and (section ``anthropic``) callm's Anthropic provider against the official anthropic SDK.
+and (section ``anthropic``) callm's Anthropic provider against the official anthropic SDK;
+section ``policies`` times callm with its call log, cost and rate limiter on against off.
 
 Run ``python bench/run.py`` (``make bench``); ``--quick`` for a smoke run, ``--only`` to
 pick clients. Everything talks to callm's fake server (OpenAI and Anthropic protocols on
@@ -18,15 +19,24 @@ import _anthropic
 import _async
 import _guard
 import _imports
+import _policies
 import _report
 import _stream
 import _sync
-from _common import ALL_CLIENTS, BASELINE, CONCURRENCY, Result, Settings
+from _common import (
+    ALL_CLIENTS,
+    BARE,
+    BASELINE,
+    CONCURRENCY,
+    Result,
+    Settings,
+    private_callm_home,
+)
 from _rounds import Factory, run_interleaved
 from _server import FakeServer
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
-SECTION_NAMES = ("sync", "stream", "async", "anthropic", "imports")
+SECTION_NAMES = ("sync", "stream", "async", "anthropic", "policies", "imports")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -67,21 +77,35 @@ def _progress(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     _guard.install()
+    # callm's call log (and anything else callm stores) goes to a temporary folder that is
+    # removed at the end: the benchmark never writes to the real CALLM_HOME.
+    with private_callm_home() as home:
+        _progress(f"CALLM_HOME: {home} (temporary)")
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     settings = Settings.make(args.quick).with_rounds(args.rounds)
     clients: list[str] = args.clients
     sections: list[str] = args.section_list
     results: dict[str, dict[str, Result]] = {}
-    meta: dict[str, object] = {"clients": clients, "concurrency": CONCURRENCY}
+    meta: dict[str, object] = {
+        "clients": clients,
+        "concurrency": CONCURRENCY,
+        # every callm row except the policies section's "on" row
+        "callm_options": {**BARE, "rate_limits": None},
+        "callm_home": "temporary folder, removed after the run",
+    }
     started = time.perf_counter()
 
     def pick(factories: dict[str, Factory]) -> dict[str, Factory]:
         return {n: f for n, f in factories.items() if n in clients}
 
-    if {"sync", "stream", "async", "anthropic"} & set(sections):
+    if {"sync", "stream", "async", "anthropic", "policies"} & set(sections):
         with FakeServer() as server:
             _progress(f"fake server: {server.url} (subprocess)")
             if "sync" in sections:
-                _progress("1/5 sequential non-streaming requests …")
+                _progress("1/6 sequential non-streaming requests …")
                 results["sync"] = _rounds_run(
                     pick(_sync.FACTORIES),
                     server.url,
@@ -92,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                     unit="req/s",
                 )
             if "stream" in sections:
-                _progress("2/5 streamed chunks …")
+                _progress("2/6 streamed chunks …")
                 results["stream"] = _rounds_run(
                     pick(_stream.FACTORIES),
                     server.url,
@@ -104,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                     per_call="chunks_per_stream",
                 )
             if "async" in sections:
-                _progress(f"3/5 async requests, {CONCURRENCY} in flight …")
+                _progress(f"3/6 async requests, {CONCURRENCY} in flight …")
                 afactories = {n: f for n, f in _async.FACTORIES.items() if n in clients}
                 counts = {
                     n: settings.count(settings.async_requests, n, floor=CONCURRENCY * 2)
@@ -114,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                     afactories, server.url, counts=counts, rounds=settings.async_rounds
                 )
             if "anthropic" in sections:
-                _progress("4/5 Anthropic Messages API: non-streaming requests, streamed chunks …")
+                _progress("4/6 Anthropic Messages API: non-streaming requests, streamed chunks …")
                 results["anthropic-sync"] = _rounds_run(
                     pick(_anthropic.SYNC_FACTORIES),
                     server.url,
@@ -134,8 +158,11 @@ def main(argv: list[str] | None = None) -> int:
                     unit="chunks/s",
                     per_call="chunks_per_stream",
                 )
+            if "policies" in sections and "callm" in clients:
+                _progress("5/6 callm's policies: call log + rate limiter + cost, off vs on …")
+                results["policies"] = _policies.run(server.url, settings)
     if "imports" in sections:
-        _progress("5/5 import times …")
+        _progress("6/6 import times …")
         results["imports"] = _imports.run(
             clients, settings.import_runs, settings.litellm_import_runs
         )
