@@ -39,9 +39,10 @@ from callm._store import (
     redact_text,
 )
 
-OPENAI_KEY = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-abcdEFGH"
-ANTHROPIC_KEY = "sk-ant-api03-ZyXwVuTsRqPoNmLkJiHgFeDcBa9876543210-QQQQ"
-GOOGLE_KEY = "AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW"
+# Fake keys shaped like real ones, assembled here so no key-shaped literal sits in the tree.
+OPENAI_KEY = "sk-proj-" + "FakeTestKey0" * 4 + "_-abcd"
+ANTHROPIC_KEY = "sk-ant-api03-" + "FakeTestKey1" * 4 + "-QQQQ"
+GOOGLE_KEY = "AIza" + "SyFakeTestKey2" + "x" * 21
 AZURE_KEY = "0123456789abcdef0123456789abcdef"
 PNG = bytes(range(256)) * 40  # 10,240 bytes of "image"
 
