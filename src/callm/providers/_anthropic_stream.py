@@ -31,6 +31,7 @@ from .._types import (
     Usage,
     UsageEvent,
 )
+from ._errors import stream_error
 from .openai_chat import parse_tool_call
 
 _loads = json.loads
@@ -342,23 +343,14 @@ class AnthropicStreamDecoder:
         error = chunk.get("error")
         error = error if isinstance(error, dict) else {}
         message = error.get("message") or "the provider reported an error mid-stream"
-        kind = error.get("type")
-        return APIResponseError(
-            f"error inside the stream: {message}",
-            provider=self.endpoint.provider,
-            request_id=self.request_id or chunk.get("request_id"),
-            body=chunk,
-            code=str(kind) if kind else None,
-            partial=self.response(),
+        message = f"error inside the stream: {message}"
+        request_id = chunk.get("request_id")
+        return stream_error(
+            self, message, body=chunk, code=error.get("type"), request_id=request_id
         )
 
     def _error(self, message: str) -> APIResponseError:
-        return APIResponseError(
-            message,
-            provider=self.endpoint.provider,
-            request_id=self.request_id,
-            partial=self.response(),
-        )
+        return stream_error(self, message)
 
 
 # ``ping`` and event types callm does not know decode to nothing, as in Anthropic's SDK.

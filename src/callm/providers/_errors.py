@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _errors as e
 from .._endpoint import Endpoint
+
+if TYPE_CHECKING:
+    from . import StreamDecoder
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "apim-request-id", "mistral-correlation-id")
 _CONTEXT_MARKERS = (
@@ -66,6 +69,25 @@ def retry_after_of(headers: Mapping[str, str]) -> float | None:
     if parsed is None:
         return None
     return float(email.utils.mktime_tz(parsed) - time.time())
+
+
+def stream_error(
+    decoder: StreamDecoder,
+    message: str,
+    *,
+    body: Any = None,
+    code: Any = None,
+    request_id: str | None = None,
+) -> e.APIResponseError:
+    """An error met inside a stream, carrying what the decoder accumulated so far."""
+    return e.APIResponseError(
+        message,
+        provider=decoder.endpoint.provider,
+        request_id=decoder.request_id or request_id,
+        body=body,
+        code=str(code) if code else None,
+        partial=decoder.response(),
+    )
 
 
 def decode_error(

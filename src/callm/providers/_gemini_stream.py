@@ -37,6 +37,7 @@ from .._types import (
     Usage,
     UsageEvent,
 )
+from ._errors import stream_error
 
 PROTOCOL = "gemini"
 # Candidate-level metadata kept as RawParts (information only: never sent back).
@@ -376,19 +377,8 @@ class GeminiStreamDecoder:
             error = {"message": str(error)}
         message = error.get("message") or "the provider reported an error mid-stream"
         code = error.get("status") or error.get("code")
-        return APIResponseError(
-            f"error inside the stream: {message}",
-            provider=self.endpoint.provider,
-            request_id=self.request_id,
-            body=chunk,
-            code=str(code) if code is not None else None,
-            partial=self.response(),
-        )
+        message = f"error inside the stream: {message}"
+        return stream_error(self, message, body=chunk, code=code)
 
     def _stream_error(self, message: str) -> APIResponseError:
-        return APIResponseError(
-            message,
-            provider=self.endpoint.provider,
-            request_id=self.request_id,
-            partial=self.response(),
-        )
+        return stream_error(self, message)

@@ -26,6 +26,7 @@ from .._types import (
     Usage,
     UsageEvent,
 )
+from ._errors import stream_error
 from ._openai_common import (
     content_array_parts,
     decode_usage,
@@ -192,23 +193,11 @@ class ChatStreamDecoder:
         if not isinstance(error, dict):
             error = chunk if isinstance(chunk, dict) else {"message": str(chunk)}
         message = error.get("message") or "the provider reported an error mid-stream"
-        code = error.get("code")
-        return APIResponseError(
-            f"error inside the stream: {message}",
-            provider=self.endpoint.provider,
-            request_id=self.request_id,
-            body=chunk,
-            code=str(code) if code is not None else None,
-            partial=self.response(),
-        )
+        message = f"error inside the stream: {message}"
+        return stream_error(self, message, body=chunk, code=error.get("code"))
 
     def _stream_error(self, message: str) -> APIResponseError:
-        return APIResponseError(
-            message,
-            provider=self.endpoint.provider,
-            request_id=self.request_id,
-            partial=self.response(),
-        )
+        return stream_error(self, message)
 
 
 def _delta_events(state: _ChoiceState, delta: Mapping[str, Any]) -> list[StreamEvent]:

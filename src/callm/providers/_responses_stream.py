@@ -26,7 +26,7 @@ from .._types import (
     ToolCallEvent,
     UsageEvent,
 )
-from ._errors import decode_error
+from ._errors import decode_error, stream_error
 from .openai_chat import _loads_chunk
 from .openai_responses import failure_error, response_of, tool_call_of
 
@@ -271,12 +271,7 @@ class ResponsesStreamDecoder:
         return exc
 
     def _stream_error(self, message: str) -> APIResponseError:
-        return APIResponseError(
-            message,
-            provider=self.endpoint.provider,
-            request_id=self.request_id,
-            partial=self.response(),
-        )
+        return stream_error(self, message)
 
 
 def _output_index(data: Mapping[str, Any]) -> int:
