@@ -159,7 +159,7 @@ async def test_response_cache_hits_are_marked_and_free(
             with pytest.raises(callm.InternalServerError):
                 c.complete("openai/gpt-4o-mini", "fails once")
             retried = c.complete("openai/gpt-4o-mini", "fails once")
-            fresh = c.complete("openai/gpt-4o-mini", "same question", cache=False)
+            fresh = c.complete("openai/gpt-4o-mini", "same question", response_cache=False)
     else:
         async with callm.AsyncClient(**kwargs) as ac:
             first = await ac.complete("openai/gpt-4o-mini", "same question")
@@ -171,7 +171,7 @@ async def test_response_cache_hits_are_marked_and_free(
             with pytest.raises(callm.InternalServerError):
                 await ac.complete("openai/gpt-4o-mini", "fails once")
             retried = await ac.complete("openai/gpt-4o-mini", "fails once")
-            fresh = await ac.complete("openai/gpt-4o-mini", "same question", cache=False)
+            fresh = await ac.complete("openai/gpt-4o-mini", "same question", response_cache=False)
     assert (first.cached, again.cached) == (False, True)
     assert again.text == first.text == "ok" and again.usage == first.usage
     assert first.cost and again.cost == 0

@@ -14,6 +14,7 @@ from typing import Any, Unpack
 
 from ._cache import ResponseCache
 from ._client import AsyncClient, CallParams, Client
+from ._conversation import AsyncConversation, Conversation
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -29,13 +30,16 @@ from ._errors import (
     ContextWindowExceededError,
     InternalServerError,
     InvalidRequestError,
+    MaxStepsExceededError,
     NotFoundError,
     OverloadedError,
     PermissionDeniedError,
     RateLimitError,
     RequestVetoed,
     StreamInterruptedError,
+    StructuredOutputError,
 )
+from ._functions import tool
 from ._messages import MessagesInput
 from ._pipeline import Budget, CallInfo
 from ._providers import ProviderSpec
@@ -43,6 +47,7 @@ from ._routing import Group
 
 if _TYPE_CHECKING:
     from ._ratelimit import RateLimit
+from ._run import AsyncRunStream, RunStream
 from ._stream import AsyncStream, Stream
 from ._timeouts import Timeout
 from ._tokens import TokenCount
@@ -53,6 +58,7 @@ from ._types import (
     Message,
     ModelInfo,
     Part,
+    PartialOutput,
     RawPart,
     Reasoning,
     ReasoningDelta,
@@ -68,6 +74,7 @@ from ._types import (
     ToolCallDelta,
     ToolCallEvent,
     ToolResult,
+    ToolResultEvent,
     Usage,
     UsageEvent,
 )
@@ -81,6 +88,8 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncClient",
+    "AsyncConversation",
+    "AsyncRunStream",
     "AsyncStream",
     "AuthenticationError",
     "BadRequestError",
@@ -93,17 +102,20 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "ContextWindowExceededError",
+    "Conversation",
     "Document",
     "FinishEvent",
     "Group",
     "Image",
     "InternalServerError",
     "InvalidRequestError",
+    "MaxStepsExceededError",
     "Message",
     "ModelInfo",
     "NotFoundError",
     "OverloadedError",
     "Part",
+    "PartialOutput",
     "PermissionDeniedError",
     "ProviderSpec",
     "RateLimit",
@@ -117,9 +129,11 @@ __all__ = [
     "RequestVetoed",
     "Response",
     "ResponseCache",
+    "RunStream",
     "Stream",
     "StreamEvent",
     "StreamInterruptedError",
+    "StructuredOutputError",
     "Text",
     "TextDelta",
     "Timeout",
@@ -129,12 +143,14 @@ __all__ = [
     "ToolCallDelta",
     "ToolCallEvent",
     "ToolResult",
+    "ToolResultEvent",
     "Usage",
     "UsageEvent",
-    "__version__",
     "complete",
     "count_tokens",
     "stream",
+    "tool",
+    "__version__",
 ]
 
 _default_client: Client | None = None

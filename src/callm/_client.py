@@ -44,11 +44,13 @@ from ._routing import Group, RouterFn, Routes
 from ._stream import AsyncReplayStream, AsyncStream, ReplayStream, Stream, StreamState
 from ._timeouts import DEFAULT_TIMEOUT, Timeout
 from ._tokens import TokenCount, estimate
-from ._types import ModelInfo, Request, Response
+from ._types import ModelInfo, Request, Response, ToolCall
 from .providers import WireProtocol, openai_chat, protocol_for
 
 if TYPE_CHECKING:
+    from ._conversation import AsyncConversation, Conversation
     from ._ratelimit import RateLimit
+    from ._run import AsyncRunStream, RunStream
     from ._transport import AsyncStreamBody, AsyncTransport, StreamBody, Transport
 
 logger = logging.getLogger("callm")
@@ -78,10 +80,16 @@ class CallParams(TypedDict, total=False):
     extra_headers: Mapping[str, str]
     timeout: float | Timeout | None
     max_retries: int
-    # Policies of one call: its tags (for budgets, the log), and whether it is logged.
+    # Prompt caching: True places breakpoints / a derived key; a string is the cache key.
+    cache: bool | str
+    # Structured output: a pydantic model, dataclass, TypedDict or JSON-schema dict.
+    output: Any
+    output_retries: int
+    # Policies of one call: its tags (for budgets, the log), whether it is logged, and
+    # whether the client's response cache may answer it.
     tags: Mapping[str, str]
     log: bool
-    cache: bool
+    response_cache: bool
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -199,6 +207,7 @@ class _ClientBase:
             stream=stream,
             extra_body=params.get("extra_body") or _EMPTY,
             extra_headers=params.get("extra_headers") or _EMPTY,
+            cache=params.get("cache"),
             **fields,
         )
         return endpoint, request
@@ -235,7 +244,7 @@ class _ClientBase:
         wire = protocol_for(endpoint.protocol)
         call = self._call(endpoint, wire, wire.encode(endpoint, info.request), params)
         attempt = Attempt(info, call, (*tried, name), params.get("log", pipeline.log))
-        if pipeline.cache is not None and params.get("cache", True):
+        if pipeline.cache is not None and params.get("response_cache", True):
             # Streamed or not, the same question has the same cached answer.
             plain = (
                 call.http
@@ -509,6 +518,51 @@ class Client(_ClientBase):
             provider, _, model = attempt.info.model.partition("/")
             attempt.reservation = limiter.acquire(provider, model, _tokens_wanted(attempt))
 
+    def run(
+        self,
+        model: str | None = None,
+        messages: MessagesInput = "",
+        *,
+        tools: Sequence[Any],
+        max_steps: int = 10,
+        approve: Callable[[ToolCall], Any] | None = None,
+        **params: Unpack[CallParams],
+    ) -> Response:
+        """Call the model, run the tools it asks for, send the results back, until it answers.
+
+        Returns the final Response with ``transcript`` holding every message of the exchange.
+        """
+        from ._run import run_tools
+
+        return run_tools(
+            self, model, messages, params, tools=tools, max_steps=max_steps, approve=approve
+        )
+
+    def run_stream(
+        self,
+        model: str | None = None,
+        messages: MessagesInput = "",
+        *,
+        tools: Sequence[Any],
+        max_steps: int = 10,
+        approve: Callable[[ToolCall], Any] | None = None,
+        **params: Unpack[CallParams],
+    ) -> RunStream:
+        """:meth:`run`, streamed: the events of every step, and each tool result as it is made."""
+        from ._run import RunStream
+
+        return RunStream(
+            self, model, messages, params, tools=tools, max_steps=max_steps, approve=approve
+        )
+
+    def conversation(
+        self, model: str | None = None, *, system: str | None = None, **options: Any
+    ) -> Conversation:
+        """A conversation that keeps its history, fitted to the context window."""
+        from ._conversation import Conversation
+
+        return Conversation(self, model, system=system, **options)
+
     def text_completion(self, model: str | None, prompt: str, **params: Any) -> Response:
         """The legacy text completions endpoint: ``prompt`` in, ``choices[0].text`` out."""
         call = self._text_call(model, prompt, False, params)
@@ -656,6 +710,48 @@ class AsyncClient(_ClientBase):
             provider, _, model = attempt.info.model.partition("/")
             wanted = _tokens_wanted(attempt)
             attempt.reservation = await limiter.acquire_async(provider, model, wanted)
+
+    async def run(
+        self,
+        model: str | None = None,
+        messages: MessagesInput = "",
+        *,
+        tools: Sequence[Any],
+        max_steps: int = 10,
+        approve: Callable[[ToolCall], Any] | None = None,
+        **params: Unpack[CallParams],
+    ) -> Response:
+        """:meth:`Client.run`, awaited; parallel tool calls run concurrently."""
+        from ._run import run_tools_async
+
+        return await run_tools_async(
+            self, model, messages, params, tools=tools, max_steps=max_steps, approve=approve
+        )
+
+    def run_stream(
+        self,
+        model: str | None = None,
+        messages: MessagesInput = "",
+        *,
+        tools: Sequence[Any],
+        max_steps: int = 10,
+        approve: Callable[[ToolCall], Any] | None = None,
+        **params: Unpack[CallParams],
+    ) -> AsyncRunStream:
+        """:meth:`run`, streamed: ``async with ac.run_stream(…) as s: async for ev in s``."""
+        from ._run import AsyncRunStream
+
+        return AsyncRunStream(
+            self, model, messages, params, tools=tools, max_steps=max_steps, approve=approve
+        )
+
+    def conversation(
+        self, model: str | None = None, *, system: str | None = None, **options: Any
+    ) -> AsyncConversation:
+        """An async conversation that keeps its history; see AsyncConversation."""
+        from ._conversation import AsyncConversation
+
+        return AsyncConversation(self, model, system=system, **options)
 
     async def text_completion(self, model: str | None, prompt: str, **params: Any) -> Response:
         """The legacy text completions endpoint: ``prompt`` in, ``choices[0].text`` out."""

@@ -7,6 +7,8 @@
     ├── InvalidRequestError             the request cannot be expressed for this provider
     ├── BudgetExceededError             a spend limit would be passed: refused before sending
     ├── RequestVetoed                   a before-request hook refused the call
+    ├── StructuredOutputError           the reply did not validate against ``output=``
+    ├── MaxStepsExceededError           Client.run() reached max_steps without an answer
     └── APIError                        anything that went wrong talking to a provider
         ├── APIStatusError              the provider answered with an HTTP error status
         │   ├── BadRequestError             400, 422
@@ -34,7 +36,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._types import Response
+    from ._types import Message, Response
 
 
 class CallmError(Exception):
@@ -55,6 +57,36 @@ class BudgetExceededError(CallmError):
 
 class RequestVetoed(CallmError):
     """Raised by a before-request hook to refuse a call; it is not sent."""
+
+
+class StructuredOutputError(CallmError):
+    """The reply did not validate against the requested ``output=`` type, even after re-asking.
+
+    ``text`` is the raw reply, ``errors`` the validation errors (one string each) and
+    ``response`` the last Response, so nothing is lost.
+    """
+
+    def __init__(
+        self, message: str, *, text: str, errors: list[str], response: Response | None = None
+    ) -> None:
+        super().__init__(message)
+        self.text = text
+        self.errors = errors
+        self.response = response
+
+
+class MaxStepsExceededError(CallmError):
+    """Client.run() used ``max_steps`` model calls and the model still wants tools.
+
+    ``transcript`` holds every message so far and ``response`` the last reply.
+    """
+
+    def __init__(
+        self, message: str, *, transcript: tuple[Message, ...], response: Response | None = None
+    ) -> None:
+        super().__init__(message)
+        self.transcript = transcript
+        self.response = response
 
 
 class APIError(CallmError):

@@ -6,7 +6,7 @@ events a ``type`` discriminator so code can ``match`` on them exhaustively.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -190,6 +190,9 @@ class Tool:
         default_factory=lambda: {"type": "object", "properties": {}}
     )
     strict: bool | None = None
+    # The Python callable behind the tool, when it came from a function (see callm.tool):
+    # Client.run() calls it with the model's arguments.
+    function: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +213,9 @@ class Request:
     tool_choice: str | Mapping[str, Any] | None = None
     response_format: Mapping[str, Any] | None = None
     stream: bool = False
+    # Prompt caching: True places cache breakpoints (Anthropic) and a derived
+    # prompt_cache_key (OpenAI); a string is used as the cache key itself.
+    cache: bool | str | None = None
     # Provider-specific body fields, merged into the JSON body as given (they win on clash).
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     extra_headers: Mapping[str, str] = field(default_factory=dict)
@@ -261,6 +267,10 @@ class Response:
     tried: tuple[str, ...] = ()
     # True when the reply came from callm's response cache (and cost nothing).
     cached: bool = False
+    # The validated structured output when the call asked for ``output=`` (else None).
+    parsed: Any = field(default=None, repr=False)
+    # Client.run() and conversations: every message of the exchange, this reply included.
+    transcript: tuple[Message, ...] = field(default=(), repr=False)
 
     @property
     def text(self) -> str:
@@ -336,6 +346,24 @@ class FinishEvent:
     type: Literal["finish"] = "finish"
 
 
+@dataclass(frozen=True, slots=True)
+class ToolResultEvent:
+    """Client.run_stream(): a tool was called and this is what goes back to the model."""
+
+    call: ToolCall
+    result: ToolResult
+    type: Literal["tool_result"] = "tool_result"
+
+
+@dataclass(frozen=True, slots=True)
+class PartialOutput:
+    """Streamed structured output: the object parsed so far (a dict, then the typed value)."""
+
+    value: Any
+    complete: bool = False
+    type: Literal["partial_output"] = "partial_output"
+
+
 StreamEvent: TypeAlias = (
     TextDelta
     | ReasoningDelta
@@ -344,6 +372,8 @@ StreamEvent: TypeAlias = (
     | ToolCallEvent
     | UsageEvent
     | FinishEvent
+    | ToolResultEvent
+    | PartialOutput
 )
 
 
