@@ -42,10 +42,10 @@ async def run_tools_async(
 
 
 class RunStream:
-    def __init__(self, client: Client, *args: Any) -> None:
+    def __init__(self, client: Client, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError
 
 
 class AsyncRunStream:
-    def __init__(self, client: AsyncClient, *args: Any) -> None:
+    def __init__(self, client: AsyncClient, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError
