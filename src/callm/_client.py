@@ -523,7 +523,6 @@ class Client(_ClientBase):
         model: str | None = None,
         messages: MessagesInput = "",
         *,
-        tools: Sequence[Any],
         max_steps: int = 10,
         approve: Callable[[ToolCall], Any] | None = None,
         **params: Unpack[CallParams],
@@ -534,16 +533,13 @@ class Client(_ClientBase):
         """
         from ._run import run_tools
 
-        return run_tools(
-            self, model, messages, params, tools=tools, max_steps=max_steps, approve=approve
-        )
+        return run_tools(self, model, messages, params, max_steps=max_steps, approve=approve)
 
     def run_stream(
         self,
         model: str | None = None,
         messages: MessagesInput = "",
         *,
-        tools: Sequence[Any],
         max_steps: int = 10,
         approve: Callable[[ToolCall], Any] | None = None,
         **params: Unpack[CallParams],
@@ -551,9 +547,7 @@ class Client(_ClientBase):
         """:meth:`run`, streamed: the events of every step, and each tool result as it is made."""
         from ._run import RunStream
 
-        return RunStream(
-            self, model, messages, params, tools=tools, max_steps=max_steps, approve=approve
-        )
+        return RunStream(self, model, messages, params, max_steps=max_steps, approve=approve)
 
     def conversation(
         self, model: str | None = None, *, system: str | None = None, **options: Any
@@ -716,7 +710,6 @@ class AsyncClient(_ClientBase):
         model: str | None = None,
         messages: MessagesInput = "",
         *,
-        tools: Sequence[Any],
         max_steps: int = 10,
         approve: Callable[[ToolCall], Any] | None = None,
         **params: Unpack[CallParams],
@@ -725,7 +718,7 @@ class AsyncClient(_ClientBase):
         from ._run import run_tools_async
 
         return await run_tools_async(
-            self, model, messages, params, tools=tools, max_steps=max_steps, approve=approve
+            self, model, messages, params, max_steps=max_steps, approve=approve
         )
 
     def run_stream(
@@ -733,7 +726,6 @@ class AsyncClient(_ClientBase):
         model: str | None = None,
         messages: MessagesInput = "",
         *,
-        tools: Sequence[Any],
         max_steps: int = 10,
         approve: Callable[[ToolCall], Any] | None = None,
         **params: Unpack[CallParams],
@@ -741,9 +733,7 @@ class AsyncClient(_ClientBase):
         """:meth:`run`, streamed: ``async with ac.run_stream(…) as s: async for ev in s``."""
         from ._run import AsyncRunStream
 
-        return AsyncRunStream(
-            self, model, messages, params, tools=tools, max_steps=max_steps, approve=approve
-        )
+        return AsyncRunStream(self, model, messages, params, max_steps=max_steps, approve=approve)
 
     def conversation(
         self, model: str | None = None, *, system: str | None = None, **options: Any

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._errors import InvalidRequestError
@@ -21,7 +21,8 @@ from ._types import (
 )
 
 MessagesInput = str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
-ToolInput = Tool | Mapping[str, Any]
+# A callm Tool, an OpenAI-style dict, or a plain Python function (see callm.tool).
+ToolInput = Tool | Mapping[str, Any] | Callable[..., Any]
 
 _PART_TYPES = (Text, Image, Document, ToolCall, ToolResult, Reasoning, Refusal, RawPart)
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -135,6 +136,11 @@ def to_tools(tools: Sequence[ToolInput] | None) -> tuple[Tool, ...]:
 def _tool(tool: ToolInput) -> Tool:
     if isinstance(tool, Tool):
         return tool
+    if not isinstance(tool, Mapping):
+        from ._functions import tool as tool_from_function
+
+        made: Tool = tool_from_function(tool)
+        return made
     spec = tool.get("function", tool) if tool.get("type") == "function" else tool
     if not spec.get("name"):
         raise InvalidRequestError(f"a tool needs a name: {tool!r}")

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._messages import MessagesInput
@@ -21,7 +21,6 @@ def run_tools(
     messages: MessagesInput,
     params: CallParams,
     *,
-    tools: Sequence[Any],
     max_steps: int,
     approve: Callable[[ToolCall], Any] | None,
 ) -> Response:
@@ -34,7 +33,6 @@ async def run_tools_async(
     messages: MessagesInput,
     params: CallParams,
     *,
-    tools: Sequence[Any],
     max_steps: int,
     approve: Callable[[ToolCall], Any] | None,
 ) -> Response:
