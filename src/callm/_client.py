@@ -43,7 +43,7 @@ from ._providers import ProviderSpec
 from ._routing import Group, RouterFn, Routes
 from ._stream import AsyncReplayStream, AsyncStream, ReplayStream, Stream, StreamState
 from ._timeouts import DEFAULT_TIMEOUT, Timeout
-from ._tokens import TokenCount, estimate
+from ._tokens import TokenCount, count_locally, estimate
 from ._types import ModelInfo, Request, Response, ToolCall
 from .providers import WireProtocol, openai_chat, protocol_for
 
@@ -316,15 +316,14 @@ class _ClientBase:
 
     def _count_call(
         self, model: str | None, messages: MessagesInput, params: CallParams
-    ) -> tuple[_Call | None, TokenCount]:
-        """The call to a token counting endpoint, or (None, a local estimate) where none exists."""
+    ) -> _Call | TokenCount:
+        """The call to the provider's counting endpoint, or a local count where it has none."""
         endpoint, request = self.build_request(model, messages, False, params)
         wire = protocol_for(endpoint.protocol)
         encode = getattr(wire, "encode_count_tokens", None)
-        fallback = estimate(request)
         if encode is None:
-            return None, fallback
-        return self._call(endpoint, wire, encode(endpoint, request), params), fallback
+            return count_locally(endpoint.protocol, request.model, request)
+        return self._call(endpoint, wire, encode(endpoint, request), params)
 
     def _models_call(self, provider: str) -> _Call:
         endpoint = self.settings.endpoint(provider)
@@ -576,10 +575,15 @@ class Client(_ClientBase):
     def count_tokens(
         self, model: str | None, messages: MessagesInput, **params: Unpack[CallParams]
     ) -> TokenCount:
-        """Input tokens of a request: exact via the provider's endpoint, else an estimate."""
-        call, fallback = self._count_call(model, messages, params)
-        if call is None:
-            return fallback
+        """Input tokens of a request, counted the best way available (see ``TokenCount.method``).
+
+        The provider's counting endpoint (Anthropic, Gemini), else OpenAI's tokenizer for
+        OpenAI models when its data is on disk (``pip install callm[tokenizer]``), else a
+        conservative estimate. Only an endpoint count sends anything.
+        """
+        call = self._count_call(model, messages, params)
+        if isinstance(call, TokenCount):
+            return call
         return _counted(call, self._send(call))
 
     def _send(self, call: _Call) -> HttpResponse:
@@ -764,10 +768,15 @@ class AsyncClient(_ClientBase):
     async def count_tokens(
         self, model: str | None, messages: MessagesInput, **params: Unpack[CallParams]
     ) -> TokenCount:
-        """Input tokens of a request: exact via the provider's endpoint, else an estimate."""
-        call, fallback = self._count_call(model, messages, params)
-        if call is None:
-            return fallback
+        """Input tokens of a request, counted the best way available (see ``TokenCount.method``).
+
+        The provider's counting endpoint (Anthropic, Gemini), else OpenAI's tokenizer for
+        OpenAI models when its data is on disk (``pip install callm[tokenizer]``), else a
+        conservative estimate. Only an endpoint count sends anything.
+        """
+        call = self._count_call(model, messages, params)
+        if isinstance(call, TokenCount):
+            return call
         return _counted(call, await self._send(call))
 
     async def _send(self, call: _Call) -> HttpResponse:
