@@ -10,10 +10,10 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,10 +45,9 @@ class CountingStore(Store):
         super().__init__(path)
         self.batches: list[int] = []
 
-    def insert_calls(self, records: Iterable[CallRecord]) -> int:
-        batch = list(records)
-        self.batches.append(len(batch))
-        return super().insert_calls(batch)
+    def insert_call_rows(self, rows: list[tuple[Any, ...]]) -> int:
+        self.batches.append(len(rows))
+        return super().insert_call_rows(rows)
 
 
 def test_log_then_flush_writes_every_record(tmp_path: Path) -> None:
@@ -222,7 +221,7 @@ def test_a_refused_batch_is_dropped_and_reported(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     class BrokenStore(Store):
-        def insert_calls(self, records: Iterable[CallRecord]) -> int:
+        def insert_call_rows(self, rows: list[tuple[Any, ...]]) -> int:
             raise OSError("disk full")
 
     store = BrokenStore(tmp_path / "broken.db")

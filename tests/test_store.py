@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import sqlite3
 import threading
 import time
@@ -10,8 +11,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from callm import (
     Document,
@@ -38,6 +42,7 @@ from callm._store import (
     redact_json,
     redact_text,
 )
+from callm._store._redact import redacted_json_text
 
 # Fake keys shaped like real ones, assembled here so no key-shaped literal sits in the tree.
 OPENAI_KEY = "sk-proj-" + "FakeTestKey0" * 4 + "_-abcd"
@@ -572,3 +577,41 @@ def test_redact_json_masks_secret_fields_by_name() -> None:
         "headers": {"API_KEY": "***", "Cookie": "***", "Accept": "json"},
         "n": 3,
     }
+
+
+# The call log's fast path encodes first and walks the value only when the text holds a
+# suspect; whatever the value, it must store exactly what the full walk would.
+_NAME_LIST = (
+    ["text", "data", "Data", "api_key", "X-Goog-Api-Key", "signature", "thoughtSignature",
+     "bytes", "b64_json", "encrypted_content", "Authorization", "cookie", "content", "url"]
+)  # fmt: skip
+_PIECE_LIST = (
+    [OPENAI_KEY, ANTHROPIC_KEY, GOOGLE_KEY, "Bearer " + "t" * 20, "\n" + OPENAI_KEY,
+     "data:image/png;base64,iVBORw0KGgo=", "QUJD" * 70, "x-api-key: abc", "?key=zz",
+     "hello", "ok then", "", "\n", '"', "é", "QUJDREVGR0hJSktMTU5PUA=="]
+)  # fmt: skip
+_NAMES = st.sampled_from(_NAME_LIST)
+_PIECES = st.sampled_from(_PIECE_LIST)
+_STRINGS = st.lists(_PIECES, max_size=4).map("".join)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | _STRINGS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_NAMES, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _full_walk(value: Any) -> str:
+    return json.dumps(redact_json(value), ensure_ascii=False, separators=(",", ":"))
+
+
+@settings(max_examples=400)
+@given(_JSON)
+def test_fast_redacted_json_text_matches_the_full_walk(value: Any) -> None:
+    assert redacted_json_text(value) == _full_walk(value)
+
+
+@pytest.mark.parametrize("piece", _PIECE_LIST)
+@pytest.mark.parametrize("name", _NAME_LIST)
+def test_every_trigger_alone_takes_the_full_walk(name: str, piece: str) -> None:
+    for value in (piece, [piece], {name: piece}, {"x": {name: piece}}):
+        assert redacted_json_text(value) == _full_walk(value)

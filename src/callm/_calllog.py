@@ -22,15 +22,17 @@ import logging
 import os
 import queue
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Unpack, cast
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
 from ._store import CallRecord, RecordDetails, Store
+from ._store._db import call_row
 
 if TYPE_CHECKING:
     from ._types import Request
@@ -49,6 +51,10 @@ class _Flush:
 
 
 _STOP = object()
+# Between rows the writer sleeps this long, while fewer than _BACKLOG records wait: enough
+# for a caller waiting on the GIL to take it; a writer that falls behind runs flat out.
+_YIELD_S = 0.0001
+_BACKLOG = 500
 _live: weakref.WeakSet[CallLog] = weakref.WeakSet()
 # Stores opened before a fork, kept referenced in the child so their connections are
 # never closed there (SQLite connections must not be used across fork).
@@ -224,7 +230,7 @@ class _Writer:
     def _drain(self) -> bool:
         """Write everything queued, batch by batch; True once the stop marker is reached."""
         self.urgent = False
-        batch: list[CallRecord] = []
+        batch: list[tuple[Any, ...]] = []
         while True:
             try:
                 item = self.queue.get_nowait()
@@ -239,12 +245,17 @@ class _Writer:
                 batch = []
                 item.done.set()
                 continue
-            built = self._build(item)
-            if built is not None:
-                batch.append(built)
+            row = self._row(item)
+            if row is not None:
+                batch.append(row)
             if len(batch) >= self.batch_size:
                 self._write(batch)
                 batch = []
+            elif not self.urgent and self.queue.qsize() < _BACKLOG:
+                # Let the callers have the GIL: a thread waiting for it otherwise waits
+                # out the interpreter's 5 ms switch interval while this one works through
+                # a batch; a short sleep after each row hands it over at once.
+                time.sleep(_YIELD_S)
 
     def _open_store(self) -> Store | None:
         # Opened on the first batch, and tried again on each later one after a failure.
@@ -255,17 +266,19 @@ class _Writer:
                 logger.warning("callm: cannot open the call log database", exc_info=True)
         return self.store
 
-    def _build(self, item: object) -> CallRecord | None:
-        if isinstance(item, CallRecord):
-            return item
+    def _row(self, item: object) -> tuple[Any, ...] | None:
+        """The redacted row of a queued record (or of the record a queued function builds)."""
         try:
-            return cast(Callable[[], CallRecord], item)()
+            record = (
+                item if isinstance(item, CallRecord) else cast(Callable[[], CallRecord], item)()
+            )
+            return call_row(record)
         except Exception:
             self.dropped += 1
             logger.warning("callm: a call log record could not be built", exc_info=True)
             return None
 
-    def _write(self, batch: list[CallRecord]) -> None:
+    def _write(self, batch: list[tuple[Any, ...]]) -> None:
         if not batch:
             return
         store = self._open_store()
@@ -273,7 +286,7 @@ class _Writer:
             self.dropped += len(batch)
             return
         try:
-            store.insert_calls(batch)
+            store.insert_call_rows(batch)
         except Exception:
             self.dropped += len(batch)
             logger.warning("callm: %d call log records dropped", len(batch), exc_info=True)

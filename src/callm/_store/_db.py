@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from ._migrations import migrate
 from ._record import CallRecord
-from ._redact import redact_json, redact_text
+from ._redact import redact_text, redacted_json_text
 
 SummaryKey = Literal["day", "model", "provider"]
 _SUMMARY_KEYS: dict[str, str] = {
@@ -139,7 +139,10 @@ class Store:
         A record whose ``id`` is already stored is skipped, so writing a batch twice is
         harmless.
         """
-        rows = [_call_row(r) for r in records]
+        return self.insert_call_rows([call_row(r) for r in records])
+
+    def insert_call_rows(self, rows: list[tuple[Any, ...]]) -> int:
+        """Write rows made by :func:`call_row` in one transaction (see :meth:`insert_calls`)."""
         with self._write() as db:
             before = db.total_changes
             db.executemany(_INSERT_CALL, rows)
@@ -269,16 +272,16 @@ def iso_time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _call_row(r: CallRecord) -> tuple[Any, ...]:
-    # The one place a record becomes a row: everything free-form is redacted here.
+def call_row(r: CallRecord) -> tuple[Any, ...]:
+    """A record as a row of the calls table: the one place where free-form text is redacted."""
     return (
         r.id,
         iso_time(r.time),
         r.provider,
         r.model,
-        _dumps(redact_json(r.request)),
+        redacted_json_text(r.request),
         None if r.response_text is None else redact_text(r.response_text),
-        _dumps(redact_json(list(r.tool_calls))),
+        redacted_json_text(r.tool_calls),
         r.finish_reason,
         r.input_tokens,
         r.output_tokens,
@@ -292,7 +295,7 @@ def _call_row(r: CallRecord) -> tuple[Any, ...]:
         None if r.error is None else redact_text(r.error),
         r.request_id,
         r.conversation_id,
-        _dumps(redact_json(dict(r.tags))),
+        redacted_json_text(dict(r.tags)),
         int(r.streamed),
         int(r.cached),
     )
@@ -331,9 +334,6 @@ def _call_record(row: tuple[Any, ...]) -> CallRecord:
 
 # default=str: a stray non-JSON value (a datetime in extra_body) is logged, not fatal.
 # Built once: json.dumps with options builds a new encoder on every call.
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
-
-
 def _exact(amount: Decimal | int | str) -> Decimal:
     if isinstance(amount, float):
         raise TypeError("pass spend as a Decimal (or int / str), not a float: floats are inexact")

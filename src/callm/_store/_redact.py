@@ -27,6 +27,7 @@ Redaction is one-way and idempotent: redacting twice gives the same text.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -141,6 +142,36 @@ def redact_json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [redact_json(v) for v in value]
     return value
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+# What could make redaction change a JSON text, looked for in the encoded text itself: a
+# superset of every trigger of redact_text and redact_json (hint words, secret and payload
+# field names, key prefixes, long base64 runs), found by regular expressions at C speed.
+# Key prefixes go without the word boundaries of _KEY_SHAPES: in encoded JSON an escape
+# such as "\\n" can glue a letter to the front of a key. Any hit takes the slow path.
+_SUSPECT_WORDS = re.compile(
+    r"base64|bearer|key=|api[-_]?key|authoriz|secret|access[-_]token|refresh[-_]token"
+    r'|password|cookie|"data":|"bytes":|"b64|encrypted|signature'
+)
+_SUSPECT_PREFIX = re.compile(r"sk-|AIza|gsk_|xai-|hf_|gh[pousr]_|github_pat_|AKIA|ASIA")
+_SUSPECT_RUN = re.compile(r"[A-Za-z0-9+/_-]{256,}")
+
+
+def redacted_json_text(value: Any) -> str:
+    """``value`` redacted (see :func:`redact_json`) and encoded as compact JSON text.
+
+    Most values hold nothing to redact: they are encoded once and checked for anything
+    suspect, and only a value with a suspect is walked by :func:`redact_json`.
+    """
+    text = _encode(value)
+    if (
+        _SUSPECT_WORDS.search(text.lower())
+        or _SUSPECT_PREFIX.search(text)
+        or (len(text) >= 256 and _SUSPECT_RUN.search(text))
+    ):
+        return _encode(redact_json(value))
+    return text
 
 
 def is_secret_name(name: str) -> bool:
