@@ -127,7 +127,10 @@ def _tool_calls(calls: Sequence[Any]) -> list[Part]:
 
 
 def to_tools(tools: Sequence[ToolInput] | None) -> tuple[Tool, ...]:
-    """Tools from callm Tools, OpenAI-style ``{"type": "function", …}`` or flat dicts."""
+    """Tools from callm Tools, OpenAI-style ``{"type": "function", …}``, flat dicts or functions.
+
+    A plain function becomes a tool through :func:`callm.tool` (schema from its signature).
+    """
     if not tools:
         return ()
     return tuple(_tool(t) for t in tools)
@@ -137,10 +140,13 @@ def _tool(tool: ToolInput) -> Tool:
     if isinstance(tool, Tool):
         return tool
     if not isinstance(tool, Mapping):
+        if not callable(tool):
+            raise InvalidRequestError(
+                f"a tool must be a callm.Tool, a dict or a function, not {type(tool).__name__}"
+            )
         from ._functions import tool as tool_from_function
 
-        made: Tool = tool_from_function(tool)
-        return made
+        return tool_from_function(tool)
     spec = tool.get("function", tool) if tool.get("type") == "function" else tool
     if not spec.get("name"):
         raise InvalidRequestError(f"a tool needs a name: {tool!r}")
