@@ -1,4 +1,9 @@
-"""Run callm's fake OpenAI server in a subprocess, so it has a core of its own."""
+"""Run the benchmark's server in a subprocess, so it has a core of its own.
+
+By default that is the replay server (``_replay.py``): callm's fake answers each distinct
+request once and the answer is served from memory afterwards, so the server costs little
+and the run measures the clients. ``FakeServer(replay=False)`` runs the fake alone.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import re
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from types import TracebackType
 
 _READY = re.compile(r"listening on (http://\S+)")
@@ -16,13 +22,18 @@ _STOP_TIMEOUT = 5.0
 class FakeServer:
     """``with FakeServer() as server: server.url`` — started once, always terminated."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, replay: bool = True) -> None:
         self._proc: subprocess.Popen[str] | None = None
         self.url = ""
+        self.command = (
+            [sys.executable, str(Path(__file__).with_name("_replay.py"))]
+            if replay
+            else [sys.executable, "-m", "callm.testing", "--port", "0"]
+        )
 
     def start(self) -> str:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "callm.testing", "--port", "0"],
+            self.command,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

@@ -53,6 +53,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma-separated sections (default all: {','.join(SECTION_NAMES)})",
     )
     parser.add_argument("--rounds", type=int, default=None, help="override rounds per client")
+    parser.add_argument(
+        "--server",
+        choices=("replay", "fake"),
+        default="replay",
+        help="replay: callm's fake, answered from memory after the first time (default); "
+        "fake: callm's fake alone (its aiohttp handlers cap the fastest clients)",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
     args = parser.parse_args(argv)
     args.clients = _split(parser, args.only, ALL_CLIENTS, "client")
@@ -95,6 +102,7 @@ def _main(args: argparse.Namespace) -> int:
         # every callm row except the policies section's "on" row
         "callm_options": {**BARE, "rate_limits": None},
         "callm_home": "temporary folder, removed after the run",
+        "server": args.server,
     }
     started = time.perf_counter()
 
@@ -102,8 +110,8 @@ def _main(args: argparse.Namespace) -> int:
         return {n: f for n, f in factories.items() if n in clients}
 
     if {"sync", "stream", "async", "anthropic", "policies"} & set(sections):
-        with FakeServer() as server:
-            _progress(f"fake server: {server.url} (subprocess)")
+        with FakeServer(replay=args.server == "replay") as server:
+            _progress(f"{args.server} server: {server.url} (subprocess)")
             if "sync" in sections:
                 _progress("1/6 sequential non-streaming requests …")
                 results["sync"] = _rounds_run(
