@@ -49,6 +49,7 @@ from .providers import WireProtocol, openai_chat, protocol_for
 
 if TYPE_CHECKING:
     from ._conversation import AsyncConversation, Conversation
+    from ._output import OutputSpec
     from ._ratelimit import RateLimit
     from ._run import AsyncRunStream, RunStream
     from ._transport import AsyncStreamBody, AsyncTransport, StreamBody, Transport
@@ -203,7 +204,7 @@ class _ClientBase:
             messages=to_messages(messages, params.get("system")),
             stop=(stop,) if isinstance(stop, str) else tuple(stop) if stop else None,
             tools=to_tools(params.get("tools")),
-            response_format=params.get("response_format"),
+            response_format=_response_format(params),
             stream=stream,
             extra_body=params.get("extra_body") or _EMPTY,
             extra_headers=params.get("extra_headers") or _EMPTY,
@@ -329,6 +330,23 @@ class _ClientBase:
         endpoint = self.settings.endpoint(provider)
         wire = protocol_for(endpoint.protocol)
         return self._call(endpoint, wire, wire.encode_models(endpoint), {})
+
+
+def _response_format(params: CallParams) -> Mapping[str, Any] | None:
+    """The response format of a call: the one given, or the one ``output=`` implies."""
+    if params.get("output") is None:
+        return params.get("response_format")
+    from ._output import response_format
+
+    return response_format(params)
+
+
+def _structured(stream: S, spec: OutputSpec) -> S:
+    """A stream of a call with ``output=`` (already opened without it) that parses as it goes."""
+    from ._partial import PartialParser
+
+    stream._expect_output(PartialParser(spec))
+    return stream
 
 
 def _notice_offline() -> None:
@@ -466,7 +484,16 @@ class Client(_ClientBase):
         messages: MessagesInput = "",
         **params: Unpack[CallParams],
     ) -> Response:
-        """Send a chat request and return the whole reply."""
+        """Send a chat request and return the whole reply.
+
+        With ``output=`` (a pydantic model, dataclass, TypedDict or JSON-schema dict) the reply
+        is validated into ``response.parsed``; an invalid one is re-asked with the errors up to
+        ``output_retries`` times (default 2), each attempt a call of its own.
+        """
+        if params.get("output") is not None:
+            from ._output import complete as complete_structured
+
+            return complete_structured(self, model, messages, params)
         plan = self._plan(model, messages, False, params)
         tried: tuple[str, ...] = ()
         for index, candidate in enumerate(plan):
@@ -492,7 +519,16 @@ class Client(_ClientBase):
         messages: MessagesInput = "",
         **params: Unpack[CallParams],
     ) -> Stream:
-        """Send a chat request and stream the reply: ``with client.stream(…) as s: for ev in s``."""
+        """Send a chat request and stream the reply: ``with client.stream(…) as s: for ev in s``.
+
+        With ``output=`` the events include PartialOutput values as the JSON grows, and
+        ``s.response.parsed`` is set at the end (streams do not re-ask).
+        """
+        if params.get("output") is not None:
+            from ._output import stream_params
+
+            spec, inner = stream_params(params)
+            return _structured(self.stream(model, messages, **inner), spec)
         plan = self._plan(model, messages, True, params)
         tried: tuple[str, ...] = ()
         for index, candidate in enumerate(plan):
@@ -657,7 +693,16 @@ class AsyncClient(_ClientBase):
         messages: MessagesInput = "",
         **params: Unpack[CallParams],
     ) -> Response:
-        """Send a chat request and return the whole reply."""
+        """Send a chat request and return the whole reply.
+
+        With ``output=`` (a pydantic model, dataclass, TypedDict or JSON-schema dict) the reply
+        is validated into ``response.parsed``; an invalid one is re-asked with the errors up to
+        ``output_retries`` times (default 2), each attempt a call of its own.
+        """
+        if params.get("output") is not None:
+            from ._output import complete_async
+
+            return await complete_async(self, model, messages, params)
         plan = self._plan(model, messages, False, params)
         tried: tuple[str, ...] = ()
         for index, candidate in enumerate(plan):
@@ -683,7 +728,15 @@ class AsyncClient(_ClientBase):
         messages: MessagesInput = "",
         **params: Unpack[CallParams],
     ) -> AsyncStream:
-        """Stream a reply: ``async with await client.stream(…) as s: async for ev in s``."""
+        """Stream a reply: ``async with await client.stream(…) as s: async for ev in s``.
+
+        With ``output=``: PartialOutput events and ``parsed``, as in :meth:`Client.stream`.
+        """
+        if params.get("output") is not None:
+            from ._output import stream_params
+
+            spec, inner = stream_params(params)
+            return _structured(await self.stream(model, messages, **inner), spec)
         plan = self._plan(model, messages, True, params)
         tried: tuple[str, ...] = ()
         for index, candidate in enumerate(plan):

@@ -13,6 +13,7 @@ from ._sse import SSEDecoder
 from ._timeouts import Timeout
 from ._types import (
     FinishEvent,
+    PartialOutput,
     ReasoningDelta,
     RefusalDelta,
     Response,
@@ -23,6 +24,7 @@ from ._types import (
 )
 
 if TYPE_CHECKING:
+    from ._partial import PartialParser
     from ._transport import AsyncStreamBody, StreamBody
     from .providers import StreamDecoder
 
@@ -173,6 +175,22 @@ class Stream:
         finally:
             self.close()
 
+    def _expect_output(self, parser: PartialParser) -> None:
+        """Structured output: PartialOutput events as the JSON grows, ``parsed`` at the end."""
+        self._iterator = self._with_output(self._iterator, parser)
+
+    def _with_output(
+        self, events: Iterator[StreamEvent], parser: PartialParser
+    ) -> Iterator[StreamEvent]:
+        yield from parser.events(events)
+        self._response = response = parser.finish(self._finished())
+        if not response.tool_calls:
+            yield PartialOutput(response.parsed, complete=True)
+
+    def _finished(self) -> Response:
+        """The Response of a stream read to its end."""
+        return self._response or self._state.response()
+
     @property
     def headers(self) -> Mapping[str, str]:
         """The response headers (rate-limit counters and such)."""
@@ -251,6 +269,23 @@ class AsyncStream:
         finally:
             await self.close()
 
+    def _expect_output(self, parser: PartialParser) -> None:
+        """Structured output: PartialOutput events as the JSON grows, ``parsed`` at the end."""
+        self._iterator = self._with_output(self._iterator, parser)
+
+    async def _with_output(
+        self, events: AsyncIterator[StreamEvent], parser: PartialParser
+    ) -> AsyncIterator[StreamEvent]:
+        async for event in parser.aevents(events):
+            yield event
+        self._response = response = parser.finish(self._finished())
+        if not response.tool_calls:
+            yield PartialOutput(response.parsed, complete=True)
+
+    def _finished(self) -> Response:
+        """The Response of a stream read to its end."""
+        return self._response or self._state.response()
+
     @property
     def headers(self) -> Mapping[str, str]:
         """The response headers (rate-limit counters and such)."""
@@ -311,9 +346,17 @@ class ReplayStream(Stream):
     """A cached reply served as a stream: the same events, no connection."""
 
     def __init__(self, response: Response) -> None:
-        self._response = response
+        self._response: Response | None = response
+        self._source = response
         self._iterator = iter(_replayed(response))
         self._closed = False
+
+    def _expect_output(self, parser: PartialParser) -> None:
+        self._response = None  # until the replayed reply has been validated
+        super()._expect_output(parser)
+
+    def _finished(self) -> Response:
+        return self._source
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -324,8 +367,10 @@ class ReplayStream(Stream):
 
     @property
     def response(self) -> Response:
-        assert self._response is not None
-        return self._response
+        if self._response is None:
+            for _ in self._iterator:
+                pass
+        return self._response or self._source
 
     def close(self) -> None:
         self._closed = True
@@ -335,9 +380,17 @@ class AsyncReplayStream(AsyncStream):
     """The async twin of :class:`ReplayStream`."""
 
     def __init__(self, response: Response) -> None:
-        self._response = response
+        self._response: Response | None = response
+        self._source = response
         self._iterator = _aiter(_replayed(response))
         self._closed = False
+
+    def _expect_output(self, parser: PartialParser) -> None:
+        self._response = None  # until the replayed reply has been validated
+        super()._expect_output(parser)
+
+    def _finished(self) -> Response:
+        return self._source
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -348,10 +401,12 @@ class AsyncReplayStream(AsyncStream):
 
     @property
     def response(self) -> Response:
-        assert self._response is not None
-        return self._response
+        return self._response or self._source
 
     async def get_response(self) -> Response:
+        if self._response is None:
+            async for _ in self._iterator:
+                pass
         return self.response
 
     async def close(self) -> None:

@@ -13,6 +13,8 @@ Pure translation, no I/O. How callm's types map onto the wire:
 - ``response_format`` json_schema becomes native structured output,
   ``output_config: {"format": {"type": "json_schema", "schema": …}}`` (generally available: no
   beta header). Anthropic has no schema-less JSON mode, so ``json_object`` is refused.
+  Constraints its decoder lacks (``minimum``, ``maxLength`` …) move into the description
+  (:func:`to_anthropic_schema`).
 - Thinking comes back as :class:`Reasoning` (``signature`` kept; redacted thinking keeps its
   payload in ``data``) and goes back unchanged. Reasoning from another protocol (no signature)
   cannot be verified by Anthropic and is left out of the request.
@@ -57,6 +59,7 @@ from .._types import (
     ToolCall,
     ToolResult,
 )
+from ._anthropic_schema import to_anthropic_schema
 from ._anthropic_stream import (
     FINISH_REASONS,
     PROTOCOL,
@@ -435,7 +438,7 @@ def encode_response_format(fmt: Mapping[str, Any]) -> dict[str, Any] | None:
     schema = (nested if isinstance(nested, Mapping) else fmt).get("schema")
     if not isinstance(schema, Mapping):
         raise InvalidRequestError("a json_schema response_format needs a 'schema' object")
-    return {"type": "json_schema", "schema": dict(schema)}
+    return {"type": "json_schema", "schema": to_anthropic_schema(schema)}
 
 
 # --- decoding ---------------------------------------------------------------------------
