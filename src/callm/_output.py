@@ -122,11 +122,15 @@ _NOT_AN_OUTPUT = (
 
 def response_format(params: CallParams) -> dict[str, Any]:
     """The response format of a call with ``output=``; refuses a second format beside it."""
+    return _checked_spec(params).response_format
+
+
+def _checked_spec(params: CallParams) -> OutputSpec:
     if params.get("response_format") is not None:
         raise InvalidRequestError(
             "give output= or response_format=, not both (output= builds the response format)"
         )
-    return output_spec(params["output"]).response_format
+    return output_spec(params["output"])
 
 
 # --- Python types, through pydantic -----------------------------------------------------------
@@ -393,9 +397,10 @@ def give_up(response: Response, errors: list[str], attempts: int) -> StructuredO
 
 def _plan(params: CallParams) -> tuple[OutputSpec, int, dict[str, Any]]:
     """The spec, the re-ask budget and the plain call parameters of a structured call."""
+    spec = _checked_spec(params)
     inner: dict[str, Any] = dict(params)
-    inner["response_format"] = response_format(params)
-    spec = output_spec(inner.pop("output"))
+    del inner["output"]
+    inner["response_format"] = spec.response_format
     retries = inner.pop("output_retries", DEFAULT_OUTPUT_RETRIES)
     if retries < 0:
         raise InvalidRequestError("output_retries must be 0 or more")
