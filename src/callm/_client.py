@@ -587,7 +587,13 @@ class Client(_ClientBase):
     def conversation(
         self, model: str | None = None, *, system: str | None = None, **options: Any
     ) -> Conversation:
-        """A conversation that keeps its history, fitted to the context window."""
+        """A conversation that keeps its history, fitted to the model's context window.
+
+        ``conv.send("hi")`` / ``conv.stream("hi")`` send the history with each message;
+        ``id=`` resumes a stored conversation. Options: ``id``, ``strategy``
+        (``"drop_oldest"`` | ``"summarize"``), ``context_window``, ``max_output_tokens``,
+        ``summary_model``, ``persist``, and call defaults (see :class:`callm.Conversation`).
+        """
         from ._conversation import Conversation
 
         return Conversation(self, model, system=system, **options)
@@ -795,7 +801,7 @@ class AsyncClient(_ClientBase):
     def conversation(
         self, model: str | None = None, *, system: str | None = None, **options: Any
     ) -> AsyncConversation:
-        """An async conversation that keeps its history; see AsyncConversation."""
+        """An async conversation: ``await conv.send("hi")``; see :meth:`Client.conversation`."""
         from ._conversation import AsyncConversation
 
         return AsyncConversation(self, model, system=system, **options)

@@ -83,7 +83,39 @@ def m004_indexes(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX cache_expires ON cache (expires_at)")
 
 
-MIGRATIONS: list[Migration] = [m001_calls, m002_spend, m003_cache, m004_indexes]
+def m005_conversations(db: sqlite3.Connection) -> None:
+    """Conversations (``Client.conversation``): one row each, and their messages in order."""
+    db.execute(
+        """
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            created TEXT NOT NULL,              -- UTC ISO 8601
+            updated TEXT NOT NULL,
+            model TEXT,                         -- as given; NULL = the default model
+            system TEXT,
+            options TEXT NOT NULL DEFAULT '{}', -- JSON: strategy, window, call defaults
+            summary TEXT,                       -- the summary of the oldest messages …
+            summary_covers INTEGER NOT NULL DEFAULT 0,  -- … of this many of them
+            usage TEXT NOT NULL DEFAULT '{}',   -- JSON: summed token counts
+            cost TEXT                           -- exact Decimal USD as text; NULL = unknown
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE conversation_messages (
+            conversation_id TEXT NOT NULL,
+            position INTEGER NOT NULL,          -- 0, 1, 2 … in the history
+            time TEXT NOT NULL,
+            message TEXT NOT NULL,              -- JSON (callm._store.message_json), keys masked
+            PRIMARY KEY (conversation_id, position)
+        )
+        """
+    )
+    db.execute("CREATE INDEX conversations_updated ON conversations (updated)")
+
+
+MIGRATIONS: list[Migration] = [m001_calls, m002_spend, m003_cache, m004_indexes, m005_conversations]
 
 
 def applied(db: sqlite3.Connection) -> list[str]:

@@ -1,0 +1,223 @@
+"""Conversations in the store: a header row each and their messages, appended as they happen.
+
+Messages are kept whole — images and documents included, since resuming a conversation
+sends them again — but never a key: every string except binary payloads (``data:`` URLs,
+reasoning signatures and encrypted content) has key-shaped text masked as ``***`` before it
+is written. Base64 payloads are not redacted here, unlike the call log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from .._types import (
+    Document,
+    Image,
+    Message,
+    Part,
+    RawPart,
+    Reasoning,
+    Refusal,
+    Text,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
+from ._db import iso_time
+from ._record import message_json
+from ._redact import (
+    _BEARER,
+    _KEY_PARAM,
+    _KEY_SHAPES,
+    _SECRET_ASSIGNMENT,
+    REDACTED,
+    _assignment_redacted,
+)
+
+if TYPE_CHECKING:
+    from ._db import Store
+
+_PART_TYPES: Mapping[str, type[Any]] = {
+    "text": Text,
+    "image": Image,
+    "document": Document,
+    "tool_call": ToolCall,
+    "tool_result": ToolResult,
+    "reasoning": Reasoning,
+    "refusal": Refusal,
+    "raw": RawPart,
+}
+# Fields holding opaque binary payloads: masking "keys" inside them would corrupt them.
+_PAYLOAD_FIELDS = frozenset({"signature", "data", "encrypted_content", "thought_signature"})
+_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+
+
+@dataclass(frozen=True, slots=True)
+class StoredConversation:
+    """A conversation as stored: its settings, summary, running totals and history."""
+
+    id: str
+    model: str | None
+    system: str | None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    summary: str | None = None
+    summary_covers: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost: Decimal | None = None
+    messages: tuple[Message, ...] = ()
+    created: datetime | None = None
+    updated: datetime | None = None
+
+
+def save_conversation(store: Store, conv: StoredConversation, new: Sequence[Message]) -> None:
+    """Write ``conv``'s header and append ``new``, its latest messages, in one transaction.
+
+    ``conv.messages`` is the whole history, ``new`` included (its last ``len(new)``).
+    """
+    now = iso_time(datetime.now(UTC))
+    first = len(conv.messages) - len(new)
+    rows = [(conv.id, first + i, now, _encode(_masked_message(m))) for i, m in enumerate(new)]
+    with store._write() as db:
+        db.execute(
+            "INSERT INTO conversations (id, created, updated, model, system, options, summary, "
+            "summary_covers, usage, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET updated = excluded.updated, model = excluded.model, "
+            "system = excluded.system, options = excluded.options, summary = excluded.summary, "
+            "summary_covers = excluded.summary_covers, usage = excluded.usage, "
+            "cost = excluded.cost",
+            (
+                conv.id,
+                now,
+                now,
+                conv.model,
+                _mask(conv.system),
+                _encode(conv.options),
+                _mask(conv.summary),
+                conv.summary_covers,
+                _encode({name: getattr(conv.usage, name) for name in _USAGE_FIELDS}),
+                None if conv.cost is None else str(conv.cost),
+            ),
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO conversation_messages (conversation_id, position, time, "
+            "message) VALUES (?, ?, ?, ?)",
+            rows,
+        )
+
+
+def load_conversation(store: Store, conversation_id: str) -> StoredConversation | None:
+    """The stored conversation ``conversation_id``, or None when there is none."""
+    rows = store._read(
+        "SELECT id, model, system, options, summary, summary_covers, usage, cost, created, "
+        "updated FROM conversations WHERE id = ?",
+        (conversation_id,),
+    )
+    if not rows:
+        return None
+    id_, model, system, options, summary, covers, usage, cost, created, updated = rows[0]
+    messages = store._read(
+        "SELECT message FROM conversation_messages WHERE conversation_id = ? ORDER BY position",
+        (conversation_id,),
+    )
+    return StoredConversation(
+        id=id_,
+        model=model,
+        system=system,
+        options=json.loads(options),
+        summary=summary,
+        summary_covers=covers,
+        usage=Usage(**json.loads(usage)),
+        cost=None if cost is None else Decimal(cost),
+        messages=tuple(message_from_json(json.loads(m)) for (m,) in messages),
+        created=datetime.fromisoformat(created),
+        updated=datetime.fromisoformat(updated),
+    )
+
+
+def recent_conversations(store: Store, limit: int = 20) -> list[StoredConversation]:
+    """The latest ``limit`` conversations, most recently updated first (without messages)."""
+    rows = store._read(
+        "SELECT id, model, system, created, updated FROM conversations "
+        "ORDER BY updated DESC, rowid DESC LIMIT ?",
+        (limit,),
+    )
+    return [
+        StoredConversation(
+            id=id_,
+            model=model,
+            system=system,
+            created=datetime.fromisoformat(created),
+            updated=datetime.fromisoformat(updated),
+        )
+        for id_, model, system, created, updated in rows
+    ]
+
+
+# -- messages from their JSON form -------------------------------------------------------------
+
+
+def message_from_json(data: Mapping[str, Any]) -> Message:
+    """The reverse of :func:`callm._store.message_json`: a Message from its plain dict."""
+    return Message(
+        data["role"],
+        tuple(part_from_json(p) for p in data.get("content", ())),
+        data.get("name"),
+        bool(data.get("cache", False)),
+    )
+
+
+def part_from_json(data: Mapping[str, Any]) -> Part:
+    """The reverse of :func:`callm._store.part_json` (unset fields take their defaults)."""
+    cls = _PART_TYPES.get(data.get("kind", ""))
+    if cls is None:
+        raise ValueError(f"unknown message part kind {data.get('kind')!r} in the store")
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name in data:
+            values[f.name] = data[f.name]
+        elif f.default is MISSING and f.default_factory is MISSING:
+            # part_json leaves out empty values: "" for text, {} for a mapping.
+            values[f.name] = {} if f.name in ("arguments", "data") else ""
+    part: Part = cls(**values)
+    return part
+
+
+# -- masking keys, and only keys ---------------------------------------------------------------
+
+
+def _masked_message(message: Message) -> Any:
+    return _masked(message_json(message))
+
+
+def _masked(value: Any, name: str = "") -> Any:
+    if isinstance(value, str):
+        if name in _PAYLOAD_FIELDS or value.startswith("data:"):
+            return value
+        return _mask(value)
+    if isinstance(value, Mapping):
+        return {k: _masked(v, k) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _mask(text: str | None) -> str | None:
+    """``text`` with key-shaped strings masked (the key rules of callm._store.redact_text)."""
+    if not text:
+        return text
+    text = _SECRET_ASSIGNMENT.sub(_assignment_redacted, text)
+    text = _BEARER.sub(rf"\1\2{REDACTED}", text)
+    text = _KEY_PARAM.sub(rf"\1{REDACTED}", text)
+    return _KEY_SHAPES.sub(REDACTED, text)
