@@ -38,6 +38,8 @@ DATA_FILES: Mapping[str, tuple[str, str]] = {
         "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
     ),
 }
+# Every chat model on those encodings is named so; others skip importing tiktoken (~100 ms).
+_OPENAI_PREFIXES = ("gpt-", "chatgpt-", "ft:gpt-", "o1", "o3", "o4")
 # Families newer than the oldest supported tiktoken knows; tiktoken's own table comes first.
 _NEWER_PREFIXES = ("gpt-5", "gpt-4.1", "gpt-4.5", "o3", "o4-mini")
 
@@ -53,6 +55,8 @@ def encoding_name(model: str) -> str | None:
     None for a model tiktoken does not know, one whose chat framing is unknown, or when
     tiktoken is not installed.
     """
+    if not model.startswith(_OPENAI_PREFIXES):
+        return None
     try:
         from tiktoken.model import encoding_name_for_model
     except ImportError:
