@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ._errors import InvalidRequestError
@@ -18,6 +20,7 @@ from ._types import (
     Tool,
     ToolCall,
     ToolResult,
+    attachment,
 )
 
 MessagesInput = str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
@@ -84,29 +87,84 @@ def _content_parts(content: Any) -> list[Part]:
         return [Text(content)]
     if isinstance(content, Text | Image | Document):
         return [content]
+    if isinstance(content, os.PathLike):
+        return [attachment(content)]
     if not isinstance(content, Sequence):
         raise InvalidRequestError(f"message content must be text or a list of parts: {content!r}")
     return [_part(p) for p in content]
 
 
 def _part(part: Any) -> Part:
-    if isinstance(
-        part, Text | Image | Document | ToolCall | ToolResult | Reasoning | Refusal | RawPart
-    ):
+    if isinstance(part, _PART_TYPES):
         return part
     if isinstance(part, str):
         return Text(part)
+    if isinstance(part, os.PathLike):  # a Path: an Image or a Document by its media type
+        return attachment(part)
     kind = part.get("type") if isinstance(part, Mapping) else None
-    if kind == "text":
+    if kind in ("text", "input_text"):
         return Text(part["text"])
-    if kind == "image_url":
-        image = part["image_url"]
-        url = image if isinstance(image, str) else image["url"]
-        detail = None if isinstance(image, str) else image.get("detail")
-        return Image(url, detail)
+    if kind in ("image_url", "input_image", "image"):
+        return _image_part(part)
+    if kind in ("file", "input_file", "document"):
+        return _file_part(part)
     raise InvalidRequestError(
-        f"unsupported content part {kind!r}: use text or image_url parts, or callm types"
+        f"unsupported content part {kind!r}: use text, image or file parts, a pathlib.Path, "
+        "or callm types"
     )
+
+
+def _image_part(part: Mapping[str, Any]) -> Image:
+    """OpenAI's ``image_url`` / ``input_image`` parts, or callm's ``{"type": "image", …}``
+    with one of ``path``, ``url`` or ``data`` (bytes)."""
+    image: Any = part.get("image_url")
+    detail = part.get("detail")
+    if isinstance(image, Mapping):
+        image, detail = image.get("url"), image.get("detail", detail)
+    if isinstance(image, str):
+        return Image(image, detail)
+    if part.get("path") is not None:
+        return Image.from_path(part["path"], detail)
+    if part.get("url") is not None:
+        return Image.from_url(part["url"], detail)
+    if isinstance(part.get("data"), bytes):
+        return Image.from_bytes(part["data"], part.get("media_type"), detail=detail)
+    raise InvalidRequestError(f"an image part needs a path, url or data: {_shown(part)}")
+
+
+def _file_part(part: Mapping[str, Any]) -> Image | Document:
+    """OpenAI's ``file`` / ``input_file`` parts (inline ``file_data`` or ``file_url``), or
+    callm's ``{"type": "file", …}`` with one of ``path``, ``url`` or ``data`` (bytes)."""
+    inner = part.get("file")
+    spec: Mapping[str, Any] = inner if isinstance(inner, Mapping) else part
+    title = spec.get("filename") or part.get("title")
+    if isinstance(spec.get("file_data"), str):
+        data_url = spec["file_data"]
+        return Document(data_url, _data_url_type(data_url), title)
+    if isinstance(spec.get("file_url"), str):
+        return Document.from_url(spec["file_url"], title=title)
+    if part.get("path") is not None:
+        found = attachment(part["path"])
+        return found if title is None or isinstance(found, Image) else replace(found, title=title)
+    if part.get("url") is not None:
+        return Document.from_url(part["url"], part.get("media_type"), title)
+    if isinstance(part.get("data"), bytes):
+        return Document.from_bytes(part["data"], part.get("media_type"), title=title)
+    raise InvalidRequestError(
+        f"a file part needs a path, url, data or file_data (uploaded file ids are not "
+        f"supported): {_shown(part)}"
+    )
+
+
+def _data_url_type(url: str) -> str | None:
+    if not url.startswith("data:"):
+        return None
+    return url[5:].split(",", 1)[0].split(";", 1)[0] or None
+
+
+def _shown(part: Mapping[str, Any]) -> str:
+    # Never echo a base64 payload into an error message.
+    return repr({k: (v if len(repr(v)) < 80 else "…") for k, v in part.items()})
 
 
 def _tool_calls(calls: Sequence[Any]) -> list[Part]:

@@ -14,7 +14,13 @@ from typing import Any, Literal
 from ._endpoint import Endpoint
 from ._errors import ConfigurationError
 from .providers import PROTOCOL_MODULES
-from .providers.openai_chat import LEGACY_MAX_TOKENS, NO_STREAM_OPTIONS, RANDOM_SEED, SHORT_TOOL_IDS
+from .providers.openai_chat import (
+    LEGACY_MAX_TOKENS,
+    NO_STREAM_OPTIONS,
+    PROMPT_CACHE_KEY,
+    RANDOM_SEED,
+    SHORT_TOOL_IDS,
+)
 
 PROTOCOLS = tuple(PROTOCOL_MODULES)
 # auth style -> (header name, value prefix)
@@ -54,6 +60,8 @@ class ProviderSpec:
 
 
 _COMPAT = frozenset({LEGACY_MAX_TOKENS})
+# OpenAI's own servers take prompt_cache_key; other compatible servers may refuse it.
+_OPENAI = frozenset({PROMPT_CACHE_KEY})
 
 BUILTIN: Mapping[str, ProviderSpec] = {
     spec.name: spec
@@ -63,6 +71,7 @@ BUILTIN: Mapping[str, ProviderSpec] = {
             "https://api.openai.com/v1",
             api_key_env=("OPENAI_API_KEY",),
             base_url_env="OPENAI_BASE_URL",
+            quirks=_OPENAI,
             default_model="gpt-4o-mini",
         ),
         ProviderSpec(
@@ -71,6 +80,7 @@ BUILTIN: Mapping[str, ProviderSpec] = {
             protocol="openai_responses",
             api_key_env=("OPENAI_API_KEY",),
             base_url_env="OPENAI_BASE_URL",
+            quirks=_OPENAI,
             key_provider="openai",
         ),
         ProviderSpec(
@@ -98,6 +108,7 @@ BUILTIN: Mapping[str, ProviderSpec] = {
             api_key_env=("AZURE_OPENAI_API_KEY",),
             base_url_env="AZURE_OPENAI_ENDPOINT",
             auth="api-key",
+            quirks=_OPENAI,
         ),
         ProviderSpec(
             "ollama",

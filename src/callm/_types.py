@@ -6,6 +6,7 @@ events a ``type`` discriminator so code can ``match`` on them exhaustively.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -29,19 +30,40 @@ class Text:
 
 @dataclass(frozen=True, slots=True)
 class Image:
-    """An image given by URL: ``https://…`` or a ``data:`` URL (see :meth:`from_bytes`)."""
+    """An image given by URL: ``https://…``, a provider file URI, or a base64 ``data:`` URL.
+
+    Build one with :meth:`from_path`, :meth:`from_url` or :meth:`from_bytes`; a
+    ``pathlib.Path`` in a user message becomes one too.
+    """
 
     url: str
     detail: Literal["auto", "low", "high"] | None = None
     kind: Literal["image"] = "image"
 
     @classmethod
-    def from_bytes(cls, data: bytes, media_type: str = "image/png", **kw: Any) -> Image:
-        """Build an image part from raw bytes, sent inline as a base64 ``data:`` URL."""
-        import base64
+    def from_bytes(cls, data: bytes, media_type: str | None = None, **kw: Any) -> Image:
+        """An image sent inline as a base64 ``data:`` URL; the type is read from the bytes
+        (PNG, JPEG, GIF, WebP) unless ``media_type`` is given."""
+        from ._media import image_type
 
-        encoded = base64.b64encode(data).decode("ascii")
-        return cls(url=f"data:{media_type};base64,{encoded}", **kw)
+        return cls(url=_data_url(data, image_type(data, media_type, "the image bytes")), **kw)
+
+    @classmethod
+    def from_path(
+        cls, path: str | os.PathLike[str], detail: Literal["auto", "low", "high"] | None = None
+    ) -> Image:
+        """An image file, sent inline; its type comes from its bytes, else its suffix."""
+        from ._media import read_file, supported_image
+
+        data, media_type = read_file(path)
+        return cls(_data_url(data, supported_image(media_type, repr(str(path)))), detail)
+
+    @classmethod
+    def from_url(cls, url: str, detail: Literal["auto", "low", "high"] | None = None) -> Image:
+        """An image the provider fetches itself (``https://…``, ``gs://…``, a file URI)."""
+        from ._media import check_url
+
+        return cls(check_url(url, "Image"), detail)
 
     def __repr__(self) -> str:
         # Inline images are large base64 blobs: never dump them into logs or reprs.
@@ -51,7 +73,11 @@ class Image:
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """A document (a PDF, a text file …) given by URL or as a ``data:`` URL (:meth:`from_bytes`)."""
+    """A document (a PDF, a text file …) given by URL or as a base64 ``data:`` URL.
+
+    Build one with :meth:`from_path`, :meth:`from_url` or :meth:`from_bytes`; a
+    ``pathlib.Path`` to a non-image file in a user message becomes one too.
+    """
 
     url: str
     media_type: str | None = None
@@ -59,16 +85,55 @@ class Document:
     kind: Literal["document"] = "document"
 
     @classmethod
-    def from_bytes(cls, data: bytes, media_type: str = "application/pdf", **kw: Any) -> Document:
-        """Build a document part from raw bytes, sent inline as a base64 ``data:`` URL."""
-        import base64
+    def from_bytes(cls, data: bytes, media_type: str | None = None, **kw: Any) -> Document:
+        """A document sent inline as a base64 ``data:`` URL; without ``media_type`` the
+        bytes decide (a PDF by its header, else UTF-8 text as ``text/plain``)."""
+        from ._media import document_type
 
-        encoded = base64.b64encode(data).decode("ascii")
-        return cls(url=f"data:{media_type};base64,{encoded}", media_type=media_type, **kw)
+        media_type = document_type(data, media_type, "the document bytes")
+        return cls(url=_data_url(data, media_type), media_type=media_type, **kw)
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str], title: str | None = None) -> Document:
+        """A file sent inline; its type comes from its bytes, else its suffix. The file
+        name is the title (OpenAI needs a file name; Anthropic shows it to the model)."""
+        from ._media import read_file
+
+        data, media_type = read_file(path)
+        name = title if title is not None else os.path.basename(os.fspath(path))
+        return cls(_data_url(data, media_type), media_type, name)
+
+    @classmethod
+    def from_url(
+        cls, url: str, media_type: str | None = None, title: str | None = None
+    ) -> Document:
+        """A document the provider fetches itself; the type is guessed from the URL's
+        suffix when not given (Gemini needs one)."""
+        from ._media import check_url, guess_from_name
+
+        check_url(url, "Document")
+        return cls(url, media_type or guess_from_name(url), title)
 
     def __repr__(self) -> str:
         shown = self.url if not self.url.startswith("data:") else self.url[:40] + "…"
         return f"Document(url={shown!r}, media_type={self.media_type!r}, title={self.title!r})"
+
+
+def _data_url(data: bytes, media_type: str) -> str:
+    import base64
+
+    return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def attachment(path: str | os.PathLike[str]) -> Image | Document:
+    """A file as the part that fits it: an :class:`Image` for an image, else a
+    :class:`Document`."""
+    from ._media import read_file, supported_image
+
+    data, media_type = read_file(path)
+    if media_type.startswith("image/"):
+        return Image(_data_url(data, supported_image(media_type, repr(str(path)))))
+    return Document(_data_url(data, media_type), media_type, os.path.basename(os.fspath(path)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +224,8 @@ class Message:
         return cls("system", (Text(text),))
 
     @classmethod
-    def user(cls, *content: str | Part) -> Message:
+    def user(cls, *content: str | Part | os.PathLike[str]) -> Message:
+        """A user message; a ``pathlib.Path`` becomes an Image or Document by its type."""
         return cls("user", _parts(content))
 
     @classmethod
@@ -176,8 +242,12 @@ class Message:
         return "".join(p.text for p in self.content if isinstance(p, Text))
 
 
-def _parts(content: tuple[str | Part, ...]) -> tuple[Part, ...]:
-    return tuple(Text(c) if isinstance(c, str) else c for c in content)
+def _parts(content: tuple[str | Part | os.PathLike[str], ...]) -> tuple[Part, ...]:
+    # A string is always text, never a file name: only a Path (os.PathLike) is read.
+    return tuple(
+        Text(c) if isinstance(c, str) else attachment(c) if isinstance(c, os.PathLike) else c
+        for c in content
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from typing import Any
 from .._endpoint import Endpoint
 from .._errors import APIResponseError
 from .._http import HttpResponse
-from .._types import FinishReason, Part, Reasoning, Refusal, Text, ToolCall, Usage
+from .._types import FinishReason, Part, Reasoning, Refusal, Request, Text, ToolCall, Usage
 from ._errors import request_id_of
 
 FINISH_REASONS: Mapping[str, FinishReason] = {
@@ -32,6 +32,11 @@ FINISH_REASONS: Mapping[str, FinishReason] = {
     "refusal": "refusal",
     "error": "error",
 }
+
+# Quirk flag: the server takes ``prompt_cache_key`` (OpenAI and Azure do; other
+# OpenAI-compatible servers may refuse an unknown field, so it is opt-in).
+PROMPT_CACHE_KEY = "prompt_cache_key"
+_CACHE_TTLS = ("5m", "1h")  # Anthropic's TTL spellings of cache=: no key of their own
 
 dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _loads = json.loads
@@ -121,3 +126,34 @@ def decode_usage(data: Mapping[str, Any]) -> Usage:
         cache_write_tokens=prompt_details.get("cache_write_tokens") or 0,
         reasoning_tokens=completion_details.get("reasoning_tokens") or 0,
     )
+
+
+def prompt_cache_key(request: Request, quirks: frozenset[str]) -> str | None:
+    """The ``prompt_cache_key`` for ``request.cache``: a string as given, ``True`` a key
+    derived from the stable prefix (model, leading system prompt, tools), so requests that
+    share that prefix are routed to the same cache; None where the server takes no key."""
+    cache = request.cache
+    if not cache or PROMPT_CACHE_KEY not in quirks:
+        return None
+    if isinstance(cache, str) and cache not in _CACHE_TTLS:
+        return cache
+    import hashlib
+
+    material = _sorted_dumps([request.model, _leading_system(request), _tool_specs(request)])
+    return "callm-" + hashlib.sha256(material.encode()).hexdigest()[:24]
+
+
+_sorted_dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+
+
+def _leading_system(request: Request) -> list[str]:
+    texts = []
+    for message in request.messages:
+        if message.role not in ("system", "developer"):
+            break
+        texts.append(message.text)
+    return texts
+
+
+def _tool_specs(request: Request) -> list[Any]:
+    return [[t.name, t.description, t.parameters] for t in request.tools]

@@ -7,6 +7,13 @@ Pure translation, no I/O. How callm's types map onto the wire:
   top-level ``system`` array of text blocks.
 - ``Message.cache=True`` puts ``cache_control: {"type": "ephemeral"}`` on the last block that
   message produced (system, user, assistant or tool alike).
+- ``Request.cache`` (``cache=True`` or a key string) places breakpoints itself, by
+  :func:`place_cache_breakpoints`: on the last block before the newest user turn (the
+  conversation so far), on the last system block and on the last tool definition, in that
+  order of preference, never past Anthropic's limit of four marks; the caller's own
+  ``Message(cache=True)`` marks count first and always stay. ``cache="1h"`` (or ``"5m"``)
+  sets that ``ttl`` on every mark. A key string means nothing to Anthropic: it caches by
+  prefix.
 - Consecutive ``tool`` messages become one ``user`` turn of ``tool_result`` blocks.
 - ``max_tokens`` is required by Anthropic: when the caller gives none, :func:`default_max_tokens`
   picks one by model family (raised to fit a ``thinking`` budget given in ``extra_body``).
@@ -43,6 +50,7 @@ from typing import Any, assert_never
 from .._endpoint import Endpoint
 from .._errors import APIError, APIResponseError, ContextWindowExceededError, InvalidRequestError
 from .._http import HttpRequest, HttpResponse
+from .._media import PDF, is_text
 from .._types import (
     Document,
     Image,
@@ -114,6 +122,9 @@ _NOT_COUNTED = (
 # Anthropic-specific phrasings of "the prompt does not fit" beyond the shared markers.
 _CONTEXT_MARKERS = ("prompt is too long", "exceed context limit", "context window")
 _EPHEMERAL = {"type": "ephemeral"}
+MAX_CACHE_BREAKPOINTS = 4  # Anthropic refuses a request with more cache_control marks
+CACHE_TTLS = ("5m", "1h")  # cache= values read as a time to live rather than a key
+_UNCACHEABLE = ("thinking", "redacted_thinking")  # blocks that may not carry cache_control
 _BASE64_MARK = ";base64,"
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -175,10 +186,71 @@ def encode_body(request: Request) -> dict[str, Any]:
         output_format = encode_response_format(request.response_format)
         if output_format is not None:
             body["output_config"] = {"format": output_format}
+    if request.cache:
+        place_cache_breakpoints(body, request.cache)
     if request.stream:
         body["stream"] = True
     body.update(request.extra_body)
     return body
+
+
+def place_cache_breakpoints(body: dict[str, Any], cache: bool | str) -> None:
+    """``cache=``: mark the stable prefix of the conversation, the system prompt and the tool
+    definitions, in that order of preference, within Anthropic's four-breakpoint limit.
+
+    The caller's own ``Message(cache=True)`` marks are kept and count first. A ``"1h"`` or
+    ``"5m"`` value is the cache's time to live and is set on every mark, the caller's too
+    (Anthropic refuses a longer-lived mark after a shorter-lived one).
+    """
+    control = cache_control(cache)
+    marked = [block for block in _blocks(body) if "cache_control" in block]
+    if len(marked) > MAX_CACHE_BREAKPOINTS:
+        raise InvalidRequestError(
+            f"Anthropic takes at most {MAX_CACHE_BREAKPOINTS} cache breakpoints and "
+            f"{len(marked)} messages have cache=True: mark fewer"
+        )
+    if "ttl" in control:
+        for block in marked:
+            block["cache_control"] = dict(control)
+    for candidate in _breakpoint_candidates(body):
+        if len(marked) == MAX_CACHE_BREAKPOINTS:
+            break
+        if candidate is not None and "cache_control" not in candidate:
+            candidate["cache_control"] = dict(control)
+            marked.append(candidate)
+
+
+def cache_control(cache: bool | str) -> dict[str, Any]:
+    """The ``cache_control`` object for a ``cache=`` value: ephemeral, with its TTL if one."""
+    if isinstance(cache, str) and cache in CACHE_TTLS:
+        return {**_EPHEMERAL, "ttl": cache}
+    return dict(_EPHEMERAL)
+
+
+def _blocks(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every block of the prefix that may carry ``cache_control``, in prefix order."""
+    blocks: list[dict[str, Any]] = list(body.get("tools") or ())
+    blocks.extend(body.get("system") or ())
+    for message in body["messages"]:
+        blocks.extend(message["content"])
+    return blocks
+
+
+def _breakpoint_candidates(body: Mapping[str, Any]) -> list[dict[str, Any] | None]:
+    tools = body.get("tools") or [None]
+    system = body.get("system") or [None]
+    return [_conversation_breakpoint(body["messages"]), system[-1], tools[-1]]
+
+
+def _conversation_breakpoint(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The last block before the newest user turn: what this call writes to the cache is
+    what the next turn of the conversation reads back."""
+    newest = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=0)
+    for message in reversed(messages[:newest]):
+        for block in reversed(message["content"]):
+            if block.get("type") not in _UNCACHEABLE:
+                return block  # type: ignore[no-any-return]
+    return None
 
 
 def default_max_tokens(model: str) -> int:
@@ -368,14 +440,18 @@ def encode_document(document: Document) -> dict[str, Any]:
     if url.startswith("data:"):
         media_type, data = _split_data_url(url, "document")
         media_type = document.media_type or media_type
-        if media_type.startswith("text/"):
+        if is_text(media_type):
             try:
                 text = base64.b64decode(data, validate=True).decode("utf-8", "replace")
             except binascii.Error:
                 raise InvalidRequestError("the document's data: URL is not valid base64") from None
             source: dict[str, Any] = {"type": "text", "media_type": "text/plain", "data": text}
-        else:
+        elif media_type == PDF:
             source = {"type": "base64", "media_type": media_type, "data": data}
+        else:
+            raise InvalidRequestError(
+                f"Anthropic takes PDF and plain-text documents only, not {media_type}"
+            )
     else:
         source = _source(url, "document")
     block: dict[str, Any] = {"type": "document", "source": source}

@@ -23,7 +23,10 @@ How callm's types map onto Gemini, and the choices made where they do not fit:
   sent back is byte-for-byte what Gemini produced. (``Reasoning.id`` / ``.data`` from
   other protocols have no Gemini slot and are not sent.)
 * Images and documents go inline (``inlineData``) from ``data:`` URLs, by reference
-  (``fileData``) otherwise (Files API, ``gs://`` or https URIs). ``Image.detail`` and
+  (``fileData{fileUri, mimeType}``) otherwise (Files API, ``gs://`` or https URIs). The
+  ``mimeType`` is the Document's ``media_type``, else guessed from the URL's suffix; a web
+  URL whose type cannot be known that way is refused before sending (Gemini needs it), except
+  Files API and YouTube URIs, which carry their own. ``Image.detail`` and
   ``Document.title`` have no Gemini field and are not sent.
 * Tool schemas and ``response_format`` schemas are sent as standard JSON Schema
   (``parametersJsonSchema`` / ``responseJsonSchema``, which Gemini 2.0 and later accept,
@@ -99,6 +102,8 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _TOOL_CHOICE_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 _MERGED_EXTRA_KEYS = ("generationConfig", "toolConfig")
 _MODELS_PAGE = "pageSize=1000"  # the API's maximum: one page holds every model
+# Hosts whose URIs Gemini resolves to a known media type (uploaded files, YouTube videos).
+_TYPED_HOSTS = frozenset({"generativelanguage.googleapis.com", "youtube.com", "youtu.be"})
 
 # --- encoding ---------------------------------------------------------------------------
 
@@ -377,13 +382,28 @@ def _media(url: str, media_type: str | None) -> dict[str, Any]:
             data = base64.b64encode(urllib.parse.unquote_to_bytes(data)).decode("ascii")
         return {"inlineData": {"mimeType": mime, "data": data}}
     file: dict[str, Any] = {"fileUri": url}
-    if media_type is None:
-        import mimetypes
-
-        media_type = mimetypes.guess_type(url.split("?", 1)[0])[0]
+    media_type = media_type or _guess_type(url)
     if media_type:
         file["mimeType"] = media_type
+    elif url.startswith(("http://", "https://")) and not _knows_its_type(url):
+        raise InvalidRequestError(
+            f"Gemini needs the media type of {url!r} and its name does not tell it: use a "
+            "URL ending in .png, .jpg, .pdf …, give Document.from_url(url, media_type=...), "
+            "or download it and send it inline (from_bytes / from_path)"
+        )
     return {"fileData": file}
+
+
+def _guess_type(url: str) -> str | None:
+    from .._media import guess_from_name
+
+    return guess_from_name(url)
+
+
+def _knows_its_type(url: str) -> bool:
+    """Files API URIs and YouTube links carry their own type; other web URLs do not."""
+    host = url.split("://", 1)[1].split("/", 1)[0].lower()
+    return host in _TYPED_HOSTS or host.endswith(".youtube.com")
 
 
 def _raw(part: RawPart) -> dict[str, Any] | None:

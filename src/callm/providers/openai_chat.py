@@ -5,6 +5,12 @@ Pure translation, no I/O: :func:`encode` turns a :class:`Request` into an
 :class:`Response`, and :class:`ChatStreamDecoder` turns SSE events into stream events.
 Every OpenAI-compatible provider (Azure, Ollama, Groq, Mistral …) goes through here; their
 deviations are switched by the endpoint's quirk flags.
+
+Prompt caching is automatic on OpenAI; ``cache=`` only adds ``prompt_cache_key`` (a string
+as given, ``True`` a key derived from the model, leading system prompt and tools), and only
+for endpoints with the :data:`PROMPT_CACHE_KEY` quirk (the built-in ``openai`` and ``azure``
+providers): other OpenAI-compatible servers may refuse the field, so it is left out there.
+Cached prompt tokens come back as ``usage.cached_input_tokens``.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from ._errors import decode_error, request_id_of
 from ._openai_chat_stream import ChatStreamDecoder
 from ._openai_common import (
     FINISH_REASONS,
+    PROMPT_CACHE_KEY,
     content_array_parts,
     decode_usage,
     dumps,
@@ -42,12 +49,14 @@ from ._openai_common import (
     normalise_finish,
     parse_json,
     parse_tool_call,
+    prompt_cache_key,
 )
 
 __all__ = [
     "FINISH_REASONS",
     "LEGACY_MAX_TOKENS",
     "NO_STREAM_OPTIONS",
+    "PROMPT_CACHE_KEY",
     "PROTOCOL",
     "RANDOM_SEED",
     "SHORT_TOOL_IDS",
@@ -105,6 +114,9 @@ def encode_body(endpoint: Endpoint, request: Request) -> dict[str, Any]:
         body["tool_choice"] = encode_tool_choice(request.tool_choice)
     if request.response_format is not None:
         body["response_format"] = encode_response_format(request.response_format)
+    cache_key = prompt_cache_key(request, quirks)
+    if cache_key is not None:
+        body["prompt_cache_key"] = cache_key
     if request.stream:
         body["stream"] = True
         if NO_STREAM_OPTIONS not in quirks:
@@ -229,14 +241,47 @@ def _encode_assistant(message: Message, short_ids: bool) -> dict[str, Any]:
 
 
 def _encode_document(document: Document) -> dict[str, Any]:
-    """Documents travel inline as ``file_data``; Chat Completions takes no document URLs."""
+    """A PDF travels inline as a ``file`` part; a text document as a text part (Chat
+    Completions takes no other files, and no document URLs)."""
+    from .._media import PDF, is_text
+
     if not document.url.startswith("data:"):
         raise InvalidRequestError(
-            "Chat Completions takes documents inline only: use Document.from_bytes(...)"
+            "Chat Completions takes documents inline only, not by URL: use "
+            "Document.from_path / from_bytes, or the openai-responses provider"
         )
-    file: dict[str, Any] = {"file_data": document.url}
-    file["filename"] = document.title or "document"
-    return {"type": "file", "file": file}
+    header, _, data = document.url.partition(",")
+    media_type = document.media_type or header[5:].split(";", 1)[0]
+    if media_type == PDF:
+        return {
+            "type": "file",
+            "file": {"file_data": document.url, "filename": _filename(document)},
+        }
+    if is_text(media_type):
+        return {"type": "text", "text": _data_text(header, data)}
+    raise InvalidRequestError(
+        f"Chat Completions takes PDF and text documents only, not {media_type}: use the "
+        "openai-responses provider for other files"
+    )
+
+
+def _filename(document: Document) -> str:
+    # OpenAI reads the file type from the name's extension as well as the data URL.
+    title = document.title or "document"
+    return title if title.lower().endswith(".pdf") else title + ".pdf"
+
+
+def _data_text(header: str, data: str) -> str:
+    import base64
+    import binascii
+    import urllib.parse
+
+    if ";base64" not in header:
+        return urllib.parse.unquote(data)
+    try:
+        return base64.b64decode(data, validate=True).decode("utf-8", "replace")
+    except binascii.Error:
+        raise InvalidRequestError("the document's data: URL is not valid base64") from None
 
 
 def _raw(part: RawPart) -> dict[str, Any]:

@@ -32,8 +32,11 @@ How callm's types map onto the wire, where a choice had to be made:
   assistant's (``/responses/compact`` output echoes user turns) is a ``RawPart`` too.
 - ``Message.name`` has no slot in Responses input items and is not sent.
 - ``user`` is sent as ``user``: the API still takes it and it serves both purposes that
-  ``safety_identifier`` and ``prompt_cache_key`` now split; pass either through
-  ``extra_body`` to use them. ``store`` (default true on the server) is the caller's, via
+  ``safety_identifier`` and ``prompt_cache_key`` now split. ``cache=`` sets
+  ``prompt_cache_key`` as Chat Completions does (a string as given, ``True`` a key derived
+  from the model, instructions and tools) on endpoints with the ``prompt_cache_key`` quirk
+  (the built-in ``openai-responses`` provider); ``safety_identifier`` goes through
+  ``extra_body``. ``store`` (default true on the server) is the caller's, via
   ``extra_body``.
 - The protocol has no ``stop``, ``seed``, ``top_k`` or ``n > 1``: such a request raises
   :class:`~callm.InvalidRequestError` rather than being sent without them.
@@ -69,6 +72,7 @@ from .._types import (
 )
 from . import openai_chat
 from ._errors import decode_error, request_id_of
+from ._openai_common import prompt_cache_key
 from .openai_chat import parse_json, parse_tool_call
 
 if TYPE_CHECKING:
@@ -93,7 +97,7 @@ _UNSUPPORTED = (
 
 def encode(endpoint: Endpoint, request: Request) -> HttpRequest:
     """Build the HTTP request for ``POST /responses`` (any ``endpoint.query`` kept)."""
-    body = encode_body(request)
+    body = encode_body(request, endpoint.quirks)
     return HttpRequest(
         "POST",
         # Responses is never deployment-scoped, even on classic Azure endpoints.
@@ -104,7 +108,7 @@ def encode(endpoint: Endpoint, request: Request) -> HttpRequest:
     )
 
 
-def encode_body(request: Request) -> dict[str, Any]:
+def encode_body(request: Request, quirks: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The JSON body of a Responses request, ``extra_body`` merged last."""
     _refuse_unsupported(request)
     instructions, items = encode_input(request.messages)
@@ -125,6 +129,9 @@ def encode_body(request: Request) -> dict[str, Any]:
         body["tool_choice"] = encode_tool_choice(request.tool_choice)
     if request.response_format is not None:
         body["text"] = {"format": encode_text_format(request.response_format)}
+    cache_key = prompt_cache_key(request, quirks)
+    if cache_key is not None:
+        body["prompt_cache_key"] = cache_key
     if request.stream:
         body["stream"] = True
     body.update(request.extra_body)
