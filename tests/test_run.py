@@ -355,7 +355,7 @@ async def test_arguments_are_converted_and_results_encoded(
 
     arguments = {"box": {"width": 3, "color": "green"}, "at": {"x": 1.5}, "tint": "red"}
     server.queue(Reply(tool_calls=[FakeToolCall("place", arguments)]))
-    r, _ = await run(mode, streamed, protocol, "go", tools=[place])
+    r, _ = await run(mode, streamed, protocol, "go", tools=[callm.tool(place, strict=True)])
     assert received == [Box(width=3, color=Color.GREEN), Point(1.5), Color.RED, ()]
     assert results(r.transcript[2])[0].content == '{"x":4.5,"y":0.0}'
     assert r.text == '[offline] Tool place returned: {"x":4.5,"y":0.0}'

@@ -253,6 +253,34 @@ def test_decorator_forms_and_overrides() -> None:
     )
 
 
+def test_strict_tools_get_a_strict_schema() -> None:
+    def f(where: Point, unit: Unit = Unit.CELSIUS, note: str | None = None) -> None:
+        pass
+
+    t = callm.tool(f, strict=True)
+    assert t.strict is True
+    assert t.parameters == obj(
+        {
+            "where": {"$ref": "#/$defs/Point"},
+            "unit": {"$ref": "#/$defs/Unit"},
+            "note": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        },
+        ["where", "unit", "note"],
+        **{
+            "$defs": {
+                "Point": obj({"x": {"type": "integer"}, "y": {"type": "integer"}}, ["x", "y"]),
+                "Unit": {"enum": ["celsius", "fahrenheit"], "type": "string"},
+            }
+        },
+    )
+
+    def g(weights: dict[str, float]) -> None:
+        pass
+
+    with pytest.raises(callm.InvalidRequestError, match="cannot be strict"):
+        callm.tool(g, strict=True)
+
+
 def test_keyword_only_and_positional_only_parameters() -> None:
     def f(a: int, /, b: int, *, c: int = 3) -> None:
         pass

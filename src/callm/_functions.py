@@ -66,6 +66,8 @@ def tool(
     """A :class:`callm.Tool` made from a function's signature, type hints and docstring.
 
     Use it as ``callm.tool(fn)``, ``@callm.tool`` or ``@callm.tool(name=…, strict=True)``.
+    ``strict=True`` asks the provider to hold the model to the schema (OpenAI's strict
+    subset: every parameter is then required, the defaulted ones included).
     Raises InvalidRequestError for a signature that cannot be a tool (``*args``,
     ``**kwargs``, a hint with no JSON Schema).
     """
@@ -93,10 +95,24 @@ def _make_tool(
     return Tool(
         name=tool_name,
         description=signature.description if description is None else description,
-        parameters=signature.schema,
+        parameters=_strict(signature.schema, tool_name) if strict else signature.schema,
         strict=strict,
         function=function,
     )
+
+
+def _strict(schema: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The schema in OpenAI's strict subset (the one structured output uses, see _output):
+    every property required — so the model fills in the defaulted ones too — and closed."""
+    from ._output import strict_schema
+
+    strict, possible = strict_schema(schema)
+    if not possible:
+        raise InvalidRequestError(
+            f"the tool {name!r} cannot be strict: a free-form map (dict[str, X]) has no "
+            "strict schema; drop strict=True or hint a model/TypedDict instead"
+        )
+    return strict
 
 
 @dataclass(frozen=True, slots=True)

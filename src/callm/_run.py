@@ -26,7 +26,6 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import (
     AsyncGenerator,
@@ -226,6 +225,8 @@ class _InEventLoopError(InvalidRequestError):
 
 def _run_awaitable(awaitable: Awaitable[Any], what: str) -> Any:
     """Run an awaitable to completion from sync code (its own event loop)."""
+    import asyncio  # here: `import callm` stays free of asyncio (and ssl)
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -289,6 +290,8 @@ def run_tools(
 async def _invoke_async(outcome: _Ready | ToolResult) -> ToolResult:
     if isinstance(outcome, ToolResult):
         return outcome
+    import asyncio
+
     function, args, kwargs = outcome.function, outcome.args, outcome.kwargs
     try:
         if inspect.iscoroutinefunction(function):
@@ -315,6 +318,8 @@ async def _results_async(
     loop: _Loop, calls: Sequence[ToolCall]
 ) -> list[tuple[ToolCall, ToolResult]]:
     """Approve the calls in order, then run them all at once; results in call order."""
+    import asyncio
+
     outcomes: list[_Ready | ToolResult] = []
     for call in calls:
         outcome = _prepare(loop, call)
