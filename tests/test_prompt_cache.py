@@ -174,6 +174,9 @@ async def test_openai_derived_key_follows_the_prefix(
     assert sent(server)["prompt_cache_key"] != first
     await ask(mode, streamed, model, HISTORY, cache=True)
     assert sent(server)["prompt_cache_key"] != first  # the tools are part of the prefix
+    # Anthropic's TTL spellings are not keys: OpenAI derives one as for True.
+    await ask(mode, streamed, model, HISTORY, tools=[LOOKUP], cache="1h")
+    assert sent(server)["prompt_cache_key"] == first
     assert first.startswith("callm-") and len(first) <= 64
 
 
