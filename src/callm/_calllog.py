@@ -22,7 +22,6 @@ import logging
 import os
 import queue
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -51,10 +50,6 @@ class _Flush:
 
 
 _STOP = object()
-# Between rows the writer sleeps this long, while fewer than _BACKLOG records wait: enough
-# for a caller waiting on the GIL to take it; a writer that falls behind runs flat out.
-_YIELD_S = 0.0001
-_BACKLOG = 500
 _live: weakref.WeakSet[CallLog] = weakref.WeakSet()
 # Stores opened before a fork, kept referenced in the child so their connections are
 # never closed there (SQLite connections must not be used across fork).
@@ -251,11 +246,6 @@ class _Writer:
             if len(batch) >= self.batch_size:
                 self._write(batch)
                 batch = []
-            elif not self.urgent and self.queue.qsize() < _BACKLOG:
-                # Let the callers have the GIL: a thread waiting for it otherwise waits
-                # out the interpreter's 5 ms switch interval while this one works through
-                # a batch; a short sleep after each row hands it over at once.
-                time.sleep(_YIELD_S)
 
     def _open_store(self) -> Store | None:
         # Opened on the first batch, and tried again on each later one after a failure.

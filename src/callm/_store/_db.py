@@ -281,7 +281,7 @@ def call_row(r: CallRecord) -> tuple[Any, ...]:
         r.model,
         redacted_json_text(r.request),
         None if r.response_text is None else redact_text(r.response_text),
-        redacted_json_text(r.tool_calls),
+        redacted_json_text(r.tool_calls) if r.tool_calls else "[]",
         r.finish_reason,
         r.input_tokens,
         r.output_tokens,
@@ -295,7 +295,7 @@ def call_row(r: CallRecord) -> tuple[Any, ...]:
         None if r.error is None else redact_text(r.error),
         r.request_id,
         r.conversation_id,
-        redacted_json_text(dict(r.tags)),
+        redacted_json_text(dict(r.tags)) if r.tags else "{}",
         int(r.streamed),
         int(r.cached),
     )
