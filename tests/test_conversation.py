@@ -324,3 +324,25 @@ async def test_tool_messages_and_responses_can_be_sent(
 async def test_an_unknown_strategy_is_refused(server: FakeOpenAIServer) -> None:
     with callm.Client() as client, pytest.raises(callm.InvalidRequestError, match="strategy"):
         client.conversation("openai/gpt-4o-mini", strategy="forget_all")
+
+
+async def test_a_store_that_fails_loses_no_reply_and_catches_up(
+    server: FakeOpenAIServer, isolated_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    with callm.Client() as client:
+        conv = client.conversation("openai/gpt-4o-mini")
+        conv.send("first")
+        # Break the store behind the client's back: the next save fails.
+        with sqlite3.connect(isolated_env / "callm.db") as db:
+            db.execute("ALTER TABLE conversation_messages RENAME TO hidden")
+        reply = conv.send("second")
+        assert reply.text.startswith('[offline] You said: "second')
+        assert "could not be saved" in caplog.text
+        with sqlite3.connect(isolated_env / "callm.db") as db:
+            db.execute("ALTER TABLE hidden RENAME TO conversation_messages")
+        conv.send("third")  # saves its own messages and the ones the failure left behind
+        conversation_id, history = conv.id, conv.messages
+    with callm.Client() as client:
+        assert client.conversation(id=conversation_id).messages == history

@@ -246,6 +246,10 @@ def test_decorator_forms_and_overrides() -> None:
     assert isinstance(plain, callm.Tool) and plain.name == "plain"
     assert plain.description == "Double it."
     assert plain.function is not None and plain.function(3) == 6
+    assert plain(4) == 8 and configured(x=5) == 5  # a decorated function stays callable
+    schema_only = callm.Tool("lookup", "Look it up.")
+    with pytest.raises(TypeError, match="has no function"):
+        schema_only()
     assert (configured.name, configured.description, configured.strict) == (
         "renamed",
         "Custom.",

@@ -33,6 +33,7 @@ same ``send()`` can simply be retried. Send one message at a time per conversati
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -45,6 +46,8 @@ from ._messages import to_message, to_tools
 from ._stream import AsyncStream, Stream
 from ._tokens import local_count
 from ._types import Message, Part, Request, Response, Text, Tool, ToolCall, ToolResult, Usage
+
+logger = logging.getLogger("callm")
 
 if TYPE_CHECKING:
     from ._client import AsyncClient, CallParams, Client, _ClientBase
@@ -124,6 +127,7 @@ class _Core:
     ) -> None:
         self.client = client
         self.persist = persist
+        self.unsaved: list[Message] = []  # messages a failed save left for the next one
         stored = self._load(id) if persist and id is not None else None
         options: Mapping[str, Any] = stored.options if stored is not None else {}
         self.resumed = stored is not None
@@ -292,9 +296,13 @@ class _Core:
         return load_conversation(self._store(), conversation_id)
 
     def _save(self, new: Sequence[Message]) -> None:
+        """Store the header and the new messages. A store that fails loses nothing: the
+        reply still reaches the caller, and the unsaved messages go with the next save."""
         if not self.persist:
             return
         from ._store._conversations import StoredConversation, save_conversation
+
+        new = [*self.unsaved, *new]
 
         options = {
             "strategy": self.strategy,
@@ -314,7 +322,17 @@ class _Core:
             self.cost,
             tuple(self.history),
         )
-        save_conversation(self._store(), stored, new)
+        try:
+            save_conversation(self._store(), stored, new)
+        except Exception:
+            self.unsaved = new
+            logger.warning(
+                "callm: conversation %s could not be saved; will retry with its next message",
+                self.id,
+                exc_info=True,
+            )
+        else:
+            self.unsaved = []
 
 
 # -- pure helpers --------------------------------------------------------------------------------

@@ -264,6 +264,12 @@ class Tool:
     # Client.run() calls it with the model's arguments.
     function: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function behind the tool, so ``@callm.tool`` leaves it callable."""
+        if self.function is None:
+            raise TypeError(f"tool {self.name!r} was given as a schema: it has no function")
+        return self.function(*args, **kwargs)
+
 
 @dataclass(frozen=True, slots=True)
 class Request:
