@@ -16,6 +16,7 @@ import pytest
 
 import callm
 import drive
+from callm._store import Store
 from callm.testing import FakeOpenAIServer, FakeToolCall, Fault, Reply
 
 KEY = "sk-conversation-fake-key"
@@ -346,3 +347,24 @@ async def test_a_store_that_fails_loses_no_reply_and_catches_up(
         conversation_id, history = conv.id, conv.messages
     with callm.Client() as client:
         assert client.conversation(id=conversation_id).messages == history
+
+
+@MODES
+async def test_the_call_log_knows_each_call_s_conversation(
+    server: FakeOpenAIServer, mode: str, isolated_env: Path
+) -> None:
+    async with opened(mode) as client:
+        conv = client.conversation("openai/gpt-4o-mini")
+        await say(conv, False, "one")
+        await say(conv, True, "two")
+        await drive_complete(client, "openai/gpt-4o-mini", "not in a conversation")
+    with Store(isolated_env / "callm.db") as store:
+        calls = store.recent_calls(10)
+    assert sorted(c.conversation_id or "-" for c in calls) == ["-", conv.id, conv.id]
+
+
+async def drive_complete(client: callm.Client | callm.AsyncClient, *args: Any) -> None:
+    if isinstance(client, callm.Client):
+        client.complete(*args)
+    else:
+        await client.complete(*args)

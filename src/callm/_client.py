@@ -91,6 +91,8 @@ class CallParams(TypedDict, total=False):
     tags: Mapping[str, str]
     log: bool
     response_cache: bool
+    # The conversation a call belongs to, kept in the call log (conversations set it).
+    conversation_id: str
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -237,7 +239,8 @@ class _ClientBase:
         pipeline = self.pipeline
         endpoint, request = self.build_request(model, messages, stream, params)
         name = f"{endpoint.provider}/{request.model}"
-        info = CallInfo(name, request, params.get("tags") or _EMPTY, stream)
+        tags = params.get("tags") or _EMPTY
+        info = CallInfo(name, request, tags, stream, params.get("conversation_id"))
         if pipeline.before_request:
             info = pipeline.hooks_before(info)
         if pipeline.budget is not None:

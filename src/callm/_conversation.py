@@ -178,7 +178,8 @@ class _Core:
         pending = _new_messages(content)
         if not pending and not self.history:
             raise InvalidRequestError("send() needs a message: the conversation is empty")
-        return pending, cast("CallParams", {**self.params, **params})
+        merged = {"conversation_id": self.id, **self.params, **params}
+        return pending, cast("CallParams", merged)
 
     def plan(self, pending: Sequence[Message], params: CallParams) -> _Send | _Summarize:
         """What to send for history + ``pending``, or the summary to make first."""

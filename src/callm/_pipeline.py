@@ -33,6 +33,8 @@ class CallInfo:
     request: Request
     tags: Mapping[str, str]
     streamed: bool
+    # The conversation the call belongs to (set by Client.conversation), for the call log.
+    conversation_id: str | None = None
 
 
 BeforeHook = Callable[[CallInfo], Request | None]
@@ -246,6 +248,7 @@ class Pipeline:
                 response=response,
                 error=error,
                 tags=info.tags,
+                conversation_id=info.conversation_id,
                 streamed=info.streamed,
                 cached=cached,
             )
