@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import callm
+import helpers
 from callm.testing import FakeOpenAIServer
 
 KEY = "sk-drive-fake-key"
@@ -22,18 +23,9 @@ MODELS = {
 }
 
 
-def point_builtins(server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def point_builtins(server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAIServer:
     """Every built-in provider of the four protocols, pointed at ``server``."""
-    env = {
-        "OPENAI_BASE_URL": server.base_url,
-        "OPENAI_API_KEY": KEY,
-        "ANTHROPIC_BASE_URL": server.url,
-        "ANTHROPIC_API_KEY": KEY,
-        "GEMINI_BASE_URL": server.url + "/v1beta",
-        "GEMINI_API_KEY": KEY,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    return helpers.point_builtins(server, monkeypatch, KEY)
 
 
 async def ask(

@@ -8,22 +8,15 @@ import pytest
 
 import callm
 from callm.testing import FakeOpenAIServer
+from helpers import point_builtins
 
 KEY = "sk-context-window-fake-key"
 
 
 @pytest.fixture
 def server(fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAIServer:
-    for name, value in {
-        "OPENAI_BASE_URL": fake_openai.base_url,
-        "OPENAI_API_KEY": KEY,
-        "ANTHROPIC_BASE_URL": fake_openai.url,
-        "ANTHROPIC_API_KEY": KEY,
-        "GEMINI_BASE_URL": fake_openai.url + "/v1beta",
-        "GEMINI_API_KEY": KEY,
-    }.items():
-        monkeypatch.setenv(name, value)
-    return fake_openai
+    """Every built-in provider of the four protocols, pointed at the one fake."""
+    return point_builtins(fake_openai, monkeypatch, KEY)
 
 
 @pytest.mark.parametrize(

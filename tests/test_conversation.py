@@ -18,6 +18,7 @@ import callm
 import drive
 from callm._store import Store
 from callm.testing import FakeOpenAIServer, FakeToolCall, Fault, Reply
+from helpers import point_builtins
 
 KEY = "sk-conversation-fake-key"
 MODELS = {
@@ -40,17 +41,7 @@ Conv = callm.Conversation | callm.AsyncConversation
 @pytest.fixture
 def server(fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAIServer:
     """Every built-in provider of the four protocols, pointed at the one fake."""
-    env = {
-        "OPENAI_BASE_URL": fake_openai.base_url,
-        "OPENAI_API_KEY": KEY,
-        "ANTHROPIC_BASE_URL": fake_openai.url,
-        "ANTHROPIC_API_KEY": KEY,
-        "GEMINI_BASE_URL": fake_openai.url + "/v1beta",
-        "GEMINI_API_KEY": KEY,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return fake_openai
+    return point_builtins(fake_openai, monkeypatch, KEY)
 
 
 @asynccontextmanager

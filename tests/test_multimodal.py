@@ -53,8 +53,8 @@ def files(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def server(fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAIServer:
-    point_builtins(fake_openai, monkeypatch)
-    return fake_openai
+    """Every built-in provider of the four protocols, pointed at the one fake."""
+    return point_builtins(fake_openai, monkeypatch)
 
 
 # --- building parts ----------------------------------------------------------------------

@@ -33,8 +33,8 @@ EPHEMERAL = {"type": "ephemeral"}
 
 @pytest.fixture
 def server(fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAIServer:
-    point_builtins(fake_openai, monkeypatch)
-    return fake_openai
+    """Every built-in provider of the four protocols, pointed at the one fake."""
+    return point_builtins(fake_openai, monkeypatch)
 
 
 def marks(body: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -19,6 +19,7 @@ import pytest
 import callm
 import drive
 from callm.testing import FakeOpenAIServer, FakeToolCall, Fault, Reply
+from helpers import point_builtins
 
 KEY = "sk-run-fake-key"
 MODELS = {
@@ -37,17 +38,7 @@ pytestmark = [every_protocol, streamed_or_not]
 @pytest.fixture
 def server(fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAIServer:
     """Every built-in provider of the four protocols, pointed at the one fake."""
-    env = {
-        "OPENAI_BASE_URL": fake_openai.base_url,
-        "OPENAI_API_KEY": KEY,
-        "ANTHROPIC_BASE_URL": fake_openai.url,
-        "ANTHROPIC_API_KEY": KEY,
-        "GEMINI_BASE_URL": fake_openai.url + "/v1beta",
-        "GEMINI_API_KEY": KEY,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return fake_openai
+    return point_builtins(fake_openai, monkeypatch, KEY)
 
 
 async def run(

@@ -16,6 +16,7 @@ from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 import callm
 import drive
 from callm.testing import FakeOpenAIServer, FakeToolCall, Reply
+from helpers import point_builtins
 
 KEY = "sk-structured-fake-key"
 MODELS = {
@@ -77,17 +78,7 @@ PERSON_JSON = {
 @pytest.fixture
 def server(fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAIServer:
     """Every built-in provider of the four protocols, pointed at the one fake."""
-    env = {
-        "OPENAI_BASE_URL": fake_openai.base_url,
-        "OPENAI_API_KEY": KEY,
-        "ANTHROPIC_BASE_URL": fake_openai.url,
-        "ANTHROPIC_API_KEY": KEY,
-        "GEMINI_BASE_URL": fake_openai.url + "/v1beta",
-        "GEMINI_API_KEY": KEY,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return fake_openai
+    return point_builtins(fake_openai, monkeypatch, KEY)
 
 
 async def ask(mode: str, streamed: bool, protocol: str, prompt: Any, **params: Any) -> Any:

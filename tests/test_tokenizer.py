@@ -23,6 +23,7 @@ import tiktoken_ext.openai_public
 import callm
 from callm import Message, Text
 from callm.testing import FakeOpenAIServer
+from helpers import point_builtins
 
 KEY = "sk-test-fake-key-0000"
 CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
@@ -80,20 +81,8 @@ def empty_tiktoken_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
 
 @pytest.fixture
 def server(fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAIServer:
-    """The built-in providers of all four protocols, pointed at the one fake."""
-    env = {
-        "OPENAI_BASE_URL": fake_openai.base_url,
-        "OPENAI_API_KEY": KEY,
-        "OPENROUTER_BASE_URL": fake_openai.base_url,
-        "OPENROUTER_API_KEY": KEY,
-        "ANTHROPIC_BASE_URL": fake_openai.url,
-        "ANTHROPIC_API_KEY": KEY,
-        "GEMINI_BASE_URL": fake_openai.url + "/v1beta",
-        "GEMINI_API_KEY": KEY,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return fake_openai
+    """Every built-in provider of the four protocols, pointed at the one fake."""
+    return point_builtins(fake_openai, monkeypatch, KEY, openai_compatible=("OPENROUTER",))
 
 
 async def count(mode: str, model: str, messages: Any, **params: Any) -> callm.TokenCount:
