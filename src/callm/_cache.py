@@ -10,35 +10,11 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 from ._http import HttpRequest
-from ._types import (
-    Document,
-    Image,
-    Part,
-    RawPart,
-    Reasoning,
-    Refusal,
-    Response,
-    Text,
-    ToolCall,
-    ToolResult,
-    Usage,
-)
-
-_PARTS: Mapping[str, type[Any]] = {
-    "text": Text,
-    "image": Image,
-    "document": Document,
-    "tool_call": ToolCall,
-    "tool_result": ToolResult,
-    "reasoning": Reasoning,
-    "refusal": Refusal,
-    "raw": RawPart,
-}
+from ._types import Response, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +84,13 @@ def hit(response: Response, model: str) -> Response:
 
 
 def response_to_json(response: Response) -> bytes:
+    from ._store._record import part_json  # the store's own form, loaded with the store
+
     data = {
         "id": response.id,
         "model": response.model,
         "provider": response.provider,
-        "content": [_part_json(p) for p in response.content],
+        "content": [part_json(p) for p in response.content],
         "finish_reason": response.finish_reason,
         "usage": {f.name: getattr(response.usage, f.name) for f in fields(Usage)},
         "native_finish_reason": response.native_finish_reason,
@@ -122,20 +100,9 @@ def response_to_json(response: Response) -> bytes:
     return json.dumps(data, default=str).encode()
 
 
-def _part_json(part: Part) -> dict[str, Any]:
-    out = {f.name: getattr(part, f.name) for f in fields(part)}
-    if isinstance(part, ToolCall | RawPart):
-        out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in out.items()}
-    return out
-
-
 def response_from_json(blob: bytes) -> Response:
+    from ._store._record import part_from_json
+
     data = json.loads(blob)
-    content = tuple(_part_from_json(p) for p in data.pop("content"))
+    content = tuple(part_from_json(p) for p in data.pop("content"))
     return Response(content=content, usage=Usage(**data.pop("usage")), **data)
-
-
-def _part_from_json(data: dict[str, Any]) -> Part:
-    cls = _PARTS[data.pop("kind")]
-    part: Part = cls(**data)
-    return part

@@ -10,26 +10,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .._types import (
-    Document,
-    Image,
     Message,
-    Part,
-    RawPart,
-    Reasoning,
-    Refusal,
-    Text,
-    ToolCall,
-    ToolResult,
     Usage,
 )
 from ._db import iso_time
-from ._record import message_json
+from ._record import message_from_json, message_json
 from ._redact import (
     _BEARER,
     _KEY_PARAM,
@@ -42,16 +33,6 @@ from ._redact import (
 if TYPE_CHECKING:
     from ._db import Store
 
-_PART_TYPES: Mapping[str, type[Any]] = {
-    "text": Text,
-    "image": Image,
-    "document": Document,
-    "tool_call": ToolCall,
-    "tool_result": ToolResult,
-    "reasoning": Reasoning,
-    "refusal": Refusal,
-    "raw": RawPart,
-}
 # Fields holding opaque binary payloads: masking "keys" inside them would corrupt them.
 _PAYLOAD_FIELDS = frozenset({"signature", "data", "encrypted_content", "thought_signature"})
 _USAGE_FIELDS = (
@@ -163,35 +144,6 @@ def recent_conversations(store: Store, limit: int = 20) -> list[StoredConversati
         )
         for id_, model, system, created, updated in rows
     ]
-
-
-# -- messages from their JSON form -------------------------------------------------------------
-
-
-def message_from_json(data: Mapping[str, Any]) -> Message:
-    """The reverse of :func:`callm._store.message_json`: a Message from its plain dict."""
-    return Message(
-        data["role"],
-        tuple(part_from_json(p) for p in data.get("content", ())),
-        data.get("name"),
-        bool(data.get("cache", False)),
-    )
-
-
-def part_from_json(data: Mapping[str, Any]) -> Part:
-    """The reverse of :func:`callm._store.part_json` (unset fields take their defaults)."""
-    cls = _PART_TYPES.get(data.get("kind", ""))
-    if cls is None:
-        raise ValueError(f"unknown message part kind {data.get('kind')!r} in the store")
-    values: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name in data:
-            values[f.name] = data[f.name]
-        elif f.default is MISSING and f.default_factory is MISSING:
-            # part_json leaves out empty values: "" for text, {} for a mapping.
-            values[f.name] = {} if f.name in ("arguments", "data") else ""
-    part: Part = cls(**values)
-    return part
 
 
 # -- masking keys, and only keys ---------------------------------------------------------------

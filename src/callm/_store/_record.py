@@ -5,13 +5,28 @@ from __future__ import annotations
 import random
 import time as _time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, TypedDict
 
-from .._types import Message, Part, Request, Response, Tool, ToolCall, Usage
+from .._types import (
+    Document,
+    Image,
+    Message,
+    Part,
+    RawPart,
+    Reasoning,
+    Refusal,
+    Request,
+    Response,
+    Text,
+    Tool,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
 
 _SCALARS = frozenset({str, int, float, bool})
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
@@ -243,3 +258,41 @@ def _request_id(reply: Response | None, error: BaseException | None) -> str | No
         return reply.request_id
     rid = getattr(error, "request_id", None)
     return rid if isinstance(rid, str) else None
+
+
+_PART_TYPES: Mapping[str, type[Any]] = {
+    "text": Text,
+    "image": Image,
+    "document": Document,
+    "tool_call": ToolCall,
+    "tool_result": ToolResult,
+    "reasoning": Reasoning,
+    "refusal": Refusal,
+    "raw": RawPart,
+}
+
+
+def message_from_json(data: Mapping[str, Any]) -> Message:
+    """The reverse of :func:`callm._store.message_json`: a Message from its plain dict."""
+    return Message(
+        data["role"],
+        tuple(part_from_json(p) for p in data.get("content", ())),
+        data.get("name"),
+        bool(data.get("cache", False)),
+    )
+
+
+def part_from_json(data: Mapping[str, Any]) -> Part:
+    """The reverse of :func:`callm._store.part_json` (unset fields take their defaults)."""
+    cls = _PART_TYPES.get(data.get("kind", ""))
+    if cls is None:
+        raise ValueError(f"unknown message part kind {data.get('kind')!r} in the store")
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name in data:
+            values[f.name] = data[f.name]
+        elif f.default is MISSING and f.default_factory is MISSING:
+            # part_json leaves out empty values: "" for text, {} for a mapping.
+            values[f.name] = {} if f.name in ("arguments", "data") else ""
+    part: Part = cls(**values)
+    return part
