@@ -1,5 +1,7 @@
 """A tour of the library against the built-in offline model (no key, no network needed)."""
 
+from dataclasses import dataclass
+
 import callm
 
 MODEL = "local/offline"
@@ -33,3 +35,31 @@ with callm.Client() as client:
     print(f"tool call: {call.name}({dict(call.arguments)})")
     messages += [r.to_message(), callm.Message.tool(call.id, "18°C and sunny")]
     print(f"after tool: {client.complete(MODEL, messages, tools=[weather]).text!r}")
+
+    # Tools from plain functions: run() executes the calls and loops until the model answers.
+    def get_forecast(city: str, days: int = 1) -> str:
+        """The weather forecast of a city.
+
+        Args:
+            city: The city name, in English.
+            days: How many days ahead.
+        """
+        return f"{days} day(s) of sun in {city}"
+
+    r = client.run(MODEL, "Use get_forecast for Lyon", tools=[get_forecast], max_steps=3)
+    print(f"run:       {r.text!r} ({len(r.transcript)} messages in the transcript)")
+
+    # Structured output: the reply validated into a typed value.
+    @dataclass
+    class City:
+        name: str
+        population: int
+
+    r = client.complete(MODEL, "Name a city and its population", output=City)
+    print(f"parsed:    {r.parsed!r}")
+
+    # A conversation: history kept (and stored in $CALLM_HOME/callm.db), resumable by id.
+    conv = client.conversation(MODEL, system="Be brief.")
+    conv.send("My name is Ada.")
+    r = conv.send("What is my name?")
+    print(f"conversation {conv.id}: {len(conv.messages)} messages, last: {r.text[:40]!r}…")
