@@ -113,6 +113,7 @@ def test_json_prints_the_normalised_response(
         "latency_s",
         "ttft_s",
         "cost",
+        "conversation_id",
     }
     assert data["text"] == "Looking it up."
     assert data["finish_reason"] == "tool_calls"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._chat import chat_command
 from ._group import DefaultGroup
 from ._keys import keys_group
 from ._logs import logs_command
@@ -17,7 +18,14 @@ cli = DefaultGroup(
     default_command=prompt_command.name or "prompt",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for command in (prompt_command, models_command, keys_group, logs_command, usage_command):
+for command in (
+    prompt_command,
+    chat_command,
+    models_command,
+    keys_group,
+    logs_command,
+    usage_command,
+):
     cli.add_command(command)
 
 __all__ = ["cli"]

@@ -1,28 +1,46 @@
-"""``callm "prompt"``: send one prompt and print the answer as it arrives."""
+"""``callm "prompt"``: send a prompt and print the answer as it arrives.
+
+Every prompt is a turn of a stored conversation (``$CALLM_HOME/callm.db``), so ``callm -c``
+can carry on from it and ``callm chat`` can pick it up; ``--no-log`` keeps it out of the
+store. ``--raw`` and ``--curl`` are single calls outside any conversation.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import cast
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, cast
 
 import click
 
 from .._client import CallParams, Client
 from .._config import LOCAL_NOTICE
-from .._errors import CallmError
 from .._types import RefusalDelta, Response, TextDelta
 from ._curl import curl_command
 from ._group import EXIT_INTERRUPTED, debug_option
 from ._options import OptionError, parse_options
 from ._output import LineWriter, dumps, response_json
 
+if TYPE_CHECKING:
+    from .._conversation import Conversation
+    from .._stream import Stream
 
-@click.command("prompt")
-@click.argument("prompt", required=False)
-@click.option("-m", "--model", metavar="PROVIDER/MODEL", help="The model, e.g. openai/gpt-4o-mini.")
-@click.option("-s", "--system", metavar="TEXT", help="A system prompt.")
-@click.option(
+HOW_TO_START = 'start one with `callm "prompt"` or `callm chat`'
+
+model_option = click.option(
+    "-m",
+    "--model",
+    metavar="PROVIDER/MODEL",
+    help="The model, e.g. openai/gpt-4o-mini (default: the configured one; when "
+    "continuing, the conversation's own).",
+)
+system_option = click.option(
+    "-s",
+    "--system",
+    metavar="TEXT",
+    help="A system prompt (when continuing, it replaces the conversation's from now on).",
+)
+options_option = click.option(
     "-o",
     "--option",
     "options",
@@ -32,29 +50,62 @@ from ._output import LineWriter, dumps, response_json
     "parameters (temperature, top_p, stop, seed, n, user, tool_choice, response_format, "
     "max_tokens) are checked; anything else goes into the request body as is.",
 )
-@click.option("--max-tokens", type=click.IntRange(min=1), help="The most tokens to generate.")
-@click.option("--temperature", type=float, help="Sampling temperature, e.g. 0.2.")
+max_tokens_option = click.option(
+    "--max-tokens", type=click.IntRange(min=1), help="The most tokens to generate."
+)
+temperature_option = click.option(
+    "--temperature", type=float, help="Sampling temperature, e.g. 0.2."
+)
+continue_option = click.option(
+    "-c",
+    "--continue",
+    "continue_last",
+    is_flag=True,
+    help="Continue the most recent conversation: its history is sent first, with its "
+    "model and system prompt unless -m or -s is given.",
+)
+cid_option = click.option(
+    "--cid", metavar="ID", help="Continue the stored conversation with this id (like -c)."
+)
+no_log_option = click.option(
+    "--no-log",
+    is_flag=True,
+    help="Private: leave the call out of the call log (`callm logs`, `callm usage`) and "
+    "store nothing of the conversation, so it cannot be continued later. CALLM_LOG=0 "
+    "turns the call log off for every call.",
+)
+
+
+@click.command("prompt")
+@click.argument("prompt", required=False)
+@model_option
+@system_option
+@options_option
+@max_tokens_option
+@temperature_option
+@continue_option
+@cid_option
 @click.option("--no-stream", is_flag=True, help="Wait for the whole answer, then print it.")
 @click.option(
     "--json",
     "as_json",
     is_flag=True,
-    help="Print the normalised response as JSON: text, usage, timing, cost … (the answer "
-    "is still streamed, silently, unless --no-stream is given).",
+    help="Print the normalised response as JSON: text, usage, timing, cost, "
+    "conversation_id … (the answer is still streamed, silently, unless --no-stream is given).",
 )
-@click.option("--raw", is_flag=True, help="Print the provider's own JSON response (not streamed).")
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Print the provider's own JSON response (one call outside any conversation, "
+    "not streamed).",
+)
 @click.option(
     "--curl",
     is_flag=True,
     help="Print the equivalent curl command (streamed unless --no-stream, key redacted) "
     "instead of sending it.",
 )
-@click.option(
-    "--no-log",
-    is_flag=True,
-    help="Leave this call out of the call log (`callm logs`, `callm usage`); "
-    "CALLM_LOG=0 turns logging off for every call.",
-)
+@no_log_option
 @debug_option
 @click.version_option(package_name="callm", prog_name="callm")
 def prompt_command(
@@ -65,6 +116,8 @@ def prompt_command(
     options: tuple[str, ...],
     max_tokens: int | None,
     temperature: float | None,
+    continue_last: bool,
+    cid: str | None,
     no_stream: bool,
     as_json: bool,
     raw: bool,
@@ -76,25 +129,33 @@ def prompt_command(
     Text piped to stdin is added after the prompt (or is the prompt when none is given):
     `git diff | callm "review this"`. With no key configured, callm answers with its
     offline local model and says so on stderr.
+
+    Each prompt starts a stored conversation: `callm -c "and then?"` continues the latest
+    one, `callm --cid ID "…"` a given one (the id is in `--json` output).
     """
     _one_output(as_json=as_json, raw=raw, curl=curl)
+    if (raw or curl) and (continue_last or cid):
+        raise click.UsageError("--raw and --curl send the prompt alone; drop -c / --cid")
     text = _prompt_text(prompt)
-    params = _call_params(system, options, max_tokens, temperature)
-    if no_log:
-        params["log"] = False
+    params = call_params(options, max_tokens, temperature, no_log=no_log)
     with Client() as client:
-        chosen = _choose_model(client, model)
-        if curl:
-            click.echo(_curl(client, chosen, text, params, stream=not no_stream))
-        elif raw:
-            click.echo(dumps(client.complete(chosen, text, **params).raw))
-        elif as_json:
-            response = _complete(client, chosen, text, params, stream=not no_stream)
-            click.echo(dumps(response_json(response)))
+        if raw or curl:
+            _single_call(client, model, system, text, params, curl=curl, stream=not no_stream)
+            return
+        conv = open_conversation(
+            client, model, system, continue_last=continue_last, cid=cid, persist=not no_log
+        )
+        if as_json:
+            response = _complete(conv, text, params, stream=not no_stream)
+            stored_id = None if no_log else conv.id
+            click.echo(dumps({**response_json(response), "conversation_id": stored_id}))
         elif no_stream:
-            _print_text(client.complete(chosen, text, **params).text)
+            _print_text(conv.send(text, **params).text)
         else:
-            _stream_text(client, chosen, text, params)
+            try:
+                print_stream(lambda: conv.stream(text, **params))
+            except KeyboardInterrupt:
+                raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
 
 
 def _one_output(*, as_json: bool, raw: bool, curl: bool) -> None:
@@ -122,10 +183,10 @@ def _read_stdin() -> str:
     return text.rstrip("\n") if text.strip() else ""
 
 
-def _call_params(
-    system: str | None, options: Sequence[str], max_tokens: int | None, temperature: float | None
+def call_params(
+    options: Sequence[str], max_tokens: int | None, temperature: float | None, *, no_log: bool
 ) -> CallParams:
-    """The keyword arguments of the call, from -s, -o, --max-tokens and --temperature."""
+    """The keyword arguments of each call, from -o, --max-tokens, --temperature and --no-log."""
     try:
         params, extra_body = parse_options(options)
     except OptionError as exc:
@@ -136,14 +197,14 @@ def _call_params(
                 flag = "--" + key.replace("_", "-")
                 raise click.UsageError(f"give {key} once: either {flag} or -o {key}=…")
             params[key] = value
-    if system is not None:
-        params["system"] = system
     if extra_body:
         params["extra_body"] = extra_body
+    if no_log:
+        params["log"] = False
     return cast(CallParams, params)
 
 
-def _choose_model(client: Client, model: str | None) -> str:
+def choose_model(client: Client, model: str | None) -> str:
     """The model named with -m, else the configured default (announcing the offline model)."""
     if model:
         return model
@@ -154,19 +215,93 @@ def _choose_model(client: Client, model: str | None) -> str:
     return default
 
 
-def _curl(client: Client, model: str, text: str, params: CallParams, *, stream: bool) -> str:
-    endpoint, _ = client.resolve_model(model)
-    request = client.http_request(model, text, stream=stream, **params)
-    return curl_command(request, key_env=endpoint.key_env)
+# -- conversations ---------------------------------------------------------------------------
 
 
-def _complete(
-    client: Client, model: str, text: str, params: CallParams, *, stream: bool
-) -> Response:
+def open_conversation(
+    client: Client,
+    model: str | None,
+    system: str | None,
+    *,
+    continue_last: bool,
+    cid: str | None,
+    persist: bool,
+) -> Conversation:
+    """A new conversation, or the stored one that -c or --cid names.
+
+    A continued conversation keeps its model and system prompt unless -m / -s is given.
+    Without ``persist`` (--no-log) a stored one is read but nothing is written back.
+    """
+    if continue_last and cid:
+        raise click.UsageError("give -c or --cid, not both")
+    wanted = cid if cid else _latest_id(client) if continue_last else None
+    if wanted is None:
+        return client.conversation(choose_model(client, model), system=system, persist=persist)
+    if not persist:
+        return _read_only(client, wanted, model, system)
+    conv = client.conversation(model, system=system, id=wanted)
+    if not conv.resumed:
+        raise click.UsageError(f"no stored conversation has the id {wanted!r}; {HOW_TO_START}")
+    if conv.model is None:  # stored by a library user who named no model: use the default
+        conv = client.conversation(choose_model(client, None), system=system, id=wanted)
+    return conv
+
+
+def _latest_id(client: Client) -> str:
+    from .._store._conversations import recent_conversations
+
+    latest = recent_conversations(client.pipeline.store(), limit=1)
+    if not latest:
+        raise click.UsageError(f"there is no conversation to continue yet; {HOW_TO_START}")
+    return latest[0].id
+
+
+def _read_only(client: Client, wanted: str, model: str | None, system: str | None) -> Conversation:
+    """The stored conversation ``wanted`` as an unsaved copy: its new turns stay in memory."""
+    from .._store._conversations import load_conversation
+
+    stored = load_conversation(client.pipeline.store(), wanted)
+    if stored is None:
+        raise click.UsageError(f"no stored conversation has the id {wanted!r}; {HOW_TO_START}")
+    conv = client.conversation(
+        choose_model(client, model or stored.model),
+        system=system if system is not None else stored.system,
+        persist=False,
+    )
+    conv.append(*stored.messages)
+    return conv
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+def _single_call(
+    client: Client,
+    model: str | None,
+    system: str | None,
+    text: str,
+    params: CallParams,
+    *,
+    curl: bool,
+    stream: bool,
+) -> None:
+    """--raw and --curl: one call (or its curl command) with no conversation around it."""
+    chosen = choose_model(client, model)
+    if system is not None:
+        params = cast(CallParams, {**params, "system": system})
+    if curl:
+        endpoint, _ = client.resolve_model(chosen)
+        request = client.http_request(chosen, text, stream=stream, **params)
+        click.echo(curl_command(request, key_env=endpoint.key_env))
+    else:
+        click.echo(dumps(client.complete(chosen, text, **params).raw))
+
+
+def _complete(conv: Conversation, text: str, params: CallParams, *, stream: bool) -> Response:
     """The whole Response, read from a stream (so it has ttft_s) or from one plain call."""
     if not stream:
-        return client.complete(model, text, **params)
-    with client.stream(model, text, **params) as events:
+        return conv.send(text, **params)
+    with conv.stream(text, **params) as events:
         return events.response
 
 
@@ -176,11 +311,15 @@ def _print_text(text: str) -> None:
     writer.end_line()
 
 
-def _stream_text(client: Client, model: str, text: str, params: CallParams) -> None:
-    """Print the answer fragment by fragment; on failure or Ctrl-C keep what was printed."""
+def print_stream(open_stream: Callable[[], Stream]) -> Response:
+    """Print an answer fragment by fragment and return it.
+
+    A failure or Ctrl-C (re-raised) keeps what was printed and ends its line; after a
+    Ctrl-C with nothing printed, the line ends on stderr, below the ``^C``.
+    """
     writer = LineWriter()
     try:
-        with client.stream(model, text, **params) as events:
+        with open_stream() as events:
             for event in events:
                 if isinstance(event, TextDelta | RefusalDelta):
                     writer.write(event.text)
@@ -188,10 +327,11 @@ def _stream_text(client: Client, model: str, text: str, params: CallParams) -> N
     except KeyboardInterrupt:
         if not writer.end_line():
             click.echo(err=True)
-        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
-    except CallmError:
+        raise
+    except BaseException:
         writer.end_line()
         raise
     writer.end_line()
     if response.finish_reason == "length":
         click.echo("callm: the answer was cut off at the max_tokens limit", err=True)
+    return response

@@ -1,0 +1,150 @@
+"""``callm chat``: a chat at the terminal that keeps its history in a stored conversation.
+
+Lines come from stdin — typed at a ``> `` prompt (on stderr, so stdout holds only the
+answers) or piped in — and each is sent with the conversation so far; the answer streams to
+stdout. A turn that fails or is stopped with Ctrl-C leaves the history as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import traceback
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, TextIO
+
+import click
+
+from .._client import CallParams, Client
+from .._errors import CallmError
+from ._group import _DEBUG, EXIT_API_ERROR, CLIError, debug_option
+from ._prompt import (
+    call_params,
+    cid_option,
+    continue_option,
+    max_tokens_option,
+    model_option,
+    no_log_option,
+    open_conversation,
+    options_option,
+    print_stream,
+    system_option,
+    temperature_option,
+)
+
+if TYPE_CHECKING:
+    from .._conversation import Conversation
+
+EXIT_WORDS = frozenset({"exit", "quit"})
+
+
+@click.command("chat")
+@model_option
+@system_option
+@continue_option
+@cid_option
+@options_option
+@max_tokens_option
+@temperature_option
+@no_log_option
+@debug_option
+def chat_command(
+    *,
+    model: str | None,
+    system: str | None,
+    continue_last: bool,
+    cid: str | None,
+    options: tuple[str, ...],
+    max_tokens: int | None,
+    temperature: float | None,
+    no_log: bool,
+) -> None:
+    """Chat with a model: each line is sent with the conversation so far.
+
+    Empty lines are skipped; `exit`, `quit` or the end of input (Ctrl-D) leave. Ctrl-C
+    stops an answer (it is not kept) and, at the prompt, leaves (exit status 130). Lines
+    can be piped too: `printf 'hi\\nand then?\\n' | callm chat`. A failed answer prints
+    one error line and the chat goes on without it; the exit status is then 1.
+
+    The conversation is stored like every `callm "prompt"`: `callm -c` or `callm chat -c`
+    carries on from it later (unless --no-log).
+    """
+    params = call_params(options, max_tokens, temperature, no_log=no_log)
+    interactive = _is_terminal(sys.stdin)
+    with Client() as client:
+        conv = open_conversation(
+            client, model, system, continue_last=continue_last, cid=cid, persist=not no_log
+        )
+        client.resolve_model(conv.model)  # an unknown provider or a missing key ends it here
+        if interactive:
+            _banner(conv, stored=not no_log)
+        debug = bool(click.get_current_context().meta.get(_DEBUG))
+        failures = sum(not _answer(conv, text, params, debug=debug) for text in _lines(interactive))
+    if failures:
+        raise click.exceptions.Exit(EXIT_API_ERROR)
+
+
+def _is_terminal(stream: TextIO | None) -> bool:
+    return stream is not None and stream.isatty()
+
+
+def _banner(conv: Conversation, *, stored: bool) -> None:
+    """One stderr line: the model, the conversation and the way out."""
+    history = sum(m.role != "system" for m in conv.messages)
+    where = f"conversation {conv.id}" if stored else "conversation not stored (--no-log)"
+    if history:
+        where += f", continued after {history} messages"
+    click.echo(
+        f"callm chat with {conv.model}, {where}. Type exit or quit (or press Ctrl-D) to leave.",
+        err=True,
+    )
+
+
+def _lines(interactive: bool) -> Iterator[str]:
+    """The messages to send: the non-empty lines up to ``exit``, ``quit`` or end of input."""
+    read = _typed_line if interactive else _piped_line
+    while True:
+        try:
+            text = read().strip()
+        except EOFError:
+            if interactive:  # leave the shell's prompt on a line of its own
+                click.echo(err=True)
+            return
+        if text.lower() in EXIT_WORDS:
+            return
+        if text:
+            yield text
+
+
+def _typed_line() -> str:
+    """A line typed at the ``> `` prompt, with line editing where readline is available."""
+    with contextlib.suppress(ImportError):  # no readline on Windows
+        import readline  # noqa: F401 — importing it gives input() history and editing
+    if sys.stdout.isatty():
+        return input("> ")
+    click.echo("> ", nl=False, err=True)  # stdout is redirected: it gets the answers only
+    return input()
+
+
+def _piped_line() -> str:
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line
+
+
+def _answer(conv: Conversation, text: str, params: CallParams, *, debug: bool) -> bool:
+    """Send one message and stream its answer; False when the call failed."""
+    try:
+        print_stream(lambda: conv.stream(text, **params))
+    except KeyboardInterrupt:
+        click.echo("callm: answer stopped; it is not kept in the conversation", err=True)
+    except CallmError as exc:
+        if debug:
+            traceback.print_exc()
+        CLIError(str(exc)).show()
+        return False
+    return True
+
+
+__all__ = ["chat_command"]
