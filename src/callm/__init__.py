@@ -14,7 +14,6 @@ from typing import Any, Unpack
 
 from ._cache import ResponseCache
 from ._client import AsyncClient, CallParams, Client
-from ._conversation import AsyncConversation, Conversation
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -39,15 +38,16 @@ from ._errors import (
     StreamInterruptedError,
     StructuredOutputError,
 )
-from ._functions import tool
 from ._messages import MessagesInput
 from ._pipeline import Budget, CallInfo
 from ._providers import ProviderSpec
 from ._routing import Group
 
 if _TYPE_CHECKING:
+    from ._conversation import AsyncConversation, Conversation
+    from ._functions import tool
     from ._ratelimit import RateLimit
-from ._run import AsyncRunStream, RunStream
+    from ._run import AsyncRunStream, RunStream
 from ._stream import AsyncStream, Stream
 from ._timeouts import Timeout
 from ._tokens import TokenCount
@@ -184,9 +184,23 @@ def count_tokens(
     return _shared_client().count_tokens(model, messages, **params)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "RateLimit":  # the limiter loads only when limits are configured
-        from ._ratelimit import RateLimit
+# Names whose modules load on first use: `import callm` stays as light as a plain call needs.
+_LAZY = {
+    "RateLimit": "._ratelimit",
+    "Conversation": "._conversation",
+    "AsyncConversation": "._conversation",
+    "RunStream": "._run",
+    "AsyncRunStream": "._run",
+    "tool": "._functions",
+}
 
-        return RateLimit
-    raise AttributeError(f"module 'callm' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'callm' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
