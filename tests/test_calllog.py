@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +21,8 @@ import pytest
 from callm import Message, Request, Response, Usage
 from callm._calllog import CallLog
 from callm._store import CallRecord, Store
+from callm.testing import FakeOpenAIServer
+from helpers import sync_client
 
 
 def record(n: int = 0) -> CallRecord:
@@ -313,3 +316,55 @@ def test_a_forked_child_logs_to_its_own_connection(tmp_path: Path) -> None:
     with Store(path) as s:
         rows = {r.key: r.calls for r in s.usage_summary("provider")}
     assert rows == {"child": 3, "parent": 2}
+
+
+def test_a_sync_call_builds_waiting_records_while_its_request_is_in_flight(
+    tmp_path: Path, fake_openai: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    built_in: list[str] = []
+
+    def builder(n: int) -> Callable[[], CallRecord]:
+        def build() -> CallRecord:
+            built_in.append(threading.current_thread().name)
+            if n == 1:
+                raise ValueError("this record cannot be built")
+            return record(n)
+
+        return build
+
+    path = tmp_path / "helped.db"
+    with CallLog(path, flush_interval=60) as log:  # the writer thread would wait a minute
+        for n in range(3):
+            log.log(builder(n))
+        with sync_client(fake_openai.base_url, log=False) as client:
+            for _ in range(4):  # one waiting record built per request; the fourth has none
+                assert client.complete("fake/gpt-4o-mini", "hi").text
+        assert built_in == [threading.current_thread().name] * 3
+        assert count(path) == 0  # built, not yet written: that stays the writer's job
+        assert log.flush(timeout=5)
+        assert log.dropped == 1
+    assert count(path) == 2
+    assert "could not be built" in caplog.text
+
+
+def test_calls_over_a_caller_s_httpx_client_leave_the_records_to_the_writer(
+    tmp_path: Path, fake_openai: FakeOpenAIServer
+) -> None:
+    built_in: list[str] = []
+
+    def build() -> CallRecord:
+        built_in.append(threading.current_thread().name)
+        return record()
+
+    import httpx2
+
+    with CallLog(tmp_path / "writer.db", flush_interval=60) as log:
+        log.log(build)
+        with (
+            httpx2.Client() as http,
+            sync_client(fake_openai.base_url, log=False, http_client=http) as c,
+        ):
+            c.complete("fake/gpt-4o-mini", "hi")
+        assert built_in == []
+        assert log.flush(timeout=5)
+        assert built_in == ["callm-calllog"]

@@ -1,13 +1,20 @@
 """``CallLog``: writes call records to the store off the call path.
 
 ``log(record)`` only appends the record to a queue and returns: about a microsecond, never
-blocking, callable from any thread or asyncio task. One daemon thread writes the queue out
-in batches, one transaction per batch: a record is written within ``flush_interval``
-seconds, or sooner when ``batch_size`` records are waiting. The writer is woken only by the
-first record after it went idle, by a full batch, and by :meth:`CallLog.flush`, so a busy
-caller pays no thread wake-up per record. ``log_call`` goes further and defers building
-the record (serialising the request) to that thread too; redaction and JSON encoding
-always happen there.
+blocking, callable from any thread or asyncio task. ``log_call`` goes further and defers
+building the record (serialising the request) too: redaction and JSON encoding never
+happen on the call path. One daemon thread writes the rows out in batches, one transaction
+per batch: a record is written within ``flush_interval`` seconds, or sooner when
+``batch_size`` records are waiting. The writer is woken only by the first record after it
+went idle, by a full batch, and by :meth:`CallLog.flush`, so a busy caller pays no thread
+wake-up per record.
+
+Building a row is Python work, and a writer thread doing it competes with the callers for
+the GIL. So the sync transport lends a hand: between sending a request and reading its
+answer — time the caller would only spend waiting for the server — it builds the oldest
+waiting record (``callm._netwait``). In a steady stream of sync calls every record is built
+that way, and the writer thread is left with the inserts, during which SQLite releases the
+GIL. Async calls and a caller's own httpx2 client leave the building to the writer thread.
 
 Nothing is lost at a normal exit: an ``atexit`` hook flushes every open log, and the daemon
 thread never keeps the process alive. Records still queued when a process is killed
@@ -18,18 +25,21 @@ busy timeout) is dropped with a warning on the ``callm`` logger and counted in `
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import queue
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Unpack, cast
+from typing import TYPE_CHECKING, Any, Unpack
 
+from . import _netwait as netwait
 from ._store import CallRecord, RecordDetails, Store
 from ._store._db import call_row
 
@@ -117,10 +127,11 @@ class CallLog:
         thread (see :meth:`log_call`)."""
         if self._thread is None:
             self._start()
-        self._queue.put(record)
-        full = self._queue.qsize() >= self._batch_size
-        if full or self._writer.idle:
-            self._writer.wake(urgent=full)
+        writer = self._writer
+        writer.pending.append(record)
+        full = len(writer.pending) >= self._batch_size
+        if full or writer.idle:
+            writer.wake(urgent=full)
 
     def log_call(
         self, request: Request, *, provider: str, **details: Unpack[RecordDetails]
@@ -169,16 +180,26 @@ class CallLog:
         # The child has a copy of the queue but no writer thread, and must not use the
         # parent's connection: start afresh (what the parent queued is the parent's to write).
         old = self._writer
+        with contextlib.suppress(ValueError):
+            netwait.listeners.remove(old.help)
         if old.store is not None and old.owns_store:
             _inherited.append(old.store)
         self._setup(_Writer(self._source, old.flush_interval, old.batch_size))
 
 
 class _Writer:
-    """The writer thread's side: sleeps until there is work, writes it in batches."""
+    """The writer thread's side: sleeps until there is work, writes it in batches.
+
+    Records wait in ``pending``; rows built from them (redacted, ready to insert) in
+    ``rows``. Both are guarded by ``lock``, taken by the writer thread and by callers
+    lending a hand (:meth:`help`). ``queue`` carries only flush and stop markers.
+    """
 
     def __init__(self, source: StoreSource, flush_interval: float, batch_size: int) -> None:
         self.queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.pending: deque[CallRecord | Callable[[], CallRecord]] = deque()
+        self.rows: list[tuple[Any, ...]] = []
+        self.lock = threading.Lock()
         self.source = source
         self.store: Store | None = source if isinstance(source, Store) else None
         self.owns_store = not isinstance(source, Store)
@@ -190,6 +211,7 @@ class _Writer:
         # Set by a flush, a stop or a full batch: write now, without waiting the interval.
         self.urgent = False
         self._event = threading.Event()
+        netwait.listeners.append(self.help)
 
     def wake(self, *, urgent: bool) -> None:
         if urgent:
@@ -197,8 +219,23 @@ class _Writer:
         self._event.set()
 
     def stop(self) -> None:
+        with contextlib.suppress(ValueError):  # stopped twice (close, then collected)
+            netwait.listeners.remove(self.help)
         self.queue.put(_STOP)
         self.wake(urgent=True)
+
+    def help(self) -> None:
+        """A caller's request is on its way: build the oldest record while the server works.
+
+        Called by the sync transport between sending a request and reading its answer, so
+        the work fills time the caller would spend waiting; never blocks (a busy lock means
+        the writer thread is at it)."""
+        if self.pending and self.lock.acquire(blocking=False):
+            try:
+                if self.pending:
+                    self._build(self.pending.popleft())
+            finally:
+                self.lock.release()
 
     def run(self) -> None:
         try:
@@ -213,7 +250,7 @@ class _Writer:
     def _wait_for_work(self) -> None:
         """Sleep until a record arrives, then up to ``flush_interval`` more for others."""
         self.idle = True
-        if self.queue.empty():  # checked after idle is set, so no wake-up can be missed
+        if not self.pending and self.queue.empty():  # after idle is set: no missed wake-up
             self._event.wait()
         self.idle = False
         self._event.clear()
@@ -223,29 +260,31 @@ class _Writer:
             self._event.clear()
 
     def _drain(self) -> bool:
-        """Write everything queued, batch by batch; True once the stop marker is reached."""
+        """Write everything logged so far; True once the stop marker has been seen."""
         self.urgent = False
-        batch: list[tuple[Any, ...]] = []
-        while True:
-            try:
-                item = self.queue.get_nowait()
-            except queue.Empty:
-                self._write(batch)
-                return False
-            if item is _STOP:
-                self._write(batch)
-                return True
-            if isinstance(item, _Flush):
-                self._write(batch)
-                batch = []
-                item.done.set()
-                continue
-            row = self._row(item)
-            if row is not None:
-                batch.append(row)
-            if len(batch) >= self.batch_size:
-                self._write(batch)
-                batch = []
+        markers: list[object] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                markers.append(self.queue.get_nowait())
+        with self.lock:
+            while self.pending:
+                self._build(self.pending.popleft())
+            rows, self.rows = self.rows, []
+        for start in range(0, len(rows), self.batch_size):
+            self._write(rows[start : start + self.batch_size])
+        for marker in markers:
+            if isinstance(marker, _Flush):
+                marker.done.set()
+        return _STOP in markers
+
+    def _build(self, item: CallRecord | Callable[[], CallRecord]) -> None:
+        """Add the redacted row of a record (or of the record a function builds); hold lock."""
+        try:
+            record = item if isinstance(item, CallRecord) else item()
+            self.rows.append(call_row(record))
+        except Exception:
+            self.dropped += 1
+            logger.warning("callm: a call log record could not be built", exc_info=True)
 
     def _open_store(self) -> Store | None:
         # Opened on the first batch, and tried again on each later one after a failure.
@@ -255,18 +294,6 @@ class _Writer:
             except Exception:
                 logger.warning("callm: cannot open the call log database", exc_info=True)
         return self.store
-
-    def _row(self, item: object) -> tuple[Any, ...] | None:
-        """The redacted row of a queued record (or of the record a queued function builds)."""
-        try:
-            record = (
-                item if isinstance(item, CallRecord) else cast(Callable[[], CallRecord], item)()
-            )
-            return call_row(record)
-        except Exception:
-            self.dropped += 1
-            logger.warning("callm: a call log record could not be built", exc_info=True)
-            return None
 
     def _write(self, batch: list[tuple[Any, ...]]) -> None:
         if not batch:

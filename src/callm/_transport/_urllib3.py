@@ -21,6 +21,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from .._errors import APIConnectionError, APITimeoutError
 from .._http import HttpRequest, HttpResponse, redact_url
+from .._netwait import listeners, network_wait
 from .._timeouts import Timeout
 
 _READ_SIZE = 65536
@@ -244,6 +245,8 @@ class Urllib3Transport:
         conn.endheaders(body)
         if conn.sock is not None:
             conn.sock.settimeout(timeout.read)
+        if listeners:  # the request is on its way: background work may use the wait
+            network_wait()
         return _getresponse(conn)
 
     def send(self, request: HttpRequest, timeout: Timeout) -> HttpResponse:
