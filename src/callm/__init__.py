@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any, Unpack
 
-from ._cache import ResponseCache
 from ._client import AsyncClient, CallParams, Client
 from ._errors import (
     APIConnectionError,
@@ -44,13 +43,14 @@ from ._providers import ProviderSpec
 from ._routing import Group
 
 if _TYPE_CHECKING:
+    from ._cache import ResponseCache
     from ._conversation import AsyncConversation, Conversation
     from ._functions import tool
     from ._ratelimit import RateLimit
     from ._run import AsyncRunStream, RunStream
+    from ._tokens import TokenCount
 from ._stream import AsyncStream, Stream
 from ._timeouts import Timeout
-from ._tokens import TokenCount
 from ._types import (
     Document,
     FinishEvent,
@@ -187,6 +187,8 @@ def count_tokens(
 # Names whose modules load on first use: `import callm` stays as light as a plain call needs.
 _LAZY = {
     "RateLimit": "._ratelimit",
+    "ResponseCache": "._cache",
+    "TokenCount": "._tokens",
     "Conversation": "._conversation",
     "AsyncConversation": "._conversation",
     "RunStream": "._run",

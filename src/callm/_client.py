@@ -16,7 +16,6 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 from . import _retry
-from ._cache import CacheStore, ResponseCache, cache_key
 from ._config import LOCAL_NOTICE, Settings, split_model
 from ._endpoint import Endpoint
 from ._errors import (
@@ -43,15 +42,16 @@ from ._providers import ProviderSpec
 from ._routing import Group, RouterFn, Routes
 from ._stream import AsyncReplayStream, AsyncStream, ReplayStream, Stream, StreamState
 from ._timeouts import DEFAULT_TIMEOUT, Timeout
-from ._tokens import TokenCount, count_locally, estimate
 from ._types import ModelInfo, Request, Response, ToolCall
 from .providers import WireProtocol, openai_chat, protocol_for
 
 if TYPE_CHECKING:
+    from ._cache import ResponseCache
     from ._conversation import AsyncConversation, Conversation
     from ._output import OutputSpec
     from ._ratelimit import RateLimit
     from ._run import AsyncRunStream, RunStream
+    from ._tokens import TokenCount
     from ._transport import AsyncStreamBody, AsyncTransport, StreamBody, Transport
 
 logger = logging.getLogger("callm")
@@ -173,6 +173,8 @@ class _ClientBase:
         )
         if cache is not None:
             store = self.pipeline.store() if cache.backend == "sqlite" else None
+            from ._cache import CacheStore
+
             self.pipeline.cache = CacheStore(cache, store)
 
     def __repr__(self) -> str:
@@ -255,6 +257,8 @@ class _ClientBase:
                 if not stream
                 else wire.encode(endpoint, replace(info.request, stream=False))
             )
+            from ._cache import cache_key
+
             attempt.cache_key = cache_key(endpoint.provider, plain)
         pipeline.start_span(attempt)
         return attempt
@@ -326,6 +330,8 @@ class _ClientBase:
         wire = protocol_for(endpoint.protocol)
         encode = getattr(wire, "encode_count_tokens", None)
         if encode is None:
+            from ._tokens import count_locally
+
             return count_locally(endpoint.protocol, request.model, request)
         return self._call(endpoint, wire, encode(endpoint, request), params)
 
@@ -364,6 +370,8 @@ def _failure(call: _Call, response: HttpResponse) -> APIError:
 
 
 def _counted(call: _Call, response: HttpResponse) -> TokenCount:
+    from ._tokens import TokenCount
+
     tokens: int = getattr(call.wire, "decode_count_tokens")(call.endpoint, response)  # noqa: B009
     return TokenCount(tokens, True, f"{call.endpoint.provider} token counting endpoint")
 
@@ -627,7 +635,7 @@ class Client(_ClientBase):
         conservative estimate. Only an endpoint count sends anything.
         """
         call = self._count_call(model, messages, params)
-        if isinstance(call, TokenCount):
+        if not isinstance(call, _Call):
             return call
         return _counted(call, self._send(call))
 
@@ -837,7 +845,7 @@ class AsyncClient(_ClientBase):
         conservative estimate. Only an endpoint count sends anything.
         """
         call = self._count_call(model, messages, params)
-        if isinstance(call, TokenCount):
+        if not isinstance(call, _Call):
             return call
         return _counted(call, await self._send(call))
 
@@ -873,6 +881,8 @@ class AsyncClient(_ClientBase):
 def _tokens_wanted(attempt: Attempt) -> int:
     """Tokens a call may use, for token-per-minute limits: its prompt and its output cap."""
     request = attempt.info.request
+    from ._tokens import estimate
+
     return estimate(request).tokens + (request.max_tokens or _DEFAULT_OUTPUT_GUESS)
 
 
