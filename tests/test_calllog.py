@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from callm import Message, Request, Response, Usage
+from callm import _netwait as netwait
 from callm._calllog import CallLog
 from callm._store import CallRecord, Store
 from callm.testing import FakeOpenAIServer
@@ -340,6 +341,8 @@ def test_a_sync_call_builds_waiting_records_while_its_request_is_in_flight(
             for _ in range(4):  # one waiting record built per request; the fourth has none
                 assert client.complete("fake/gpt-4o-mini", "hi").text
         assert built_in == [threading.current_thread().name] * 3
+        # Nothing waits any more: requests are no longer offered to this log.
+        assert log._writer.help not in netwait.listeners
         assert count(path) == 0  # built, not yet written: that stays the writer's job
         assert log.flush(timeout=5)
         assert log.dropped == 1

@@ -129,6 +129,8 @@ class CallLog:
             self._start()
         writer = self._writer
         writer.pending.append(record)
+        if not writer.listening:
+            writer.listen(True)
         full = len(writer.pending) >= self._batch_size
         if full or writer.idle:
             writer.wake(urgent=full)
@@ -180,8 +182,7 @@ class CallLog:
         # The child has a copy of the queue but no writer thread, and must not use the
         # parent's connection: start afresh (what the parent queued is the parent's to write).
         old = self._writer
-        with contextlib.suppress(ValueError):
-            netwait.listeners.remove(old.help)
+        old.listen(False)
         if old.store is not None and old.owns_store:
             _inherited.append(old.store)
         self._setup(_Writer(self._source, old.flush_interval, old.batch_size))
@@ -211,16 +212,28 @@ class _Writer:
         # Set by a flush, a stop or a full batch: write now, without waiting the interval.
         self.urgent = False
         self._event = threading.Event()
-        netwait.listeners.append(self.help)
+        # help() is offered to the transport only while records wait, so that logs with
+        # nothing pending (one per database a process has used) cost requests nothing.
+        self.listening = False
+        self._listen_lock = threading.Lock()
 
     def wake(self, *, urgent: bool) -> None:
         if urgent:
             self.urgent = True
         self._event.set()
 
+    def listen(self, on: bool) -> None:
+        """Offer :meth:`help` to the transport (``on``), or withdraw it."""
+        with self._listen_lock:
+            if on and not self.listening:
+                netwait.listeners.append(self.help)
+            elif not on and self.listening:
+                with contextlib.suppress(ValueError):
+                    netwait.listeners.remove(self.help)
+            self.listening = on
+
     def stop(self) -> None:
-        with contextlib.suppress(ValueError):  # stopped twice (close, then collected)
-            netwait.listeners.remove(self.help)
+        self.listen(False)
         self.queue.put(_STOP)
         self.wake(urgent=True)
 
@@ -234,6 +247,8 @@ class _Writer:
             try:
                 if self.pending:
                     self._build(self.pending.popleft())
+                if not self.pending:
+                    self.listen(False)
             finally:
                 self.lock.release()
 
@@ -269,6 +284,7 @@ class _Writer:
         with self.lock:
             while self.pending:
                 self._build(self.pending.popleft())
+            self.listen(False)
             rows, self.rows = self.rows, []
         for start in range(0, len(rows), self.batch_size):
             self._write(rows[start : start + self.batch_size])
