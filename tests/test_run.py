@@ -11,6 +11,7 @@ import asyncio
 import enum
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -18,6 +19,7 @@ import pytest
 
 import callm
 import drive
+from callm._store import Store
 from callm.testing import FakeOpenAIServer, FakeToolCall, Fault, Reply
 from helpers import point_builtins
 
@@ -120,7 +122,7 @@ async def slow_add(a: int, b: int) -> int:
 
 @sync_or_async
 async def test_multi_step_with_parallel_calls(
-    server: FakeOpenAIServer, mode: str, streamed: bool, protocol: str
+    server: FakeOpenAIServer, mode: str, streamed: bool, protocol: str, isolated_env: Path
 ) -> None:
     server.queue(
         Reply(
@@ -152,6 +154,12 @@ async def test_multi_step_with_parallel_calls(
         True,
     )
     assert second.text == "Let me check."
+    # Usage and cost cover the whole run: the three calls the call log recorded, summed.
+    with Store(isolated_env / "callm.db") as store:
+        steps = store.recent_calls(10)
+    assert len(steps) == 3
+    assert r.usage == sum((c.usage for c in steps), callm.Usage())
+    assert r.cost is not None and r.cost == sum(c.cost or 0 for c in steps) > 0
 
     requests = [q.json for q in server.requests]
     assert len(requests) == 3

@@ -575,7 +575,8 @@ class Client(_ClientBase):
     ) -> Response:
         """Call the model, run the tools it asks for, send the results back, until it answers.
 
-        Returns the final Response with ``transcript`` holding every message of the exchange.
+        Returns the final Response with ``transcript`` holding every message of the exchange;
+        its ``usage`` and ``cost`` cover every model call of the run.
         """
         from ._run import run_tools
 

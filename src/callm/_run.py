@@ -37,6 +37,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,7 @@ from ._types import (
     ToolCall,
     ToolResult,
     ToolResultEvent,
+    Usage,
 )
 
 if TYPE_CHECKING:
@@ -80,6 +82,9 @@ class _Loop:
         self.max_steps = max_steps
         self.approve = approve
         self.steps = 0
+        # What every model call of the run used and cost (None once any price is unknown).
+        self.usage = Usage()
+        self.cost: Decimal | None = Decimal(0)
 
     def step_params(self) -> CallParams:
         """The parameters of the next model call: a forced tool_choice holds once only."""
@@ -91,6 +96,10 @@ class _Loop:
     def answered(self, response: Response) -> list[ToolCall]:
         """Record the model's reply; the tool calls to run now (none: it is the answer)."""
         self.steps += 1
+        self.usage += response.usage
+        self.cost = (
+            None if self.cost is None or response.cost is None else self.cost + response.cost
+        )
         self.history.append(Message("assistant", tuple(_sendable(p) for p in response.content)))
         calls = response.tool_calls
         if calls and self.steps >= self.max_steps:
@@ -107,7 +116,8 @@ class _Loop:
         self.history.append(Message("tool", (result,)))
 
     def final(self, response: Response) -> Response:
-        return replace(response, transcript=tuple(self.history))
+        """The last reply, with the whole transcript, and the usage and cost of every step."""
+        return replace(response, transcript=tuple(self.history), usage=self.usage, cost=self.cost)
 
 
 def _sendable(part: Part) -> Part:
