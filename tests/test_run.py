@@ -438,3 +438,25 @@ async def test_run_stream_closed_early_makes_no_further_step(
             _ = s.response
     assert [m.role for m in s.transcript] == ["user", "assistant", "tool"]
     assert len(server.requests) == 1
+
+
+class Sum(pydantic.BaseModel):
+    total: int
+    note: str
+
+
+@sync_or_async
+async def test_the_final_answer_is_parsed_with_output(
+    server: FakeOpenAIServer, mode: str, streamed: bool, protocol: str
+) -> None:
+    server.queue(
+        Reply(tool_calls=[FakeToolCall("add", {"a": 2, "b": 3}, id="call_add")]),
+        Reply('{"total": 5, "note": "added"}'),
+    )
+    r, events = await run(mode, streamed, protocol, "Add 2 and 3", tools=[add], output=Sum)
+    assert r.parsed == Sum(total=5, note="added")
+    assert [m.role for m in r.transcript] == ["user", "assistant", "tool", "assistant"]
+    assert sent_results(protocol, server.requests[1].json)[0][1] == "5"
+    if streamed:
+        partial = [ev for ev in events if isinstance(ev, callm.PartialOutput)]
+        assert partial and partial[-1].complete and partial[-1].value == r.parsed
