@@ -371,3 +371,25 @@ def test_calls_over_a_caller_s_httpx_client_leave_the_records_to_the_writer(
         assert built_in == []
         assert log.flush(timeout=5)
         assert built_in == ["callm-calllog"]
+
+
+def test_threads_calling_at_once_log_every_call_exactly_once(
+    fake_openai: FakeOpenAIServer, isolated_env: Path
+) -> None:
+    # Callers build waiting records between request and answer while the writer drains:
+    # every call must still be stored once, none lost, none twice.
+    with sync_client(fake_openai.base_url) as client:
+
+        def calls(worker: int) -> None:
+            for n in range(25):
+                client.complete("fake/gpt-4o-mini", f"worker {worker} call {n}")
+
+        threads = [threading.Thread(target=calls, args=(w,)) for w in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    with Store(isolated_env / "callm.db") as store:
+        logged = store.recent_calls(1000)
+    prompts = [c.request["messages"][0]["content"][0]["text"] for c in logged]
+    assert sorted(prompts) == sorted(f"worker {w} call {n}" for w in range(8) for n in range(25))
