@@ -410,3 +410,23 @@ def test_at_a_terminal_a_banner_and_a_prompt_go_to_stderr(
     assert "exit or quit" in banner
     assert "> " in "".join(rest)
     assert sent_body(fake)["messages"] == [user("hi")]
+
+
+# -- callm conversations ------------------------------------------------------------------------
+
+
+def test_conversations_lists_the_latest_first(
+    fake: FakeOpenAIServer, callm_run: CallmProcess
+) -> None:
+    assert callm_run("conversations").stdout.startswith("No conversations yet")
+    older = started(callm_run, "-m", MODEL, "Plan a   trip\nto Lyon")
+    newer = started(callm_run, "-m", MODEL, "Write a haiku")
+    assert callm_run("--cid", older, "And the food?").code == 0  # now the latest again
+    lines = callm_run("conversations").stdout.splitlines()
+    assert [line.split()[0] for line in lines] == [older, newer]
+    assert MODEL in lines[0] and "2 turns" in lines[0] and "'Plan a trip to Lyon'" in lines[0]
+    listed = json.loads(callm_run("conversations", "--json", "-n", "1").stdout)
+    assert [(c["id"], c["messages"], c["first_message"]) for c in listed] == [
+        (older, 4, "Plan a trip to Lyon")
+    ]
+    assert listed[0]["usage"]["input_tokens"] > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._chat import chat_command
+from ._conversations import conversations_command
 from ._group import DefaultGroup
 from ._keys import keys_group
 from ._logs import logs_command
@@ -21,6 +22,7 @@ cli = DefaultGroup(
 for command in (
     prompt_command,
     chat_command,
+    conversations_command,
     models_command,
     keys_group,
     logs_command,
