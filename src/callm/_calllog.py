@@ -41,13 +41,15 @@ from typing import TYPE_CHECKING, Any, Unpack
 
 from . import _netwait as netwait
 from ._store import CallRecord, RecordDetails, Store
-from ._store._db import call_row
+from ._store._db import Row, call_row, call_row_of
 
 if TYPE_CHECKING:
     from ._types import Request
 
 logger = logging.getLogger("callm")
 StoreSource = Store | Callable[[], Store] | Path | str | None
+# What log() takes: a record, or a function that builds a record or its row.
+Loggable = CallRecord | Callable[[], CallRecord | Row]
 
 
 class _Flush:
@@ -120,10 +122,11 @@ class CallLog:
         """How many records were lost: refused by the database or failing to build."""
         return self._writer.dropped
 
-    def log(self, record: CallRecord | Callable[[], CallRecord]) -> None:
+    def log(self, record: Loggable) -> None:
         """Queue ``record`` for writing and return at once (thread- and asyncio-safe).
 
-        ``record`` may also be a function that builds the record, called in the writer
+        ``record`` may also be a function that builds the record (or directly its row, as
+        :meth:`log_call` does), called in the writer
         thread (see :meth:`log_call`)."""
         if self._thread is None:
             self._start()
@@ -138,12 +141,12 @@ class CallLog:
     def log_call(
         self, request: Request, *, provider: str, **details: Unpack[RecordDetails]
     ) -> None:
-        """Log a call without building its record here: ``CallRecord.of(request, …)`` runs
-        in the writer thread, so even a long conversation costs the caller a few
-        microseconds. The record's time is taken now."""
+        """Log a call without building its record here: its row (``CallRecord.of(request, …)``
+        as the store writes it) is made later, off the call path, so even a long
+        conversation costs the caller a few microseconds. The record's time is taken now."""
         if "time" not in details:
             details["time"] = datetime.now(UTC)
-        self.log(partial(CallRecord.of, request, provider=provider, **details))
+        self.log(partial(call_row_of, request, provider=provider, **details))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every record logged so far is written (or dropped); False on timeout."""
@@ -198,7 +201,7 @@ class _Writer:
 
     def __init__(self, source: StoreSource, flush_interval: float, batch_size: int) -> None:
         self.queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self.pending: deque[CallRecord | Callable[[], CallRecord]] = deque()
+        self.pending: deque[Loggable] = deque()
         self.rows: list[tuple[Any, ...]] = []
         self.lock = threading.Lock()
         self.source = source
@@ -293,11 +296,11 @@ class _Writer:
                 marker.done.set()
         return _STOP in markers
 
-    def _build(self, item: CallRecord | Callable[[], CallRecord]) -> None:
-        """Add the redacted row of a record (or of the record a function builds); hold lock."""
+    def _build(self, item: Loggable) -> None:
+        """Add the redacted row of a record (or of what a function builds); hold lock."""
         try:
-            record = item if isinstance(item, CallRecord) else item()
-            self.rows.append(call_row(record))
+            built = item if isinstance(item, CallRecord) else item()
+            self.rows.append(built if isinstance(built, tuple) else call_row(built))
         except Exception:
             self.dropped += 1
             logger.warning("callm: a call log record could not be built", exc_info=True)

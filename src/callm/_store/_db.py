@@ -6,18 +6,21 @@ import json
 import sqlite3
 import threading
 import time as _time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 from ._migrations import migrate
-from ._record import CallRecord
+from ._record import CallRecord, RecordDetails, record_fields
 from ._redact import redact_text, redacted_json_text
+
+if TYPE_CHECKING:
+    from .._types import Request
 
 SummaryKey = Literal["day", "model", "provider"]
 _SUMMARY_KEYS: dict[str, str] = {
@@ -34,6 +37,8 @@ _INSERT_CALL = (
     f"INSERT OR IGNORE INTO calls ({_CALL_COLUMNS}) "
     f"VALUES ({', '.join('?' * len(_CALL_COLUMNS.split(',')))})"
 )
+Row = tuple[Any, ...]
+_RECORD_FIELDS = tuple(f.name for f in fields(CallRecord))
 # A call counts as unpriced when it used provider tokens but has no known cost.
 _UNPRICED = "cost IS NULL AND NOT cached AND input_tokens + output_tokens > 0"
 
@@ -273,31 +278,42 @@ def iso_time(moment: datetime) -> str:
 
 
 def call_row(r: CallRecord) -> tuple[Any, ...]:
-    """A record as a row of the calls table: the one place where free-form text is redacted."""
+    """A record as a row of the calls table (see :func:`row_of`)."""
+    return row_of({name: getattr(r, name) for name in _RECORD_FIELDS})
+
+
+def call_row_of(request: Request, *, provider: str, **details: Unpack[RecordDetails]) -> Row:
+    """The row of ``CallRecord.of(request, …)``, without building the record."""
+    return row_of(record_fields(request, provider=provider, **details))
+
+
+def row_of(f: Mapping[str, Any]) -> Row:
+    """A record's fields as a row of the calls table: the one place free-form text is redacted."""
+    cost = f["cost"]
     return (
-        r.id,
-        iso_time(r.time),
-        r.provider,
-        r.model,
-        redacted_json_text(r.request),
-        None if r.response_text is None else redact_text(r.response_text),
-        redacted_json_text(r.tool_calls) if r.tool_calls else "[]",
-        r.finish_reason,
-        r.input_tokens,
-        r.output_tokens,
-        r.cached_input_tokens,
-        r.cache_write_tokens,
-        r.reasoning_tokens,
-        None if r.cost is None else str(r.cost),
-        r.latency_s,
-        r.ttft_s,
-        r.status,
-        None if r.error is None else redact_text(r.error),
-        r.request_id,
-        r.conversation_id,
-        redacted_json_text(dict(r.tags)) if r.tags else "{}",
-        int(r.streamed),
-        int(r.cached),
+        f["id"],
+        iso_time(f["time"]),
+        f["provider"],
+        f["model"],
+        redacted_json_text(f["request"]),
+        None if f["response_text"] is None else redact_text(f["response_text"]),
+        redacted_json_text(f["tool_calls"]) if f["tool_calls"] else "[]",
+        f["finish_reason"],
+        f["input_tokens"],
+        f["output_tokens"],
+        f["cached_input_tokens"],
+        f["cache_write_tokens"],
+        f["reasoning_tokens"],
+        None if cost is None else str(cost),
+        f["latency_s"],
+        f["ttft_s"],
+        f["status"],
+        None if f["error"] is None else redact_text(f["error"]),
+        f["request_id"],
+        f["conversation_id"],
+        redacted_json_text(dict(f["tags"])) if f["tags"] else "{}",
+        int(f["streamed"]),
+        int(f["cached"]),
     )
 
 

@@ -9,7 +9,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, TypedDict
+from typing import Any, TypedDict, Unpack
 
 from .._types import (
     Document,
@@ -31,6 +31,7 @@ from .._types import (
 _SCALARS = frozenset({str, int, float, bool})
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 _NO_TAGS: Mapping[str, str] = MappingProxyType({})
+_NO_USAGE = Usage()
 # Request fields stored under "parameters" (messages and tools have their own keys).
 _PARAMETERS = (
     "max_tokens",
@@ -127,57 +128,60 @@ class CallRecord:
         return self.status == "ok"
 
     @classmethod
-    def of(
-        cls,
-        request: Request,
-        *,
-        provider: str,
-        response: Response | None = None,
-        error: BaseException | None = None,
-        model: str | None = None,
-        latency_s: float | None = None,
-        ttft_s: float | None = None,
-        tags: Mapping[str, str] | None = None,
-        conversation_id: str | None = None,
-        streamed: bool | None = None,
-        cached: bool = False,
-        time: datetime | None = None,
-    ) -> CallRecord:
+    def of(cls, request: Request, *, provider: str, **details: Unpack[RecordDetails]) -> CallRecord:
         """The record of one call: its request and either its response or its error.
 
         When the call failed after a stream began, the error's ``.partial`` response supplies
         the text and usage that did arrive. ``model`` defaults to the requested model name,
         ``latency_s`` / ``ttft_s`` to the response's own, ``streamed`` to ``request.stream``.
         """
-        reply = response if response is not None else getattr(error, "partial", None)
-        usage = reply.usage if reply is not None else Usage()
-        extra: dict[str, Any] = {}
-        if time is not None:
-            extra["time"] = time
-        return cls(
-            provider=provider,
-            model=model or request.model,
-            request=request_json(request),
-            response_text=reply.text if reply is not None else None,
-            tool_calls=tuple(_tool_call_json(c) for c in reply.tool_calls) if reply else (),
-            finish_reason=reply.finish_reason if reply is not None else None,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cached_input_tokens=usage.cached_input_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            cost=reply.cost if reply is not None else None,
-            latency_s=_first(latency_s, reply.latency_s if reply else None),
-            ttft_s=_first(ttft_s, reply.ttft_s if reply else None),
-            status="ok" if error is None else type(error).__name__,
-            error=None if error is None else str(error),
-            request_id=_request_id(reply, error),
-            conversation_id=conversation_id,
-            tags=dict(tags) if tags else _NO_TAGS,
-            streamed=request.stream if streamed is None else streamed,
-            cached=cached,
-            **extra,
-        )
+        return cls(**record_fields(request, provider=provider, **details))
+
+
+def record_fields(
+    request: Request,
+    *,
+    provider: str,
+    response: Response | None = None,
+    error: BaseException | None = None,
+    model: str | None = None,
+    latency_s: float | None = None,
+    ttft_s: float | None = None,
+    tags: Mapping[str, str] | None = None,
+    conversation_id: str | None = None,
+    streamed: bool | None = None,
+    cached: bool = False,
+    time: datetime | None = None,
+) -> dict[str, Any]:
+    """The fields of :meth:`CallRecord.of` as a dict, id and time included (the call log
+    turns them into a row without building the record)."""
+    reply = response if response is not None else getattr(error, "partial", None)
+    usage = reply.usage if reply is not None else _NO_USAGE
+    return {
+        "id": new_id(),
+        "time": time if time is not None else datetime.now(UTC),
+        "provider": provider,
+        "model": model or request.model,
+        "request": request_json(request),
+        "response_text": reply.text if reply is not None else None,
+        "tool_calls": tuple(_tool_call_json(c) for c in reply.tool_calls) if reply else (),
+        "finish_reason": reply.finish_reason if reply is not None else None,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cached_input_tokens": usage.cached_input_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "cost": reply.cost if reply is not None else None,
+        "latency_s": latency_s if latency_s is not None else reply.latency_s if reply else None,
+        "ttft_s": ttft_s if ttft_s is not None else reply.ttft_s if reply else None,
+        "status": "ok" if error is None else type(error).__name__,
+        "error": None if error is None else str(error),
+        "request_id": _request_id(reply, error),
+        "conversation_id": conversation_id,
+        "tags": dict(tags) if tags else _NO_TAGS,
+        "streamed": request.stream if streamed is None else streamed,
+        "cached": cached,
+    }
 
 
 def request_json(request: Request) -> dict[str, Any]:
@@ -208,6 +212,10 @@ def part_json(part: Part) -> dict[str, Any]:
     """A content part as a plain dict of its set fields (``kind`` always included)."""
     # A walk over the dataclass fields covers every part type, present and future, so a
     # new field can never be silently left out of the log.
+    if (
+        type(part) is Text and part.text
+    ):  # the commonest part, without the walk (same keys, same order)
+        return {"text": part.text, "kind": "text"}
     names = _FIELD_NAMES.get(type(part))
     if names is None:
         names = _FIELD_NAMES[type(part)] = tuple(f.name for f in fields(part))
@@ -247,10 +255,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
-
-
-def _first(*values: float | None) -> float | None:
-    return next((v for v in values if v is not None), None)
 
 
 def _request_id(reply: Response | None, error: BaseException | None) -> str | None:
