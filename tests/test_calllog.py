@@ -23,7 +23,7 @@ from callm import _netwait as netwait
 from callm._calllog import CallLog
 from callm._store import CallRecord, Store
 from callm.testing import FakeOpenAIServer
-from helpers import sync_client
+from helpers import async_client, sync_client
 
 
 def record(n: int = 0) -> CallRecord:
@@ -393,3 +393,25 @@ def test_threads_calling_at_once_log_every_call_exactly_once(
         logged = store.recent_calls(1000)
     prompts = [c.request["messages"][0]["content"][0]["text"] for c in logged]
     assert sorted(prompts) == sorted(f"worker {w} call {n}" for w in range(8) for n in range(25))
+
+
+async def test_an_async_call_builds_a_waiting_record_in_the_event_loop_thread(
+    tmp_path: Path, fake_openai: FakeOpenAIServer
+) -> None:
+    # Not in the writer thread, which would contend with the event loop for the GIL.
+    built_in: list[str] = []
+
+    def build() -> CallRecord:
+        built_in.append(threading.current_thread().name)
+        return record()
+
+    with CallLog(tmp_path / "loop.db", flush_interval=60) as log:
+        log.log(build)
+        async with async_client(fake_openai.base_url, log=False) as ac:
+            await ac.complete("fake/gpt-4o-mini", "hi")
+            s = await ac.stream("fake/gpt-4o-mini", "hi")  # nothing waits any more
+            async with s:
+                assert (await s.get_response()).text
+        assert built_in == [threading.current_thread().name]
+        assert log.flush(timeout=5)
+    assert count(tmp_path / "loop.db") == 1

@@ -10,11 +10,12 @@ went idle, by a full batch, and by :meth:`CallLog.flush`, so a busy caller pays 
 wake-up per record.
 
 Building a row is Python work, and a writer thread doing it competes with the callers for
-the GIL. So the sync transport lends a hand: between sending a request and reading its
-answer — time the caller would only spend waiting for the server — it builds the oldest
-waiting record (``callm._netwait``). In a steady stream of sync calls every record is built
-that way, and the writer thread is left with the inserts, during which SQLite releases the
-GIL. Async calls and a caller's own httpx2 client leave the building to the writer thread.
+the GIL. So the transports lend a hand (``callm._netwait``): the sync one between sending a
+request and reading its answer — time the caller would only spend waiting for the server —
+and the async one as it starts a request, in the event loop's own thread, each build the
+oldest waiting record. In a steady stream of calls every record is built that way, and the
+writer thread is left with the inserts, during which SQLite releases the GIL. Calls over a
+caller's own httpx2 client leave the building to the writer thread.
 
 Nothing is lost at a normal exit: an ``atexit`` hook flushes every open log, and the daemon
 thread never keeps the process alive. Records still queued when a process is killed

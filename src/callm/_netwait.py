@@ -1,10 +1,11 @@
-"""A hint from the sync transport: a request is sent and its answer not yet read.
+"""A hint from the transports: a request is on its way, its answer not yet read.
 
-Between the two the caller only waits for the server, so background work that would
-otherwise compete with it for the GIL (building call log rows) can be done right there,
-in the caller's own thread, without slowing the call: each listener gets a short turn.
-With no listener this costs one list test. Kept apart so the transports import nothing
-heavy.
+The sync transport gives it between sending a request and reading the answer, when the
+caller only waits for the server; the async one as a request starts, in the event loop's
+thread. Background work that would otherwise compete with the caller for the GIL (building
+call log rows) is done right there, in the caller's own thread: each listener gets a short
+turn. With no listener this costs one list test. Kept apart so the transports import
+nothing heavy.
 """
 
 from __future__ import annotations
@@ -15,6 +16,6 @@ listeners: list[Callable[[], None]] = []
 
 
 def network_wait() -> None:
-    """Give each listener its turn; called between sending a request and reading the answer."""
+    """Give each listener its turn (see the module docstring for when transports call it)."""
     for listener in listeners:
         listener()

@@ -10,6 +10,7 @@ import aiohttp
 
 from .._errors import APIConnectionError, APITimeoutError
 from .._http import HttpRequest, HttpResponse, redact_url
+from .._netwait import listeners, network_wait
 from .._timeouts import Timeout
 
 _ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
@@ -89,6 +90,8 @@ class AiohttpTransport:
         )
 
     async def send(self, request: HttpRequest, timeout: Timeout) -> HttpResponse:
+        if listeners:  # see callm._netwait: the event loop's thread does it, not a rival one
+            network_wait()
         try:
             response = await self._request(request, timeout)
             async with response:
@@ -98,6 +101,8 @@ class AiohttpTransport:
         return HttpResponse(response.status, response.headers, body)
 
     async def open_stream(self, request: HttpRequest, timeout: Timeout) -> _AiohttpStream:
+        if listeners:
+            network_wait()
         try:
             response = await self._request(request, timeout)
         except _ERRORS as exc:
