@@ -17,7 +17,7 @@ import click
 
 from .._client import CallParams, Client
 from .._errors import CallmError
-from ._group import _DEBUG, EXIT_API_ERROR, CLIError, debug_option
+from ._group import EXIT_API_ERROR, CLIError, debug_option, debugging
 from ._prompt import (
     call_params,
     cid_option,
@@ -78,7 +78,7 @@ def chat_command(
         client.resolve_model(conv.model)  # an unknown provider or a missing key ends it here
         if interactive:
             _banner(conv, stored=not no_log)
-        debug = bool(click.get_current_context().meta.get(_DEBUG))
+        debug = debugging(click.get_current_context())
         failures = sum(not _answer(conv, text, params, debug=debug) for text in _lines(interactive))
     if failures:
         raise click.exceptions.Exit(EXIT_API_ERROR)

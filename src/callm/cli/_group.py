@@ -83,9 +83,14 @@ class DefaultGroup(click.Group):
             _fail(ctx, exc, CLIError)
 
 
+def debugging(ctx: click.Context) -> bool:
+    """Whether --debug was given: tracebacks and every request are shown."""
+    return bool(ctx.meta.get(_DEBUG))
+
+
 def _fail(ctx: click.Context, exc: Exception, error: type[CLIError]) -> NoReturn:
     """Raise ``error`` with the message of ``exc``, after its traceback under --debug."""
-    if ctx.meta.get(_DEBUG):
+    if debugging(ctx):
         traceback.print_exc()
     raise error(str(exc)) from None
 
