@@ -21,14 +21,7 @@ from .._types import (
 )
 from ._db import iso_time
 from ._record import message_from_json, message_json
-from ._redact import (
-    _BEARER,
-    _KEY_PARAM,
-    _KEY_SHAPES,
-    _SECRET_ASSIGNMENT,
-    REDACTED,
-    _assignment_redacted,
-)
+from ._redact import mask_keys
 
 if TYPE_CHECKING:
     from ._db import Store
@@ -166,10 +159,5 @@ def _masked(value: Any, name: str = "") -> Any:
 
 
 def _mask(text: str | None) -> str | None:
-    """``text`` with key-shaped strings masked (the key rules of callm._store.redact_text)."""
-    if not text:
-        return text
-    text = _SECRET_ASSIGNMENT.sub(_assignment_redacted, text)
-    text = _BEARER.sub(rf"\1\2{REDACTED}", text)
-    text = _KEY_PARAM.sub(rf"\1{REDACTED}", text)
-    return _KEY_SHAPES.sub(REDACTED, text)
+    """``text`` with key-shaped strings masked (images and other payloads kept intact)."""
+    return mask_keys(text) if text else text

@@ -116,6 +116,16 @@ def redact_text(text: str) -> str:
         text = _DATA_URL.sub(_data_url_summary, text)
     if len(text) >= 256:
         text = _LONG_BASE64.sub(_base64_summary, text)
+    return mask_keys(text, lower)
+
+
+def mask_keys(text: str, lower: str | None = None) -> str:
+    """``text`` with keys replaced by ``***``, base64 payloads left as they are (``lower``:
+    the text's lower-case form when the caller has it, for the substring guards)."""
+    if not text:
+        return text
+    if lower is None:
+        lower = text.lower()
     if any(name in lower for name in _ASSIGNMENT_HINTS):
         text = _SECRET_ASSIGNMENT.sub(_assignment_redacted, text)
     if "bearer" in lower:
