@@ -213,7 +213,7 @@ def private_callm_home() -> Iterator[str]:
 
 def flush_call_logs() -> None:
     """Wait until every record queued on callm's shared call-log writers is in the database."""
-    import callm._pipeline as pipeline
+    from callm._engine import pipeline
 
     for log in list(pipeline._call_logs.values()):
         log.flush()
@@ -221,7 +221,7 @@ def flush_call_logs() -> None:
 
 def close_call_logs() -> None:
     """Flush and stop callm's call-log writers (only if callm was imported at all)."""
-    pipeline = sys.modules.get("callm._pipeline")
+    pipeline = sys.modules.get("callm._engine.pipeline")
     if pipeline is None:
         return
     for log in list(pipeline._call_logs.values()):

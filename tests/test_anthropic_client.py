@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 import callm
-from callm._endpoint import Endpoint
-from callm._http import HttpRequest, HttpResponse
-from callm._providers import BUILTIN, build_endpoint
-from callm._types import Image, Message, Reasoning, Request, Tool
-from callm.providers import anthropic
+from callm._config.providers import BUILTIN, build_endpoint
+from callm._core.endpoint import Endpoint
+from callm._core.http import HttpRequest, HttpResponse
+from callm._core.types import Image, Message, Reasoning, Request, Tool
+from callm.protocols.anthropic import client as anthropic
 from callm.testing import FakeOpenAIServer, FakeToolCall, Fault, Reply
 
 KEY = "sk-ant-fake-0000"

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from callm import Message, Request, Response, Usage
-from callm import _netwait as netwait
-from callm._calllog import CallLog
+from callm._core import netwait
+from callm._policies.calllog import CallLog
 from callm._store import CallRecord, Store
 from callm.testing import FakeOpenAIServer
 from helpers import async_client, sync_client
@@ -272,7 +272,7 @@ def test_nothing_is_lost_at_exit_and_the_thread_does_not_hold_the_process(
     done = run_python(
         f"""
         from decimal import Decimal
-        from callm._calllog import CallLog
+        from callm._policies.calllog import CallLog
         from callm._store import CallRecord
 
         # A long interval: without the exit hook these records would still be queued.
@@ -294,7 +294,7 @@ def test_a_forked_child_logs_to_its_own_connection(tmp_path: Path) -> None:
     done = run_python(
         f"""
         import os
-        from callm._calllog import CallLog
+        from callm._policies.calllog import CallLog
         from callm._store import CallRecord
 
         def rec(who):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import callm
-from callm._config import KeyStore
+from callm._config.settings import KeyStore
 from callm.testing import FakeOpenAIServer, Reply
 from helpers import FAKE_KEY
 
@@ -213,7 +213,7 @@ def test_azure_without_endpoint_says_what_to_set(monkeypatch: pytest.MonkeyPatch
 def test_default_model_is_offline_local_with_one_notice(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import callm._client as client_module
+    import callm._engine.client as client_module
 
     monkeypatch.setattr(client_module, "_notice_shown", False)
     with caplog.at_level(logging.WARNING, logger="callm"):

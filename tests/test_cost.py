@@ -19,8 +19,8 @@ from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callm._cost import _table_for, cost_of, price_source, warm_up
-from callm._types import Usage
+from callm._core.types import Usage
+from callm._policies.cost import _table_for, cost_of, price_source, warm_up
 
 # A fixed instant keeps dated and off-peak prices reproducible.
 AT = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -102,7 +102,7 @@ def test_every_model_in_the_table_prices_like_calc_price() -> None:
 
 
 def counts(usage: Usage) -> tuple[int, ...]:
-    from callm._cost import _counts
+    from callm._policies.cost import _counts
 
     return _counts(usage)
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 import callm
-from callm._http import HttpResponse
-from callm._types import Message, Request
-from callm.providers import gemini
+from callm._core.http import HttpResponse
+from callm._core.types import Message, Request
+from callm.protocols.gemini import client as gemini
 from callm.testing import FakeOpenAIServer, FakeToolCall, Fault, RecordedRequest, Reply
 
 KEY = "gemini-test-key"

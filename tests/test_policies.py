@@ -58,7 +58,7 @@ async def test_cost_is_computed_for_known_models(
     r = await call(mode, streamed, {"log": False}, "openai/gpt-4o-mini")
     assert isinstance(r.cost, Decimal) and r.cost > 0
     cheaper = callm.Usage(input_tokens=1000, output_tokens=100)
-    from callm._cost import cost_of
+    from callm._policies.cost import cost_of
 
     assert r.cost == cost_of("openai", "gpt-4o-mini", r.usage)
     assert r.cost > cost_of("openai", "gpt-4o-mini", cheaper)

@@ -10,7 +10,7 @@ import pytest
 
 import callm
 import drive
-from callm._cost import cost_of
+from callm._policies.cost import cost_of
 from callm._store import Store
 from callm.testing import FakeOpenAIServer, Fault, Reply
 from helpers import FAKE_KEY

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from callm import RateLimitError
-from callm._ratelimit import (
+from callm._policies.ratelimit import (
     Limiter,
     RateLimit,
     RateLimiter,

@@ -348,7 +348,7 @@ async def test_structured_output_from_recorded_reply(case: SchemaCase | None, mo
         pytest.skip("recorded an OpenAPI-subset responseSchema, not a JSON Schema output= takes")
     text, _ = reply_of(case.protocol, interaction)
     expected = json.loads(text)
-    # strict=False sends a schema exactly as given (see callm._output); a strict recording
+    # strict=False sends a schema exactly as given (see callm._features.output); a strict recording
     # is already strict-compatible, so making it strict again must not change it.
     output = {"name": case.name or "result", "schema": case.schema, "strict": case.strict}
     provider = provider_of(case.path, case.protocol)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callm._sse import SSEDecoder, SSEEvent
+from callm.protocols._shared.sse import SSEDecoder, SSEEvent
 
 BOM = "\ufeff".encode()
 

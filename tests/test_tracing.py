@@ -30,7 +30,7 @@ from callm import (
     ToolCall,
     Usage,
 )
-from callm._tracing import CONTENT_ENV, CallSpan, Tracing, _otel_installed
+from callm._policies.tracing import CONTENT_ENV, CallSpan, Tracing, _otel_installed
 
 REQUEST = Request(
     model="gpt-4o-mini",

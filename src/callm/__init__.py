@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any, Unpack
 
-from ._client import AsyncClient, CallParams, Client
-from ._errors import (
+from ._config.providers import ProviderSpec
+from ._core.errors import (
     APIConnectionError,
     APIError,
     APIResponseError,
@@ -37,21 +37,20 @@ from ._errors import (
     StreamInterruptedError,
     StructuredOutputError,
 )
-from ._messages import MessagesInput
-from ._pipeline import Budget, CallInfo
-from ._providers import ProviderSpec
-from ._routing import Group
+from ._core.messages import MessagesInput
+from ._engine.client import AsyncClient, CallParams, Client
+from ._engine.pipeline import Budget, CallInfo
+from ._policies.routing import Group
 
 if _TYPE_CHECKING:
-    from ._cache import ResponseCache
-    from ._conversation import AsyncConversation, Conversation
-    from ._functions import tool
-    from ._ratelimit import RateLimit
-    from ._run import AsyncRunStream, RunStream
-    from ._tokens import TokenCount
-from ._stream import AsyncStream, Stream
-from ._timeouts import Timeout
-from ._types import (
+    from ._features.conversation import AsyncConversation, Conversation
+    from ._features.functions import tool
+    from ._features.run import AsyncRunStream, RunStream
+    from ._features.tokens import TokenCount
+    from ._policies.cache import ResponseCache
+    from ._policies.ratelimit import RateLimit
+from ._core.timeouts import Timeout
+from ._core.types import (
     Document,
     FinishEvent,
     Image,
@@ -78,6 +77,7 @@ from ._types import (
     Usage,
     UsageEvent,
 )
+from ._engine.stream import AsyncStream, Stream
 
 __version__ = "0.1.0"
 
@@ -186,14 +186,14 @@ def count_tokens(
 
 # Names whose modules load on first use: `import callm` stays as light as a plain call needs.
 _LAZY = {
-    "RateLimit": "._ratelimit",
-    "ResponseCache": "._cache",
-    "TokenCount": "._tokens",
-    "Conversation": "._conversation",
-    "AsyncConversation": "._conversation",
-    "RunStream": "._run",
-    "AsyncRunStream": "._run",
-    "tool": "._functions",
+    "RateLimit": "._policies.ratelimit",
+    "ResponseCache": "._policies.cache",
+    "TokenCount": "._features.tokens",
+    "Conversation": "._features.conversation",
+    "AsyncConversation": "._features.conversation",
+    "RunStream": "._features.run",
+    "AsyncRunStream": "._features.run",
+    "tool": "._features.functions",
 }
 
 

@@ -20,7 +20,7 @@ import pytest
 from cli_helpers import CallmProcess, sent_body
 
 import callm
-from callm._config import LOCAL_NOTICE
+from callm._config.settings import LOCAL_NOTICE
 from callm.testing import FakeOpenAIServer, Fault, Reply
 
 MODEL = "openai/gpt-4o-mini"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from callm._http import HttpRequest
+from callm._core.http import HttpRequest
 from callm.cli._curl import curl_command
 
 SECRET = "sk-very-secret-0123456789"

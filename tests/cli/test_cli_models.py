@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from cli_helpers import FAKE_KEY, CallmProcess
 
-from callm._config import LOCAL_NOTICE
+from callm._config.settings import LOCAL_NOTICE
 from callm.testing import FakeOpenAIServer
 
 

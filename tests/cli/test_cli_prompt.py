@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import FAKE_KEY, CallmProcess, sent_body
 
-from callm._config import LOCAL_NOTICE
+from callm._config.settings import LOCAL_NOTICE
 from callm.testing import FakeOpenAIServer, FakeToolCall, Fault, Reply
 
 MODEL = "openai/gpt-4o-mini"

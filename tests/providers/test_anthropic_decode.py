@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 
 import callm
-from callm._http import HttpResponse
-from callm._providers import BUILTIN, build_endpoint
-from callm._sse import SSEEvent
-from callm._types import (
+from callm._config.providers import BUILTIN, build_endpoint
+from callm._core.http import HttpResponse
+from callm._core.types import (
     FinishEvent,
     RawPart,
     Reasoning,
@@ -24,7 +23,8 @@ from callm._types import (
     Usage,
     UsageEvent,
 )
-from callm.providers import anthropic
+from callm.protocols._shared.sse import SSEEvent
+from callm.protocols.anthropic import client as anthropic
 
 EP = build_endpoint(BUILTIN["anthropic"], "https://api.anthropic.com", "sk-ant-test")
 USAGE = {

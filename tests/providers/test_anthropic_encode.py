@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 import callm
-from callm._providers import BUILTIN, build_endpoint
-from callm._types import (
+from callm._config.providers import BUILTIN, build_endpoint
+from callm._core.types import (
     Document,
     Image,
     Message,
@@ -23,7 +23,7 @@ from callm._types import (
     ToolCall,
     ToolResult,
 )
-from callm.providers import anthropic
+from callm.protocols.anthropic import client as anthropic
 
 EP = build_endpoint(BUILTIN["anthropic"], "https://api.anthropic.com", "sk-ant-test")
 

@@ -21,11 +21,10 @@ import pytest
 yaml = pytest.importorskip("yaml")
 
 import callm  # noqa: E402
-from callm._endpoint import Endpoint  # noqa: E402
-from callm._http import HttpResponse  # noqa: E402
-from callm._providers import BUILTIN, build_endpoint  # noqa: E402
-from callm._sse import SSEDecoder  # noqa: E402
-from callm._types import (  # noqa: E402
+from callm._config.providers import BUILTIN, build_endpoint  # noqa: E402
+from callm._core.endpoint import Endpoint  # noqa: E402
+from callm._core.http import HttpResponse  # noqa: E402
+from callm._core.types import (  # noqa: E402
     Document,
     FinishEvent,
     Image,
@@ -45,8 +44,9 @@ from callm._types import (  # noqa: E402
     Usage,
     UsageEvent,
 )
-from callm.providers import anthropic  # noqa: E402
-from callm.providers._anthropic_stream import AnthropicStreamDecoder  # noqa: E402
+from callm.protocols._shared.sse import SSEDecoder  # noqa: E402
+from callm.protocols.anthropic import client as anthropic  # noqa: E402
+from callm.protocols.anthropic.stream import AnthropicStreamDecoder  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 RECORDED = FIXTURES / "recorded" / "anthropic"

@@ -8,11 +8,10 @@ from typing import Any
 import pytest
 
 import callm
-from callm._endpoint import Endpoint
-from callm._http import HttpResponse
-from callm._providers import BUILTIN, build_endpoint
-from callm._sse import SSEDecoder, SSEEvent
-from callm._types import (
+from callm._config.providers import BUILTIN, build_endpoint
+from callm._core.endpoint import Endpoint
+from callm._core.http import HttpResponse
+from callm._core.types import (
     FinishEvent,
     Image,
     Message,
@@ -29,7 +28,8 @@ from callm._types import (
     Usage,
     UsageEvent,
 )
-from callm.providers import gemini
+from callm.protocols._shared.sse import SSEDecoder, SSEEvent
+from callm.protocols.gemini import client as gemini
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 import callm
-from callm._endpoint import Endpoint
-from callm._providers import BUILTIN, build_endpoint
-from callm._types import (
+from callm._config.providers import BUILTIN, build_endpoint
+from callm._core.endpoint import Endpoint
+from callm._core.types import (
     Document,
     Image,
     Message,
@@ -25,7 +25,7 @@ from callm._types import (
     ToolCall,
     ToolResult,
 )
-from callm.providers import gemini
+from callm.protocols.gemini import client as gemini
 
 BASE = "https://generativelanguage.googleapis.com/v1beta"
 

@@ -19,10 +19,9 @@ import pytest
 
 yaml = pytest.importorskip("yaml")
 
-from callm._http import HttpResponse  # noqa: E402
-from callm._providers import BUILTIN, build_endpoint  # noqa: E402
-from callm._sse import SSEDecoder  # noqa: E402
-from callm._types import (  # noqa: E402
+from callm._config.providers import BUILTIN, build_endpoint  # noqa: E402
+from callm._core.http import HttpResponse  # noqa: E402
+from callm._core.types import (  # noqa: E402
     Document,
     FinishEvent,
     Image,
@@ -40,8 +39,9 @@ from callm._types import (  # noqa: E402
     Usage,
     UsageEvent,
 )
-from callm.providers import gemini  # noqa: E402
-from callm.providers._gemini_stream import GeminiStreamDecoder  # noqa: E402
+from callm.protocols._shared.sse import SSEDecoder  # noqa: E402
+from callm.protocols.gemini import client as gemini  # noqa: E402
+from callm.protocols.gemini.stream import GeminiStreamDecoder  # noqa: E402
 
 RECORDED = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "recorded"
 FOLDER = RECORDED / "google"
@@ -302,7 +302,7 @@ def to_request(model: str, body: Mapping[str, Any]) -> Request:
         fmt = {"type": "json_schema", "schema": config["responseJsonSchema"]}
     elif config.get("responseMimeType") == "application/json":
         fmt = {"type": "json_object"}
-    from callm._messages import to_tools
+    from callm._core.messages import to_tools
 
     declarations = [d for t in body.get("tools") or () for d in t["functionDeclarations"]]
     tools = to_tools(

@@ -10,12 +10,9 @@ from typing import Any
 import pytest
 
 import callm
-from callm import _retry
-from callm._endpoint import Endpoint
-from callm._http import HttpResponse
-from callm._retry import retry_delay, should_retry
-from callm._sse import SSEDecoder, SSEEvent
-from callm._types import (
+from callm._core.endpoint import Endpoint
+from callm._core.http import HttpResponse
+from callm._core.types import (
     FinishEvent,
     Reasoning,
     ReasoningDelta,
@@ -28,8 +25,11 @@ from callm._types import (
     Usage,
     UsageEvent,
 )
-from callm.providers._errors import decode_error
-from callm.providers.openai_chat import (
+from callm._policies import retry as _retry
+from callm._policies.retry import retry_delay, should_retry
+from callm.protocols._shared.errors import decode_error
+from callm.protocols._shared.sse import SSEDecoder, SSEEvent
+from callm.protocols.openai_chat.client import (
     ChatStreamDecoder,
     decode,
     decode_models,
@@ -1256,7 +1256,7 @@ def test_retry_delay_does_not_overflow_after_many_retries() -> None:
 
 
 def test_retry_delay_prefers_a_hint_from_the_body() -> None:
-    from callm import _retry
+    from callm._policies import retry as _retry
 
     assert _retry.retry_delay(0, {"retry-after": "9"}, hint=2.0) == 2.0
     assert _retry.retry_delay(3, {}, hint=0.25) == 0.25

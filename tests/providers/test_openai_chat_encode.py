@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 import callm
-from callm._endpoint import Endpoint
-from callm._providers import BUILTIN, ProviderSpec, build_endpoint
-from callm._types import (
+from callm._config.providers import BUILTIN, ProviderSpec, build_endpoint
+from callm._core.endpoint import Endpoint
+from callm._core.types import (
     Image,
     Message,
     Reasoning,
@@ -22,7 +22,7 @@ from callm._types import (
     ToolCall,
     ToolResult,
 )
-from callm.providers.openai_chat import (
+from callm.protocols.openai_chat.client import (
     LEGACY_MAX_TOKENS,
     NO_STREAM_OPTIONS,
     RANDOM_SEED,

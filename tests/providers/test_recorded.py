@@ -19,12 +19,11 @@ import pytest
 yaml = pytest.importorskip("yaml")
 
 import callm  # noqa: E402
-from callm._endpoint import Endpoint  # noqa: E402
-from callm._http import HttpResponse  # noqa: E402
-from callm._messages import to_messages, to_tools  # noqa: E402
-from callm._providers import BUILTIN, build_endpoint  # noqa: E402
-from callm._sse import SSEDecoder  # noqa: E402
-from callm._types import (  # noqa: E402
+from callm._config.providers import BUILTIN, build_endpoint  # noqa: E402
+from callm._core.endpoint import Endpoint  # noqa: E402
+from callm._core.http import HttpResponse  # noqa: E402
+from callm._core.messages import to_messages, to_tools  # noqa: E402
+from callm._core.types import (  # noqa: E402
     FinishEvent,
     ReasoningDelta,
     Request,
@@ -34,8 +33,9 @@ from callm._types import (  # noqa: E402
     Usage,
     UsageEvent,
 )
-from callm.providers._errors import decode_error  # noqa: E402
-from callm.providers.openai_chat import ChatStreamDecoder, decode, encode_body  # noqa: E402
+from callm.protocols._shared.errors import decode_error  # noqa: E402
+from callm.protocols._shared.sse import SSEDecoder  # noqa: E402
+from callm.protocols.openai_chat.client import ChatStreamDecoder, decode, encode_body  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 RECORDED = FIXTURES / "recorded"

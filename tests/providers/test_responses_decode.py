@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 
 import callm
-from callm._endpoint import Endpoint
-from callm._http import HttpResponse
-from callm._sse import SSEDecoder, SSEEvent
-from callm._types import (
+from callm._core.endpoint import Endpoint
+from callm._core.http import HttpResponse
+from callm._core.types import (
     FinishEvent,
     RawPart,
     Reasoning,
@@ -27,7 +26,8 @@ from callm._types import (
     Usage,
     UsageEvent,
 )
-from callm.providers import openai_responses as wire
+from callm.protocols._shared.sse import SSEDecoder, SSEEvent
+from callm.protocols.openai_responses import client as wire
 
 EP = Endpoint("openai-responses", "openai_responses", "https://api.openai.com/v1", {})
 USAGE = {

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 import callm
-from callm._endpoint import Endpoint
-from callm._types import (
+from callm._core.endpoint import Endpoint
+from callm._core.types import (
     Document,
     Image,
     Message,
@@ -22,7 +22,7 @@ from callm._types import (
     ToolCall,
     ToolResult,
 )
-from callm.providers import openai_responses as wire
+from callm.protocols.openai_responses import client as wire
 
 EP = Endpoint(
     "openai-responses",

@@ -20,10 +20,9 @@ import pytest
 yaml = pytest.importorskip("yaml")
 
 import callm  # noqa: E402
-from callm._endpoint import Endpoint  # noqa: E402
-from callm._http import HttpResponse  # noqa: E402
-from callm._sse import SSEDecoder  # noqa: E402
-from callm._types import (  # noqa: E402
+from callm._core.endpoint import Endpoint  # noqa: E402
+from callm._core.http import HttpResponse  # noqa: E402
+from callm._core.types import (  # noqa: E402
     FinishEvent,
     Message,
     RawPart,
@@ -37,7 +36,8 @@ from callm._types import (  # noqa: E402
     Usage,
     UsageEvent,
 )
-from callm.providers import openai_responses as wire  # noqa: E402
+from callm.protocols._shared.sse import SSEDecoder  # noqa: E402
+from callm.protocols.openai_responses import client as wire  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 RECORDED = FIXTURES / "recorded"

@@ -12,7 +12,7 @@ import httpx2
 import pytest
 
 import callm.testing
-from callm._sse import SSEDecoder
+from callm.protocols._shared.sse import SSEDecoder
 from callm.testing import FakeOpenAIServer
 from callm.testing.pytest_plugin import fake_openai
 

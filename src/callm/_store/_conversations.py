@@ -15,10 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .._types import (
-    Message,
-    Usage,
-)
+from .._core.types import Message, Usage
 from ._db import iso_time
 from ._record import message_from_json, message_json
 from ._redact import mask_keys

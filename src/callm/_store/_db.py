@@ -20,7 +20,7 @@ from ._record import CallRecord, RecordDetails, record_fields
 from ._redact import redact_text, redacted_json_text
 
 if TYPE_CHECKING:
-    from .._types import Request
+    from .._core.types import Request
 
 SummaryKey = Literal["day", "model", "provider"]
 _SUMMARY_KEYS: dict[str, str] = {
@@ -81,7 +81,7 @@ class Store:
 
     def __init__(self, path: Path | str | None = None, *, busy_timeout_s: float = 10.0) -> None:
         if path is None:
-            from .._config import callm_home
+            from .._config.settings import callm_home
 
             path = callm_home() / "callm.db"
         self.path = path if str(path) == ":memory:" else Path(path)

@@ -11,7 +11,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, TypedDict, Unpack
 
-from .._types import (
+from .._core.types import (
     Document,
     Image,
     Message,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Protocol
 
-from .._http import HttpRequest, HttpResponse
-from .._timeouts import Timeout
+from .._core.http import HttpRequest, HttpResponse
+from .._core.timeouts import Timeout
 
 
 class StreamBody(Protocol):

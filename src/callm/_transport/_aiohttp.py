@@ -8,10 +8,10 @@ from typing import Any
 
 import aiohttp
 
-from .._errors import APIConnectionError, APITimeoutError
-from .._http import HttpRequest, HttpResponse, redact_url
-from .._netwait import listeners, network_wait
-from .._timeouts import Timeout
+from .._core.errors import APIConnectionError, APITimeoutError
+from .._core.http import HttpRequest, HttpResponse, redact_url
+from .._core.netwait import listeners, network_wait
+from .._core.timeouts import Timeout
 
 _ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
 

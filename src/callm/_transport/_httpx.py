@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx2
 
-from .._errors import APIConnectionError, APITimeoutError
-from .._http import HttpRequest, HttpResponse, redact_url
-from .._timeouts import Timeout
+from .._core.errors import APIConnectionError, APITimeoutError
+from .._core.http import HttpRequest, HttpResponse, redact_url
+from .._core.timeouts import Timeout
 
 
 @contextlib.contextmanager

@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 from urllib3 import exceptions as x
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
-from .._errors import APIConnectionError, APITimeoutError
-from .._http import HttpRequest, HttpResponse, redact_url
-from .._netwait import listeners, network_wait
-from .._timeouts import Timeout
+from .._core.errors import APIConnectionError, APITimeoutError
+from .._core.http import HttpRequest, HttpResponse, redact_url
+from .._core.netwait import listeners, network_wait
+from .._core.timeouts import Timeout
 
 _READ_SIZE = 65536
 _ERRORS = (x.HTTPError, OSError, http.client.HTTPException)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .._config import Settings
+from .._config.settings import Settings
 from .._store import Store
 
 _OFF = ("0", "false", "off")  # the values of CALLM_LOG that callm.Client treats as "off"

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from .._client import CallParams, Client
-from .._errors import CallmError
+from .._core.errors import CallmError
+from .._engine.client import CallParams, Client
 from ._group import EXIT_API_ERROR, CLIError, debug_option, debugging
 from ._prompt import (
     call_params,
@@ -33,7 +33,7 @@ from ._prompt import (
 )
 
 if TYPE_CHECKING:
-    from .._conversation import Conversation
+    from .._features.conversation import Conversation
 
 EXIT_WORDS = frozenset({"exit", "quit"})
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from .._config import Settings
+from .._config.settings import Settings
 from .._store._conversations import StoredConversation, load_conversation, recent_conversations
 from ._calldb import existing_store
 from ._group import debug_option

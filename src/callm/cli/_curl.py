@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from .._http import HttpRequest, redact_url
+from .._core.http import HttpRequest, redact_url
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOKEN = re.compile(r"[A-Za-z0-9!#%&'*+.^_`|~-]+")

@@ -15,7 +15,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from .._errors import APIError, CallmError
+from .._core.errors import APIError, CallmError
 
 EXIT_API_ERROR = 1
 EXIT_USAGE = 2

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from .._config import KeyStore, Settings, read_dotenv
-from .._providers import ProviderSpec
+from .._config.providers import ProviderSpec
+from .._config.settings import KeyStore, Settings, read_dotenv
 from ._group import CLIUsageError, debug_option
 
 

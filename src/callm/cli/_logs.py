@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .._config import Settings
+from .._config.settings import Settings
 from .._store import CallRecord
 from ._calldb import empty_log_message, existing_store
 from ._group import debug_option

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .._types import Response
+from .._core.types import Response
 
 
 class LineWriter:

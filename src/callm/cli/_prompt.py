@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
-from .._client import CallParams, Client
-from .._config import LOCAL_NOTICE
-from .._types import RefusalDelta, Response, TextDelta
+from .._config.settings import LOCAL_NOTICE
+from .._core.types import RefusalDelta, Response, TextDelta
+from .._engine.client import CallParams, Client
 from ._curl import curl_command
 from ._group import EXIT_INTERRUPTED, debug_option
 from ._options import OptionError, parse_options
 from ._output import LineWriter, dumps, response_json
 
 if TYPE_CHECKING:
-    from .._conversation import Conversation
-    from .._stream import Stream
+    from .._engine.stream import Stream
+    from .._features.conversation import Conversation
 
 HOW_TO_START = 'start one with `callm "prompt"` or `callm chat`'
 

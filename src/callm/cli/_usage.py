@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import click
 
-from .._config import Settings
+from .._config.settings import Settings
 from .._store import SummaryKey, UsageRow
 from ._calldb import empty_log_message, existing_store
 from ._group import debug_option

@@ -1,85 +1,55 @@
-"""Wire protocols. Each module here is pure: callm types in, HTTP values out, and back.
+"""Old name of :mod:`callm.protocols`, kept importable for one release, then removed.
 
-Every protocol module offers the same functions (see :class:`WireProtocol`), so the
-clients drive any of them alike; a provider entry names its protocol and this registry
-imports the module on first use.
+``callm.providers.openai_chat`` and the other old module names still import, as aliases of
+the modules that replaced them (``callm.protocols.openai_chat.client`` …). New code imports
+from :mod:`callm.protocols`.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+import sys
 
-from .._errors import ConfigurationError
+from ..protocols import PROTOCOL_MODULES, StreamDecoder, WireProtocol, protocol_for
+from ..protocols._shared import errors as _errors
+from ..protocols._shared import openai as _openai_common
+from ..protocols.anthropic import client as anthropic
+from ..protocols.anthropic import schema as _anthropic_schema
+from ..protocols.anthropic import stream as _anthropic_stream
+from ..protocols.gemini import client as gemini
+from ..protocols.gemini import errors as _gemini_errors
+from ..protocols.gemini import schema as _gemini_schema
+from ..protocols.gemini import stream as _gemini_stream
+from ..protocols.openai_chat import client as openai_chat
+from ..protocols.openai_chat import stream as _openai_chat_stream
+from ..protocols.openai_responses import client as openai_responses
+from ..protocols.openai_responses import stream as _responses_stream
 
-if TYPE_CHECKING:
-    from .._endpoint import Endpoint
-    from .._errors import APIError
-    from .._http import HttpRequest, HttpResponse
-    from .._sse import SSEEvent
-    from .._types import ModelInfo, Request, Response, StreamEvent
+__all__ = [
+    "PROTOCOL_MODULES",
+    "StreamDecoder",
+    "WireProtocol",
+    "anthropic",
+    "gemini",
+    "openai_chat",
+    "openai_responses",
+    "protocol_for",
+]
 
-# protocol name -> module under callm.providers
-PROTOCOL_MODULES: Mapping[str, str] = {
-    "openai_chat": "openai_chat",
-    "openai_responses": "openai_responses",
-    "anthropic": "anthropic",
-    "gemini": "gemini",
+# `import callm.providers.<old name>` finds the module that replaced it.
+_OLD_NAMES = {
+    "_errors": _errors,
+    "_openai_common": _openai_common,
+    "anthropic": anthropic,
+    "_anthropic_schema": _anthropic_schema,
+    "_anthropic_stream": _anthropic_stream,
+    "gemini": gemini,
+    "_gemini_errors": _gemini_errors,
+    "_gemini_schema": _gemini_schema,
+    "_gemini_stream": _gemini_stream,
+    "openai_chat": openai_chat,
+    "_openai_chat_stream": _openai_chat_stream,
+    "openai_responses": openai_responses,
+    "_responses_stream": _responses_stream,
 }
-
-
-class StreamDecoder(Protocol):
-    """Turns one protocol's SSE events into callm stream events, accumulating a Response."""
-
-    endpoint: Endpoint
-    request_id: str | None
-
-    def feed(self, event: SSEEvent) -> list[StreamEvent]: ...
-
-    @property
-    def finished(self) -> bool: ...
-
-    def response(self) -> Response: ...
-
-
-class WireProtocol(Protocol):
-    """What every protocol module provides (as module-level functions)."""
-
-    def encode(self, endpoint: Endpoint, request: Request) -> HttpRequest: ...
-
-    def decode(
-        self, endpoint: Endpoint, response: HttpResponse, latency_s: float | None = None
-    ) -> Response: ...
-
-    def stream_decoder(self, endpoint: Endpoint, request_id: str | None) -> StreamDecoder: ...
-
-    def decode_failure(self, endpoint: Endpoint, response: HttpResponse) -> APIError: ...
-
-    def encode_models(self, endpoint: Endpoint) -> HttpRequest: ...
-
-    def decode_models(self, endpoint: Endpoint, response: HttpResponse) -> list[ModelInfo]: ...
-
-
-_loaded: dict[str, WireProtocol] = {}
-
-
-def protocol_for(name: str) -> WireProtocol:
-    """The module that speaks protocol ``name``, imported on first use."""
-    wire = _loaded.get(name)
-    if wire is not None:
-        return wire
-    module = PROTOCOL_MODULES.get(name)
-    if module is None:
-        known = ", ".join(PROTOCOL_MODULES)
-        raise ConfigurationError(f"unknown protocol {name!r}; known: {known}")
-    try:
-        wire = importlib.import_module(f"{__name__}.{module}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__name__}.{module}":
-            raise
-        raise ConfigurationError(
-            f"the {name} protocol is not available in this version of callm"
-        ) from None
-    _loaded[name] = wire
-    return wire
+for _old, _module in _OLD_NAMES.items():
+    sys.modules[f"{__name__}.{_old}"] = _module

@@ -1,0 +1,1 @@
+"""Configuration: settings, provider entries, keys."""

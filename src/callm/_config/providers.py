@@ -1,0 +1,230 @@
+"""Provider entries: which protocol, where, and how to authenticate.
+
+A provider is configuration over a protocol module, not code: Azure, Ollama, Groq … are
+entries here over ``openai_chat``. Users add their own through ``Client(providers=…)`` or
+the ``[providers.NAME]`` tables of the config file, with the same fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+from .._core.endpoint import Endpoint
+from .._core.errors import ConfigurationError
+from ..protocols import PROTOCOL_MODULES
+from ..protocols.openai_chat.client import (
+    LEGACY_MAX_TOKENS,
+    NO_STREAM_OPTIONS,
+    PROMPT_CACHE_KEY,
+    RANDOM_SEED,
+    SHORT_TOOL_IDS,
+)
+
+PROTOCOLS = tuple(PROTOCOL_MODULES)
+# auth style -> (header name, value prefix)
+AUTH_HEADERS: Mapping[str, tuple[str, str]] = {
+    "bearer": ("authorization", "Bearer "),
+    "api-key": ("api-key", ""),
+    "x-api-key": ("x-api-key", ""),
+    "x-goog-api-key": ("x-goog-api-key", ""),
+}
+DEFAULT_AZURE_API_VERSION = "2024-10-21"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """How to reach one provider. Every field can be given in config or ``Client(providers=…)``."""
+
+    name: str
+    base_url: str | None = None
+    protocol: str = "openai_chat"
+    api_key_env: tuple[str, ...] = ()
+    base_url_env: str | None = None
+    auth: Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "none"] = "bearer"
+    key_required: bool = True
+    headers: Mapping[str, str] = field(default_factory=dict)
+    quirks: frozenset[str] = frozenset()
+    default_model: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    # Azure: the dated api-version query parameter, and an Entra ID token source.
+    api_version: str | None = None
+    token_provider: Callable[[], str] | None = field(default=None, repr=False)
+    # Whose key `callm keys set` stored for this entry (two entries may share one account).
+    key_provider: str | None = None
+
+    def __repr__(self) -> str:
+        key = "***" if self.api_key else None
+        return f"ProviderSpec(name={self.name!r}, base_url={self.base_url!r}, api_key={key!r})"
+
+
+_COMPAT = frozenset({LEGACY_MAX_TOKENS})
+# OpenAI's own servers take prompt_cache_key; other compatible servers may refuse it.
+_OPENAI = frozenset({PROMPT_CACHE_KEY})
+
+BUILTIN: Mapping[str, ProviderSpec] = {
+    spec.name: spec
+    for spec in (
+        ProviderSpec(
+            "openai",
+            "https://api.openai.com/v1",
+            api_key_env=("OPENAI_API_KEY",),
+            base_url_env="OPENAI_BASE_URL",
+            quirks=_OPENAI,
+            default_model="gpt-4o-mini",
+        ),
+        ProviderSpec(
+            "openai-responses",
+            "https://api.openai.com/v1",
+            protocol="openai_responses",
+            api_key_env=("OPENAI_API_KEY",),
+            base_url_env="OPENAI_BASE_URL",
+            quirks=_OPENAI,
+            key_provider="openai",
+        ),
+        ProviderSpec(
+            "anthropic",
+            "https://api.anthropic.com",
+            protocol="anthropic",
+            api_key_env=("ANTHROPIC_API_KEY",),
+            base_url_env="ANTHROPIC_BASE_URL",
+            auth="x-api-key",
+            headers={"anthropic-version": "2023-06-01"},
+            default_model="claude-sonnet-4-5",
+        ),
+        ProviderSpec(
+            "gemini",
+            "https://generativelanguage.googleapis.com/v1beta",
+            protocol="gemini",
+            api_key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+            base_url_env="GEMINI_BASE_URL",
+            auth="x-goog-api-key",
+            default_model="gemini-2.5-flash",
+        ),
+        ProviderSpec(
+            "azure",
+            None,
+            api_key_env=("AZURE_OPENAI_API_KEY",),
+            base_url_env="AZURE_OPENAI_ENDPOINT",
+            auth="api-key",
+            quirks=_OPENAI,
+        ),
+        ProviderSpec(
+            "ollama",
+            "http://localhost:11434/v1",
+            api_key_env=("OLLAMA_API_KEY",),
+            base_url_env="OLLAMA_BASE_URL",
+            key_required=False,
+            quirks=_COMPAT,
+        ),
+        ProviderSpec(
+            "openrouter",
+            "https://openrouter.ai/api/v1",
+            api_key_env=("OPENROUTER_API_KEY",),
+            base_url_env="OPENROUTER_BASE_URL",
+            quirks=_COMPAT,
+        ),
+        ProviderSpec(
+            "groq",
+            "https://api.groq.com/openai/v1",
+            api_key_env=("GROQ_API_KEY",),
+            base_url_env="GROQ_BASE_URL",
+        ),
+        ProviderSpec(
+            "mistral",
+            "https://api.mistral.ai/v1",
+            api_key_env=("MISTRAL_API_KEY",),
+            base_url_env="MISTRAL_BASE_URL",
+            quirks=frozenset({LEGACY_MAX_TOKENS, RANDOM_SEED, SHORT_TOOL_IDS, NO_STREAM_OPTIONS}),
+        ),
+        ProviderSpec(
+            "deepseek",
+            "https://api.deepseek.com",
+            api_key_env=("DEEPSEEK_API_KEY",),
+            base_url_env="DEEPSEEK_BASE_URL",
+            quirks=_COMPAT,
+        ),
+        ProviderSpec(
+            "together",
+            "https://api.together.xyz/v1",
+            api_key_env=("TOGETHER_API_KEY",),
+            base_url_env="TOGETHER_BASE_URL",
+            quirks=_COMPAT,
+        ),
+        ProviderSpec(
+            "xai",
+            "https://api.x.ai/v1",
+            api_key_env=("XAI_API_KEY",),
+            base_url_env="XAI_BASE_URL",
+        ),
+        ProviderSpec("local", None, auth="none", key_required=False, default_model="offline"),
+    )
+}
+
+_FIELD_NAMES = frozenset(f.name for f in fields(ProviderSpec))
+
+
+def spec_from_mapping(
+    name: str, values: Mapping[str, Any], base: ProviderSpec | None
+) -> ProviderSpec:
+    """A ProviderSpec from a config table or dict, layered over ``base`` when it exists."""
+    unknown = set(values) - _FIELD_NAMES
+    if unknown:
+        raise ConfigurationError(
+            f"provider {name!r}: unknown setting(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_FIELD_NAMES - {'name'}))}"
+        )
+    changes = dict(values)
+    if isinstance(changes.get("api_key_env"), str):
+        changes["api_key_env"] = (changes["api_key_env"],)
+    if "quirks" in changes:
+        changes["quirks"] = frozenset(changes["quirks"])
+    if base is None:
+        if not changes.get("base_url") and not changes.get("base_url_env"):
+            raise ConfigurationError(f"provider {name!r} needs a base_url")
+        base = ProviderSpec(name)
+    spec = replace(base, **changes)
+    if spec.protocol not in PROTOCOLS:
+        raise ConfigurationError(
+            f"provider {name!r}: unknown protocol {spec.protocol!r}; known: {', '.join(PROTOCOLS)}"
+        )
+    return spec
+
+
+def build_endpoint(spec: ProviderSpec, base_url: str, key: str | None) -> Endpoint:
+    """The Endpoint of a provider whose base URL and key are resolved."""
+    headers = {"content-type": "application/json", "accept": "application/json"}
+    headers.update({k.lower(): v for k, v in spec.headers.items()})
+    secret: set[str] = set()
+    if key and spec.auth in AUTH_HEADERS:
+        name, prefix = AUTH_HEADERS[spec.auth]
+        headers[name] = prefix + key
+        secret.add(name)
+    if spec.token_provider is not None:
+        secret.add("authorization")
+    base_url = base_url.rstrip("/")
+    query, deployment_urls = "", False
+    if spec.name == "azure" or spec.api_version:
+        base_url, query, deployment_urls = _azure_addressing(base_url, spec.api_version)
+    return Endpoint(
+        provider=spec.name,
+        protocol=spec.protocol,
+        base_url=base_url,
+        headers=headers,
+        secret_headers=frozenset(secret),
+        query=query,
+        deployment_urls=deployment_urls,
+        quirks=spec.quirks,
+        token_provider=spec.token_provider,
+        key_env=spec.api_key_env[0] if spec.api_key_env else None,
+    )
+
+
+def _azure_addressing(base_url: str, api_version: str | None) -> tuple[str, str, bool]:
+    """Azure's two styles: ``/openai/v1`` (plain paths) or deployments + ``api-version``."""
+    if base_url.endswith("/openai/v1"):
+        return base_url, "", False
+    if not base_url.endswith("/openai"):
+        base_url += "/openai"
+    return base_url, f"?api-version={api_version or DEFAULT_AZURE_API_VERSION}", True

@@ -1,0 +1,248 @@
+"""Where keys, endpoints and provider entries come from.
+
+Order of precedence for a key: the provider entry's ``api_key`` (an argument), the
+conventional environment variable, a ``.env`` file in the working directory, then the keys
+file written by ``callm keys set`` (mode 0600 in ``CALLM_HOME``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .._core.endpoint import Endpoint
+from .._core.errors import ConfigurationError
+from .providers import BUILTIN, ProviderSpec, build_endpoint, spec_from_mapping
+
+LOCAL_NOTICE = (
+    "callm: no API key configured, using the offline local model "
+    "(set OPENAI_API_KEY or run `callm keys set openai` to use a real one)"
+)
+
+
+def callm_home(environ: Mapping[str, str] | None = None) -> Path:
+    """callm's data folder: ``$CALLM_HOME``, else ``$XDG_CONFIG_HOME/callm`` or ~/.config/callm."""
+    env = os.environ if environ is None else environ
+    if env.get("CALLM_HOME"):
+        return Path(env["CALLM_HOME"])
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "callm"
+
+
+class KeyStore:
+    """The 0600 JSON file of keys that ``callm keys set`` writes."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / "keys.json"
+
+    def load(self) -> dict[str, str]:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return {}
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"{self.path} is not valid JSON ({exc}); fix it or remove it and run "
+                "`callm keys set PROVIDER` again"
+            ) from None
+        if not isinstance(data, dict):
+            raise ConfigurationError(f"{self.path} must hold a JSON object of provider: key")
+        return {str(k): str(v) for k, v in data.items()}
+
+    def save(self, keys: Mapping[str, str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(dict(keys), f, indent=2, sort_keys=True)
+        os.replace(tmp, self.path)
+
+    def set(self, provider: str, key: str) -> None:
+        keys = self.load()
+        keys[provider] = key
+        self.save(keys)
+
+    def remove(self, provider: str) -> bool:
+        keys = self.load()
+        found = keys.pop(provider, None) is not None
+        if found:
+            self.save(keys)
+        return found
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """The variables of a ``.env`` file (empty when there is none)."""
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The TOML config file, or a ConfigurationError that says where it is malformed."""
+    import tomllib
+
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path} is not valid TOML: {exc} — fix or remove it") from None
+
+
+class Settings:
+    """Resolved configuration of one client: providers, keys, endpoints, default model."""
+
+    def __init__(
+        self,
+        *,
+        providers: Mapping[str, ProviderSpec | Mapping[str, Any]] | None = None,
+        env_file: str | Path | None = ".env",
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self._environ = os.environ if environ is None else environ
+        self.home = callm_home(self._environ)
+        self._dotenv = read_dotenv(Path(env_file)) if env_file else {}
+        self.config = read_config(self.home / "config.toml")
+        self._specs = dict(BUILTIN)
+        self._add_providers(self.config.get("providers") or {}, "config file")
+        self._add_providers(providers or {}, "providers argument")
+        self._endpoints: dict[str, Endpoint] = {}
+        self._stored: dict[str, str] | None = None
+
+    def _add_providers(self, entries: Mapping[str, Any], origin: str) -> None:
+        if not isinstance(entries, Mapping):
+            raise ConfigurationError(f"{origin}: providers must map names to settings")
+        for name, value in entries.items():
+            if isinstance(value, ProviderSpec):
+                self._specs[name] = replace_name(value, name)
+            elif isinstance(value, Mapping):
+                self._specs[name] = spec_from_mapping(name, value, self._specs.get(name))
+            else:
+                raise ConfigurationError(f"{origin}: provider {name!r} must be a table/dict")
+
+    def lookup(self, name: str) -> str | None:
+        """An environment variable, from the process environment or the ``.env`` file."""
+        return self._environ.get(name) or self._dotenv.get(name) or None
+
+    @property
+    def providers(self) -> Mapping[str, ProviderSpec]:
+        return self._specs
+
+    def spec(self, provider: str) -> ProviderSpec:
+        spec = self._specs.get(provider)
+        if spec is None:
+            known = ", ".join(sorted(self._specs))
+            raise ConfigurationError(
+                f"unknown provider {provider!r}; known providers: {known}. Add your own with "
+                "Client(providers={...}) or a [providers.NAME] table in the config file"
+            )
+        return spec
+
+    def endpoint(self, provider: str) -> Endpoint:
+        """The provider's Endpoint, resolved once and then reused."""
+        endpoint = self._endpoints.get(provider)
+        if endpoint is None:
+            endpoint = self._endpoints[provider] = self._resolve(self.spec(provider))
+        return endpoint
+
+    def _resolve(self, spec: ProviderSpec) -> Endpoint:
+        if spec.name == "local" and not spec.base_url:
+            from .local import local_base_url
+
+            return build_endpoint(spec, local_base_url(), None)
+        base_url = self._base_url(spec)
+        key = self.key(spec)
+        if spec.name == "azure" or spec.api_version:
+            spec = self._azure(spec)
+        return build_endpoint(spec, base_url, key)
+
+    def _base_url(self, spec: ProviderSpec) -> str:
+        from_env = self.lookup(spec.base_url_env) if spec.base_url_env else None
+        base_url = from_env or spec.base_url
+        if not base_url:
+            hint = f"set {spec.base_url_env}" if spec.base_url_env else "give it a base_url"
+            raise ConfigurationError(f"provider {spec.name!r} has no base URL: {hint}")
+        return base_url
+
+    def _azure(self, spec: ProviderSpec) -> ProviderSpec:
+        from dataclasses import replace
+
+        version = spec.api_version or self.lookup("OPENAI_API_VERSION")
+        token = self.lookup("AZURE_OPENAI_AD_TOKEN")
+        provider = spec.token_provider
+        if provider is None and token:
+            provider = lambda: token  # noqa: E731 — a fixed token behaves like a provider
+        return replace(spec, api_version=version, token_provider=provider)
+
+    def key(self, spec: ProviderSpec) -> str | None:
+        """The provider's API key, or a ConfigurationError saying how to set one."""
+        if spec.api_key:
+            return spec.api_key
+        for name in spec.api_key_env:
+            value = self.lookup(name)
+            if value:
+                return value
+        stored = self.stored_keys().get(spec.key_provider or spec.name)
+        if stored:
+            return stored
+        if spec.key_required and spec.token_provider is None and not self._has_azure_token(spec):
+            raise ConfigurationError(missing_key_message(spec))
+        return None
+
+    def _has_azure_token(self, spec: ProviderSpec) -> bool:
+        return spec.name == "azure" and bool(self.lookup("AZURE_OPENAI_AD_TOKEN"))
+
+    def stored_keys(self) -> dict[str, str]:
+        if self._stored is None:
+            self._stored = KeyStore(self.home).load()
+        return self._stored
+
+    def has_key(self, provider: str) -> bool:
+        spec = self._specs.get(provider)
+        if spec is None:
+            return False
+        try:
+            return self.key(spec) is not None
+        except ConfigurationError:
+            return False
+
+    def default_model(self) -> tuple[str, bool]:
+        """The model to use when none is named, and whether it is the offline fallback."""
+        configured = self.lookup("CALLM_MODEL") or self.config.get("default_model")
+        if configured:
+            return str(configured), False
+        for name, spec in self._specs.items():
+            if spec.key_required and spec.default_model and self.has_key(name):
+                return f"{name}/{spec.default_model}", False
+        return "local/offline", True
+
+
+def replace_name(spec: ProviderSpec, name: str) -> ProviderSpec:
+    from dataclasses import replace
+
+    return spec if spec.name == name else replace(spec, name=name)
+
+
+def missing_key_message(spec: ProviderSpec) -> str:
+    env = spec.api_key_env[0] if spec.api_key_env else None
+    how = f"set {env} or " if env else ""
+    return f"no API key for {spec.name}: {how}run `callm keys set {spec.name}`"
+
+
+def split_model(model: str) -> tuple[str, str]:
+    """``"provider/model"`` → (provider, model). The model part may itself contain slashes."""
+    provider, slash, name = model.partition("/")
+    if not slash or not provider or not name:
+        raise ConfigurationError(
+            f"model {model!r} must be written provider/model, e.g. openai/gpt-4o-mini or "
+            "local/offline"
+        )
+    return provider, name

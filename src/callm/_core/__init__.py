@@ -1,0 +1,1 @@
+"""Core values every layer shares: types, errors, media, HTTP values, timeouts."""

@@ -1,0 +1,1 @@
+"""The send path: Client and AsyncClient, streams, the policy pipeline."""

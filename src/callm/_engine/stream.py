@@ -1,0 +1,418 @@
+"""Streams: the shared bytes → events pipeline, and the sync and async iterators over it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import replace
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .._core.errors import APIConnectionError, APIError, APITimeoutError, StreamInterruptedError
+from .._core.timeouts import Timeout
+from .._core.types import (
+    FinishEvent,
+    PartialOutput,
+    ReasoningDelta,
+    RefusalDelta,
+    Response,
+    StreamEvent,
+    TextDelta,
+    ToolCallEvent,
+    UsageEvent,
+)
+from ..protocols._shared.sse import SSEDecoder
+
+if TYPE_CHECKING:
+    from .._features.partial import PartialParser
+    from .._transport import AsyncStreamBody, StreamBody
+    from ..protocols import StreamDecoder
+
+_clock = time.perf_counter
+
+
+class StreamState:
+    """Pure stream logic shared by both clients: SSE framing, decoding, timing, deadlines."""
+
+    __slots__ = (
+        "_deadline",
+        "_idle",
+        "_last",
+        "_reported",
+        "_sse",
+        "_started",
+        "decoder",
+        "on_abandon",
+        "on_fail",
+        "on_finish",
+        "ttft",
+    )
+
+    def __init__(self, decoder: StreamDecoder, timeout: Timeout, started: float) -> None:
+        self.decoder = decoder
+        self._sse = SSEDecoder()
+        self._started = started
+        self._last = started
+        self._deadline = started + timeout.total if timeout.total is not None else None
+        self._idle = timeout.idle
+        self.ttft: float | None = None
+        # The client's policies (cost, log, tracing …) hear how the stream ended, once.
+        self.on_finish: Callable[[Response], Response] | None = None
+        self.on_fail: Callable[[BaseException], None] | None = None
+        self.on_abandon: Callable[[Response], None] | None = None
+        self._reported = False
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        """Events completed by one network chunk; raises on an in-stream error or a timeout."""
+        events: list[StreamEvent] = []
+        decode = self.decoder.feed
+        for sse in self._sse.feed(chunk):
+            events += decode(sse)
+        now = _clock()
+        if events:
+            if self.ttft is None:
+                self.ttft = now - self._started
+            self._last = now
+        elif self._idle is not None and now - self._last > self._idle:
+            raise self.fail(APITimeoutError(f"no stream event for {self._idle:g} s (idle timeout)"))
+        if self._deadline is not None and now > self._deadline:
+            raise self.fail(APITimeoutError("the stream exceeded its total timeout"))
+        return events
+
+    def end(self) -> None:
+        """The body ended: fine if the provider finished, otherwise the stream was cut off."""
+        self._sse.close()
+        if not self.decoder.finished:
+            raise self.fail(
+                StreamInterruptedError(
+                    "the stream ended before the provider finished its reply; the part that "
+                    "arrived is in .partial"
+                )
+            )
+
+    def fail(self, error: APIError) -> APIError:
+        """Attach what has arrived so far to an error, so nothing received is lost."""
+        if error.partial is None:
+            error.partial = self.response()
+        if error.provider is None:
+            error.provider = self.decoder.endpoint.provider
+        if isinstance(error, APIConnectionError) and not isinstance(
+            error, APITimeoutError | StreamInterruptedError
+        ):
+            interrupted = StreamInterruptedError(
+                f"the stream broke off: {error.message}",
+                provider=error.provider,
+                request_id=self.decoder.request_id,
+                partial=error.partial,
+            )
+            interrupted.__cause__ = error
+            return interrupted
+        return error
+
+    def response(self) -> Response:
+        return replace(
+            self.decoder.response(), latency_s=_clock() - self._started, ttft_s=self.ttft
+        )
+
+    def finished_response(self) -> Response:
+        """The complete Response, passed through the client's policies."""
+        response = self.response()
+        if self.on_finish is not None and not self._reported:
+            self._reported = True
+            response = self.on_finish(response)
+        return response
+
+    def report_failure(self, error: BaseException) -> None:
+        if self.on_fail is not None and not self._reported:
+            self._reported = True
+            self.on_fail(error)
+
+    def report_abandoned(self) -> None:
+        """The caller closed the stream before it finished."""
+        if self.on_abandon is not None and not self._reported:
+            self._reported = True
+            self.on_abandon(self.response())
+
+
+class Stream:
+    """A streamed reply: iterate for events; ``.response`` is the accumulated Response.
+
+    Use it as a context manager so the connection is closed when you stop early.
+    """
+
+    def __init__(self, body: StreamBody, state: StreamState) -> None:
+        self._body = body
+        self._state = state
+        self._iterator = self._events()
+        self._response: Response | None = None
+        self._closed = False
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        return self._iterator
+
+    def __next__(self) -> StreamEvent:
+        return next(self._iterator)
+
+    def _events(self) -> Iterator[StreamEvent]:
+        state = self._state
+        try:
+            for chunk in self._body.chunks():
+                yield from state.feed(chunk)
+            state.end()
+            self._response = state.finished_response()
+        except APIError as exc:
+            error = state.fail(exc)
+            state.report_failure(error)
+            raise error from exc.__cause__
+        finally:
+            self.close()
+
+    def _expect_output(self, parser: PartialParser) -> None:
+        """Structured output: PartialOutput events as the JSON grows, ``parsed`` at the end."""
+        self._iterator = self._with_output(self._iterator, parser)
+
+    def _with_output(
+        self, events: Iterator[StreamEvent], parser: PartialParser
+    ) -> Iterator[StreamEvent]:
+        yield from parser.events(events)
+        self._response = response = parser.finish(self._finished())
+        if not response.tool_calls:
+            yield PartialOutput(response.parsed, complete=True)
+
+    def _finished(self) -> Response:
+        """The Response of a stream read to its end."""
+        return self._response or self._state.response()
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The response headers (rate-limit counters and such)."""
+        return self._body.headers
+
+    def watch(
+        self,
+        on_finish: Callable[[Response], Response],
+        on_fail: Callable[[BaseException], None],
+        on_abandon: Callable[[Response], None],
+    ) -> None:
+        """Callbacks for how the stream ends: finished, failed or closed early (one of them)."""
+        state = self._state
+        state.on_finish, state.on_fail, state.on_abandon = on_finish, on_fail, on_abandon
+
+    @property
+    def text_stream(self) -> Iterator[str]:
+        """Only the text fragments, as they arrive."""
+        return (ev.text for ev in self if ev.type == "text")
+
+    @property
+    def response(self) -> Response:
+        """The whole Response: reads the rest of the stream first if it is still open."""
+        if self._response is None:
+            if not self._closed:
+                for _ in self._iterator:
+                    pass
+            if self._response is None:
+                return self._state.response()
+        return self._response
+
+    def close(self) -> None:
+        """Stop reading and drop the connection."""
+        if not self._closed:
+            self._closed = True
+            self._body.close()
+            self._state.report_abandoned()
+
+
+class AsyncStream:
+    """The async twin of :class:`Stream`: ``async for`` events, ``await s.get_response()``."""
+
+    def __init__(self, body: AsyncStreamBody, state: StreamState) -> None:
+        self._body = body
+        self._state = state
+        self._iterator = self._events()
+        self._response: Response | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._iterator
+
+    async def __anext__(self) -> StreamEvent:
+        return await anext(self._iterator)
+
+    async def _events(self) -> AsyncIterator[StreamEvent]:
+        state = self._state
+        try:
+            async for chunk in self._body.chunks():
+                for event in state.feed(chunk):
+                    yield event
+            state.end()
+            self._response = state.finished_response()
+        except APIError as exc:
+            error = state.fail(exc)
+            state.report_failure(error)
+            raise error from exc.__cause__
+        finally:
+            await self.close()
+
+    def _expect_output(self, parser: PartialParser) -> None:
+        """Structured output: PartialOutput events as the JSON grows, ``parsed`` at the end."""
+        self._iterator = self._with_output(self._iterator, parser)
+
+    async def _with_output(
+        self, events: AsyncIterator[StreamEvent], parser: PartialParser
+    ) -> AsyncIterator[StreamEvent]:
+        async for event in parser.aevents(events):
+            yield event
+        self._response = response = parser.finish(self._finished())
+        if not response.tool_calls:
+            yield PartialOutput(response.parsed, complete=True)
+
+    def _finished(self) -> Response:
+        """The Response of a stream read to its end."""
+        return self._response or self._state.response()
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The response headers (rate-limit counters and such)."""
+        return self._body.headers
+
+    def watch(
+        self,
+        on_finish: Callable[[Response], Response],
+        on_fail: Callable[[BaseException], None],
+        on_abandon: Callable[[Response], None],
+    ) -> None:
+        """Callbacks for how the stream ends: finished, failed or closed early (one of them)."""
+        state = self._state
+        state.on_finish, state.on_fail, state.on_abandon = on_finish, on_fail, on_abandon
+
+    @property
+    def text_stream(self) -> AsyncIterator[str]:
+        """Only the text fragments, as they arrive: ``async for text in s.text_stream``."""
+        return (ev.text async for ev in self if ev.type == "text")
+
+    @property
+    def response(self) -> Response:
+        """The Response accumulated so far (complete once the stream has been read)."""
+        return self._response or self._state.response()
+
+    async def get_response(self) -> Response:
+        """The whole Response: reads the rest of the stream first if it is still open."""
+        if self._response is None and not self._closed:
+            async for _ in self._iterator:
+                pass
+        return self.response
+
+    async def close(self) -> None:
+        """Stop reading and drop the connection."""
+        if not self._closed:
+            self._closed = True
+            await self._body.close()
+            self._state.report_abandoned()
+
+
+def _replayed(response: Response) -> list[StreamEvent]:
+    """The events a cached reply is replayed as: what a live stream would have emitted."""
+    events: list[StreamEvent] = []
+    for part in response.content:
+        if part.kind == "text":
+            events.append(TextDelta(part.text))
+        elif part.kind == "reasoning" and part.text:
+            events.append(ReasoningDelta(part.text))
+        elif part.kind == "refusal":
+            events.append(RefusalDelta(part.text))
+        elif part.kind == "tool_call":
+            events.append(ToolCallEvent(part))
+    events += [FinishEvent(response.finish_reason), UsageEvent(response.usage)]
+    return events
+
+
+class ReplayStream(Stream):
+    """A cached reply served as a stream: the same events, no connection."""
+
+    def __init__(self, response: Response) -> None:
+        self._response: Response | None = response
+        self._source = response
+        self._iterator = iter(_replayed(response))
+        self._closed = False
+
+    def _expect_output(self, parser: PartialParser) -> None:
+        self._response = None  # until the replayed reply has been validated
+        super()._expect_output(parser)
+
+    def _finished(self) -> Response:
+        return self._source
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {}
+
+    def watch(self, *callbacks: Any) -> None:
+        """A replay reports nothing more: the cache hit was already logged."""
+
+    @property
+    def response(self) -> Response:
+        if self._response is None:
+            for _ in self._iterator:
+                pass
+        return self._response or self._source
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class AsyncReplayStream(AsyncStream):
+    """The async twin of :class:`ReplayStream`."""
+
+    def __init__(self, response: Response) -> None:
+        self._response: Response | None = response
+        self._source = response
+        self._iterator = _aiter(_replayed(response))
+        self._closed = False
+
+    def _expect_output(self, parser: PartialParser) -> None:
+        self._response = None  # until the replayed reply has been validated
+        super()._expect_output(parser)
+
+    def _finished(self) -> Response:
+        return self._source
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {}
+
+    def watch(self, *callbacks: Any) -> None:
+        """A replay reports nothing more: the cache hit was already logged."""
+
+    @property
+    def response(self) -> Response:
+        return self._response or self._source
+
+    async def get_response(self) -> Response:
+        if self._response is None:
+            async for _ in self._iterator:
+                pass
+        return self.response
+
+    async def close(self) -> None:
+        self._closed = True
+
+
+async def _aiter(events: list[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    for event in events:
+        yield event

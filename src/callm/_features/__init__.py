@@ -1,0 +1,1 @@
+"""Features over a model call: tool loop, structured output, conversations, tokens."""

@@ -1,0 +1,447 @@
+"""Structured output: ``output=`` → a strict JSON schema the provider enforces, and the reply →
+a validated, typed value in ``Response.parsed``.
+
+What ``output=`` takes, and the one rule that tells them apart:
+
+* a **Mapping** is a JSON schema, sent as given after strictification and checked with the
+  ``jsonschema`` library when it is installed (else: the JSON must parse, and a root object
+  must hold the ``required`` keys); ``parsed`` is the decoded JSON. The named form
+  ``{"name": …, "schema": {…}, "strict": …}`` (``schema`` is not a JSON Schema keyword, so it
+  is unambiguous) names the format; ``"strict": False`` sends the schema untouched.
+* **anything else** is a Python type pydantic can validate — a ``BaseModel``, a dataclass, a
+  ``TypedDict``, ``list[Model]``, a union … — turned into JSON Schema by pydantic's
+  ``TypeAdapter`` and validated by it; ``parsed`` is the typed value.
+
+The schema is made **strict-compatible** (OpenAI's ``strict: true`` subset, which Anthropic and
+Gemini accept too): every object gets ``additionalProperties: false`` and lists all of its
+properties in ``required`` (a field with a default is therefore always filled in by the model;
+``Optional`` fields are already nullable), ``title`` / ``default`` / ``$schema`` are dropped,
+``oneOf`` becomes ``anyOf``, a ``$ref`` with siblings is wrapped in ``anyOf``, and keywords the
+subset lacks (``minLength``, ``uniqueItems``, unusual ``format`` s …) move into the
+``description`` — local validation still enforces them. A free-form map (``dict[str, X]``)
+cannot be strict: such a schema is sent with ``strict: false``.
+
+Providers need an object at the root: any other root (``list[Model]``, ``int``, a union) is
+wrapped as ``{"value": …}`` and unwrapped again before validation.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from .._core.errors import InvalidRequestError, StructuredOutputError
+from .._core.messages import MessagesInput, to_messages
+from .._core.types import Message, Response
+
+if TYPE_CHECKING:
+    from .._engine.client import AsyncClient, CallParams, Client
+
+DEFAULT_OUTPUT_RETRIES = 2
+_WRAP_KEY = "value"
+_UNSTRICT_KEYS = (
+    "minLength",
+    "maxLength",
+    "patternProperties",
+    "unevaluatedProperties",
+    "propertyNames",
+    "minProperties",
+    "maxProperties",
+    "unevaluatedItems",
+    "contains",
+    "minContains",
+    "maxContains",
+    "uniqueItems",
+)
+_STRICT_FORMATS = frozenset(
+    {"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"}
+)
+_DROPPED = ("title", "default", "$schema", "discriminator")
+
+
+class InvalidOutput(Exception):
+    """The reply did not validate; ``errors`` say why, one string each."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSpec:
+    """What ``output=`` asks for: the format sent, and how a reply is checked."""
+
+    name: str
+    schema: Mapping[str, Any]
+    strict: bool
+    wrapped: bool
+    # Decoded JSON (already unwrapped) → the typed value; raises InvalidOutput.
+    validate: Callable[[Any], Any]
+
+    @property
+    def response_format(self) -> dict[str, Any]:
+        """callm's flat ``json_schema`` response format, which every protocol translates."""
+        return {
+            "type": "json_schema",
+            "name": self.name,
+            "schema": self.schema,
+            "strict": self.strict,
+        }
+
+    def parse(self, text: str) -> Any:
+        """The reply text → the validated value; raises InvalidOutput."""
+        try:
+            data = json.loads(json_text(text))
+        except ValueError as exc:
+            raise InvalidOutput([f"the reply is not valid JSON: {exc}"]) from None
+        if self.wrapped and isinstance(data, dict) and _WRAP_KEY in data:
+            data = data[_WRAP_KEY]
+        return self.validate(data)
+
+
+def output_spec(output: Any) -> OutputSpec:
+    """The spec of an ``output=`` value (cached per type)."""
+    if isinstance(output, Mapping):
+        return _dict_spec(output)
+    try:
+        return _type_spec(output)
+    except TypeError:  # unhashable: not a type at all
+        raise InvalidRequestError(_NOT_AN_OUTPUT.format(output)) from None
+
+
+_NOT_AN_OUTPUT = (
+    "output={!r} is not an output type: give a pydantic model, a dataclass, a TypedDict "
+    "or a JSON-schema dict"
+)
+
+
+def response_format(params: CallParams) -> dict[str, Any]:
+    """The response format of a call with ``output=``; refuses a second format beside it."""
+    return _checked_spec(params).response_format
+
+
+def _checked_spec(params: CallParams) -> OutputSpec:
+    if params.get("response_format") is not None:
+        raise InvalidRequestError(
+            "give output= or response_format=, not both (output= builds the response format)"
+        )
+    return output_spec(params["output"])
+
+
+# --- Python types, through pydantic -----------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _type_spec(target: Any) -> OutputSpec:
+    from pydantic import TypeAdapter, ValidationError
+    from pydantic.errors import PydanticUserError
+
+    try:
+        adapter: Any = TypeAdapter(target)
+        schema = adapter.json_schema()
+    except (PydanticUserError, TypeError, ValueError) as exc:
+        raise InvalidRequestError(f"{_NOT_AN_OUTPUT.format(target)} ({exc})") from exc
+    strict, ok = strict_schema(schema)
+    wrapped = _needs_wrap(strict)
+    if wrapped:
+        strict = _wrap(strict)
+
+    def validate(data: Any) -> Any:
+        try:
+            # JSON mode, as the data came from JSON (strict models take ISO dates there).
+            return adapter.validate_json(json.dumps(data))
+        except ValidationError as exc:
+            raise InvalidOutput(_pydantic_errors(exc)) from None
+
+    return OutputSpec(_name(getattr(target, "__name__", None)), strict, ok, wrapped, validate)
+
+
+def _pydantic_errors(exc: Any) -> list[str]:
+    errors = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"])
+        errors.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
+    return errors
+
+
+# --- JSON-schema dicts --------------------------------------------------------------------------
+
+
+def _dict_spec(output: Mapping[str, Any]) -> OutputSpec:
+    named = isinstance(output.get("schema"), Mapping)
+    schema: Mapping[str, Any] = output["schema"] if named else output
+    name = _name(output.get("name") if named else schema.get("title"))
+    check = _schema_checker(schema)
+    if named and output.get("strict") is False:
+        return OutputSpec(name, schema, False, False, check)
+    sent, ok = strict_schema(schema)
+    wrapped = _needs_wrap(sent)
+    return OutputSpec(name, _wrap(sent) if wrapped else sent, ok, wrapped, check)
+
+
+def _schema_checker(schema: Mapping[str, Any]) -> Callable[[Any], Any]:
+    """A validator for a JSON schema: jsonschema's when installed, else a minimal check."""
+    try:
+        import jsonschema  # type: ignore[import-untyped]
+    except ImportError:
+        return lambda data: _minimal_check(schema, data)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+
+    def check(data: Any) -> Any:
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+        if errors:
+            raise InvalidOutput([_schema_error(e) for e in errors])
+        return data
+
+    return check
+
+
+def _schema_error(error: Any) -> str:
+    where = ".".join(str(p) for p in error.absolute_path)
+    return f"{where}: {error.message}" if where else str(error.message)
+
+
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "object": dict,
+    "array": list,
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+}
+
+
+def _minimal_check(schema: Mapping[str, Any], data: Any) -> Any:
+    """Without jsonschema: the root type and the root object's required keys only."""
+    expected = _JSON_TYPES.get(str(schema.get("type")))
+    if expected is not None and not isinstance(data, expected):
+        raise InvalidOutput([f"expected a JSON {schema['type']}, got {type(data).__name__}"])
+    if isinstance(data, dict):
+        missing = [k for k in schema.get("required", ()) if k not in data]
+        if missing:
+            raise InvalidOutput([f"{k}: Field required" for k in missing])
+    return data
+
+
+# --- strictification ----------------------------------------------------------------------------
+
+
+def strict_schema(schema: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """A strict-compatible copy of ``schema``, and whether ``strict: true`` can be asked."""
+    root = copy.deepcopy(dict(schema))
+    ref = root.pop("$ref", None)
+    if isinstance(ref, str):  # a recursive model: its definition becomes the root
+        root = {**_resolve(root, ref), **root}
+    flags = {"strict": True}
+    _strictify(root, flags)
+    return root, flags["strict"]
+
+
+def _resolve(root: Mapping[str, Any], ref: str) -> dict[str, Any]:
+    target: Any = root
+    for key in ref.removeprefix("#/").split("/"):
+        target = target.get(key) if isinstance(target, Mapping) else None
+    if not isinstance(target, Mapping):
+        raise InvalidRequestError(f"the output schema refers to {ref!r}, which it does not define")
+    return copy.deepcopy(dict(target))
+
+
+def _strictify(node: Any, flags: dict[str, bool]) -> None:
+    if not isinstance(node, dict):
+        return
+    for key in _DROPPED:
+        if not isinstance(node.get(key), dict):  # a property *named* "title" lives deeper
+            node.pop(key, None)
+    _inline_single_all_of(node)
+    if "oneOf" in node:
+        node["anyOf"] = node.pop("oneOf")
+    if "$ref" in node and len(node) > 1:
+        node["anyOf"] = [{"$ref": node.pop("$ref")}, *node.get("anyOf", ())]
+    _move_to_description(node)
+    if node.get("type") == "object" or "properties" in node:
+        _strict_object(node, flags)
+    for child in _children(node):
+        _strictify(child, flags)
+
+
+def _inline_single_all_of(node: dict[str, Any]) -> None:
+    all_of = node.get("allOf")
+    if isinstance(all_of, list) and len(all_of) == 1 and isinstance(all_of[0], dict):
+        del node["allOf"]
+        node.update({k: v for k, v in all_of[0].items() if k not in node})
+
+
+def _move_to_description(node: dict[str, Any]) -> None:
+    """Constraints outside the strict subset become words the model can still follow."""
+    notes = [f"{k}={node.pop(k)!r}" for k in _UNSTRICT_KEYS if k in node]
+    if "format" in node and node["format"] not in _STRICT_FORMATS:
+        notes.append(f"format={node.pop('format')!r}")
+    if notes:
+        said = node.get("description")
+        node["description"] = f"{said} ({', '.join(notes)})" if said else ", ".join(notes)
+
+
+def _strict_object(node: dict[str, Any], flags: dict[str, bool]) -> None:
+    extra = node.get("additionalProperties")
+    if extra not in (None, False):  # a free-form map: strict mode cannot express it
+        flags["strict"] = False
+        return
+    properties = node.setdefault("properties", {})
+    node["additionalProperties"] = False
+    node["required"] = list(properties)
+
+
+def _children(node: Mapping[str, Any]) -> list[Any]:
+    children: list[Any] = []
+    for key in ("properties", "$defs", "definitions"):
+        if isinstance(node.get(key), dict):
+            children += node[key].values()
+    for key in ("anyOf", "allOf", "prefixItems"):
+        if isinstance(node.get(key), list):
+            children += node[key]
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(node.get(key), dict):
+            children.append(node[key])
+    return children
+
+
+def _needs_wrap(schema: Mapping[str, Any]) -> bool:
+    return schema.get("type") != "object"
+
+
+def _wrap(schema: dict[str, Any]) -> dict[str, Any]:
+    """A non-object root as ``{"value": …}`` (its ``$defs`` stay at the root)."""
+    defs = schema.pop("$defs", None)
+    wrapped: dict[str, Any] = {
+        "type": "object",
+        "properties": {_WRAP_KEY: schema},
+        "required": [_WRAP_KEY],
+        "additionalProperties": False,
+    }
+    if defs is not None:
+        wrapped["$defs"] = defs
+    return wrapped
+
+
+def _name(name: Any) -> str:
+    """A format name providers accept: ``[a-zA-Z0-9_-]{1,64}``."""
+    cleaned = re.sub(r"[^a-zA-Z0-9_-]", "_", str(name or ""))[:64]
+    return cleaned or "output"
+
+
+# --- replies ------------------------------------------------------------------------------------
+
+
+def json_text(text: str) -> str:
+    """The JSON of a reply, without the Markdown fence some models wrap it in."""
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        stripped = stripped.partition("\n")[2].rstrip()
+        stripped = stripped.removesuffix("```")
+    return stripped
+
+
+def judge(spec: OutputSpec, response: Response) -> Response:
+    """``response`` with ``parsed`` set; raises InvalidOutput (re-ask) or StructuredOutputError.
+
+    A reply that calls tools is returned unparsed: Client.run() answers the calls first.
+    """
+    if response.tool_calls:
+        return response
+    refusal = response.refusal
+    if refusal is not None or response.finish_reason in ("refusal", "content_filter"):
+        text = refusal or response.text
+        raise StructuredOutputError(
+            f"the model refused to answer: {text}", text=text, errors=[], response=response
+        )
+    try:
+        return replace(response, parsed=spec.parse(response.text))
+    except InvalidOutput as exc:
+        if response.finish_reason != "length":
+            raise
+        # Asking again under the same max_tokens would only be cut off again.
+        raise StructuredOutputError(
+            "the reply was cut off at max_tokens before its JSON was complete: raise max_tokens",
+            text=response.text,
+            errors=exc.errors,
+            response=response,
+        ) from None
+
+
+def reask(
+    history: tuple[Message, ...], response: Response, errors: list[str]
+) -> tuple[Message, ...]:
+    """The history for the next attempt: the bad reply, and what was wrong with it."""
+    listed = "\n".join(f"- {e}" for e in errors)
+    note = (
+        f"Your reply did not match the schema:\n{listed}\n"
+        "Reply again with only JSON matching the schema."
+    )
+    return (*history, response.to_message(), Message.user(note))
+
+
+def give_up(response: Response, errors: list[str], attempts: int) -> StructuredOutputError:
+    return StructuredOutputError(
+        f"the reply did not match the output schema after {attempts} attempt(s): "
+        + "; ".join(errors),
+        text=response.text,
+        errors=errors,
+        response=response,
+    )
+
+
+def _plan(params: CallParams) -> tuple[OutputSpec, int, dict[str, Any]]:
+    """The spec, the re-ask budget and the plain call parameters of a structured call."""
+    spec = _checked_spec(params)
+    inner: dict[str, Any] = dict(params)
+    del inner["output"]
+    inner["response_format"] = spec.response_format
+    retries = inner.pop("output_retries", DEFAULT_OUTPUT_RETRIES)
+    if retries < 0:
+        raise InvalidRequestError("output_retries must be 0 or more")
+    return spec, retries, inner
+
+
+def complete(
+    client: Client, model: str | None, messages: MessagesInput, params: CallParams
+) -> Response:
+    """Client.complete with ``output=``: call, validate, re-ask with the errors if need be."""
+    spec, retries, inner = _plan(params)
+    history = to_messages(messages)
+    for attempt in range(retries + 1):
+        response = client.complete(model, history, **inner)
+        try:
+            return judge(spec, response)
+        except InvalidOutput as exc:
+            if attempt == retries:
+                raise give_up(response, exc.errors, attempt + 1) from None
+            history = reask(history, response, exc.errors)
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+async def complete_async(
+    client: AsyncClient, model: str | None, messages: MessagesInput, params: CallParams
+) -> Response:
+    """The async twin of :func:`complete`."""
+    spec, retries, inner = _plan(params)
+    history = to_messages(messages)
+    for attempt in range(retries + 1):
+        response = await client.complete(model, history, **inner)
+        try:
+            return judge(spec, response)
+        except InvalidOutput as exc:
+            if attempt == retries:
+                raise give_up(response, exc.errors, attempt + 1) from None
+            history = reask(history, response, exc.errors)
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+def stream_params(params: CallParams) -> tuple[OutputSpec, dict[str, Any]]:
+    """The spec and the plain call parameters of a structured stream (streams never re-ask)."""
+    spec, _, inner = _plan(params)
+    return spec, inner

@@ -1,0 +1,51 @@
+"""When to retry a failed attempt and how long to wait: pure functions, no sleeping here.
+
+Semantics follow the official SDKs (PROTOCOLS §8): retry 408, 409, 429 and 5xx answers and
+connection failures; ``x-should-retry`` overrides the status; a server hint
+(``retry-after-ms``, ``retry-after`` in seconds or as an HTTP date) is honoured exactly up to
+:data:`MAX_RETRY_AFTER`, and a longer hint is not waited out but surfaced to the caller.
+Otherwise back off exponentially with jitter.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+
+from ..protocols._shared.errors import retry_after_of
+
+INITIAL_DELAY = 0.5
+MAX_DELAY = 8.0
+MAX_RETRY_AFTER = 60.0
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+_rng = random.Random()  # jitter never disturbs the application's own random state
+
+
+def should_retry(status: int, headers: Mapping[str, str], hint: float | None = None) -> bool:
+    """Whether an error answer is worth another attempt (``hint``: a retry delay from the body)."""
+    if hint is None:
+        hint = retry_after_of(headers)
+    if hint is not None and hint > MAX_RETRY_AFTER:
+        return False
+    verdict = headers.get("x-should-retry")
+    if verdict == "true":
+        return True
+    if verdict == "false":
+        return False
+    return status in RETRYABLE_STATUS or status >= 500
+
+
+def retry_delay(
+    retries_taken: int, headers: Mapping[str, str] | None = None, hint: float | None = None
+) -> float:
+    """Seconds to wait before the next attempt; ``retries_taken`` counts from 0.
+
+    ``hint`` is a delay the provider gave in its error body (Gemini's RetryInfo); the
+    headers' ``retry-after-ms`` / ``retry-after`` are read when it is absent.
+    """
+    if hint is None and headers:
+        hint = retry_after_of(headers)
+    if hint is not None and 0 < hint <= MAX_RETRY_AFTER:
+        return hint
+    nominal = min(INITIAL_DELAY * 2.0 ** min(retries_taken, 16), MAX_DELAY)
+    return nominal * (1 - 0.25 * _rng.random())

@@ -1,0 +1,1 @@
+"""Helpers the wire protocols share: SSE, error mapping, OpenAI-family pieces."""

@@ -1,0 +1,159 @@
+"""Pieces the OpenAI protocols share: compact JSON, tool-call parsing, usage, finish reasons.
+
+Chat Completions (JSON and stream) and Responses read the same shapes; each helper lives
+here once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..._core.endpoint import Endpoint
+from ..._core.errors import APIResponseError
+from ..._core.http import HttpResponse
+from ..._core.types import FinishReason, Part, Reasoning, Refusal, Request, Text, ToolCall, Usage
+from .errors import request_id_of
+
+FINISH_REASONS: Mapping[str, FinishReason] = {
+    "stop": "stop",
+    "eos": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "model_length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "tool_use": "tool_calls",
+    "content_filter": "content_filter",
+    "refusal": "refusal",
+    "error": "error",
+}
+
+# Quirk flag: the server takes ``prompt_cache_key`` (OpenAI and Azure do; other
+# OpenAI-compatible servers may refuse an unknown field, so it is opt-in).
+PROMPT_CACHE_KEY = "prompt_cache_key"
+_CACHE_TTLS = ("5m", "1h")  # Anthropic's TTL spellings of cache=: no key of their own
+
+dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_loads = json.loads
+# The C scanner json.loads itself uses, without loads' per-call checks.
+_scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def loads_chunk(text: str) -> Any:
+    """``json.loads`` for stream chunks, minus its per-call overhead on compact JSON."""
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        return _loads(text)  # raises a ValueError that says what is wrong
+    return value if end == len(text) else _loads(text)
+
+
+def parse_json(endpoint: Endpoint, response: HttpResponse) -> Any:
+    """The JSON body of a response, or an APIResponseError saying it could not be read."""
+    try:
+        return loads_chunk(response.body.decode())
+    except ValueError:
+        snippet = response.body[:200].decode("utf-8", "replace")
+        raise APIResponseError(
+            f"the provider sent a body that is not valid JSON: {snippet!r}",
+            provider=endpoint.provider,
+            status_code=response.status,
+            request_id=request_id_of(response.headers),
+        ) from None
+
+
+def content_array_parts(content: list[Any]) -> list[Part]:
+    """Mistral's reasoning models send content as an array of text and thinking blocks."""
+    parts: list[Part] = []
+    for block in content:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            parts.append(Text(block.get("text") or ""))
+        elif kind == "thinking":
+            inner = block.get("thinking") or []
+            text = "".join(b.get("text", "") for b in inner if isinstance(b, dict))
+            parts.append(Reasoning(text, protocol="openai_chat"))
+    return parts
+
+
+def parse_tool_call(call_id: str, name: str, arguments: Any) -> ToolCall:
+    """A tool call with its JSON arguments parsed; malformed ones are kept raw and flagged."""
+    if not call_id:  # Gemini's compat layer sends "": make one up so results can refer to it
+        call_id = "call_" + os.urandom(12).hex()
+    if isinstance(arguments, dict):
+        return ToolCall(call_id, name, arguments, dumps(arguments))
+    raw = arguments if isinstance(arguments, str) else ""
+    if not raw.strip():
+        return ToolCall(call_id, name, {}, raw)
+    try:
+        parsed = _loads(raw)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        return ToolCall(call_id, name, parsed, raw)
+    return ToolCall(call_id, name, {}, raw, invalid_arguments=True)
+
+
+def normalise_finish(native: str | None, parts: Sequence[Part] = ()) -> FinishReason | None:
+    """Map a provider's finish reason onto callm's; a refusal wins over "stop"."""
+    if native is None:
+        return None
+    reason = FINISH_REASONS.get(native)
+    if reason == "stop" and any(isinstance(p, Refusal) for p in parts):
+        return "refusal"
+    return reason
+
+
+def decode_usage(data: Mapping[str, Any]) -> Usage:
+    """Usage from a body or chunk: OpenAI's fields, DeepSeek's cache counts, Groq's x_groq."""
+    usage = data.get("usage")
+    if not usage:
+        usage = (data.get("x_groq") or {}).get("usage")
+        if not usage:
+            return Usage()
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    cached = prompt_details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or 0
+    return Usage(
+        input_tokens=usage.get("prompt_tokens") or 0,
+        output_tokens=usage.get("completion_tokens") or 0,
+        cached_input_tokens=cached,
+        cache_write_tokens=prompt_details.get("cache_write_tokens") or 0,
+        reasoning_tokens=completion_details.get("reasoning_tokens") or 0,
+    )
+
+
+def prompt_cache_key(request: Request, quirks: frozenset[str]) -> str | None:
+    """The ``prompt_cache_key`` for ``request.cache``: a string as given, ``True`` a key
+    derived from the stable prefix (model, leading system prompt, tools), so requests that
+    share that prefix are routed to the same cache; None where the server takes no key."""
+    cache = request.cache
+    if not cache or PROMPT_CACHE_KEY not in quirks:
+        return None
+    if isinstance(cache, str) and cache not in _CACHE_TTLS:
+        return cache
+    import hashlib
+
+    material = _sorted_dumps([request.model, _leading_system(request), _tool_specs(request)])
+    return "callm-" + hashlib.sha256(material.encode()).hexdigest()[:24]
+
+
+_sorted_dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+
+
+def _leading_system(request: Request) -> list[str]:
+    texts = []
+    for message in request.messages:
+        if message.role not in ("system", "developer"):
+            break
+        texts.append(message.text)
+    return texts
+
+
+def _tool_specs(request: Request) -> list[Any]:
+    return [[t.name, t.description, t.parameters] for t in request.tools]

@@ -1,0 +1,363 @@
+"""Reading Anthropic Messages replies: content blocks, usage, stop reasons, the event stream.
+
+A streamed content block is accumulated as the dict the non-streaming API would have sent,
+then turned into parts by :func:`block_parts`, the same function
+:func:`callm.providers.anthropic.decode` uses: one parser for both paths.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..._core.endpoint import Endpoint
+from ..._core.errors import APIResponseError
+from ..._core.types import (
+    FinishEvent,
+    FinishReason,
+    Part,
+    RawPart,
+    Reasoning,
+    ReasoningDelta,
+    Response,
+    StreamEvent,
+    Text,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEvent,
+    Usage,
+    UsageEvent,
+)
+from .._shared.errors import stream_error
+from .._shared.sse import SSEEvent
+from ..openai_chat.client import parse_tool_call
+
+_loads = json.loads
+# The C scanner json.loads itself uses, without loads' per-call checks.
+_scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+PROTOCOL = "anthropic"
+FINISH_REASONS: Mapping[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "pause_turn": "length",
+    "tool_use": "tool_calls",
+    "refusal": "refusal",
+}
+
+_NO_EVENTS: list[StreamEvent] = []
+
+
+# --- content blocks, usage and stop reasons (shared with non-streaming decoding) -----------
+
+
+def load_json(text: str) -> Any:
+    """Parse a body or an event's data; the real server pads some events with spaces."""
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        return _loads(text)  # raises a ValueError that says what is wrong
+    if end == len(text) or not text[end:].strip():
+        return value
+    return _loads(text)  # trailing garbage: let json say so
+
+
+def block_parts(block: Mapping[str, Any], raw_input: str | None = None) -> list[Part]:
+    """The callm parts of one content block (streamed tool input comes as ``raw_input``)."""
+    kind = block.get("type")
+    if kind == "text":
+        parts: list[Part] = [Text(block.get("text") or "")]
+        citations = block.get("citations")
+        if citations:
+            parts.append(RawPart(PROTOCOL, "citations", {"citations": citations}))
+        return parts
+    if kind == "thinking":
+        return [
+            Reasoning(
+                block.get("thinking") or "",
+                signature=block.get("signature") or None,
+                protocol="anthropic",
+            )
+        ]
+    if kind == "redacted_thinking":
+        return [Reasoning("", data=block.get("data") or "", protocol="anthropic")]
+    if kind == "tool_use":
+        arguments = block.get("input") if raw_input is None else raw_input
+        return [parse_tool_call(block.get("id") or "", block.get("name") or "", arguments)]
+    if raw_input is not None:  # a server tool's streamed input: parse it into the block
+        block = {**block, "input": _parsed_input(raw_input)}
+    return [RawPart(PROTOCOL, str(kind), block)]
+
+
+def _parsed_input(raw: str) -> Any:
+    if not raw.strip():
+        return {}
+    try:
+        return _loads(raw)
+    except ValueError:
+        return raw  # kept as received: never dropped
+
+
+def normalise_finish(native: str | None) -> FinishReason | None:
+    """callm's finish reason for an Anthropic ``stop_reason``."""
+    if native is None:
+        return None
+    return FINISH_REASONS.get(native)
+
+
+def decode_usage(usage: Any) -> Usage:
+    """Usage with ``input_tokens`` as the whole prompt, cache reads and writes included."""
+    if not isinstance(usage, Mapping):
+        return Usage()
+    fresh = usage.get("input_tokens") or 0
+    written = usage.get("cache_creation_input_tokens") or 0
+    read = usage.get("cache_read_input_tokens") or 0
+    details = usage.get("output_tokens_details") or {}
+    return Usage(
+        input_tokens=fresh + written + read,
+        output_tokens=usage.get("output_tokens") or 0,
+        cached_input_tokens=read,
+        cache_write_tokens=written,
+        reasoning_tokens=details.get("thinking_tokens") or 0,
+    )
+
+
+# --- the event stream -------------------------------------------------------------------
+
+
+class _Block:
+    """One content block as it streams in."""
+
+    __slots__ = ("json", "parts", "pieces", "raw", "tool_index")
+
+    def __init__(self, raw: dict[str, Any], tool_index: int | None) -> None:
+        self.raw = raw
+        self.tool_index = tool_index  # the n-th tool_use of the reply, for ToolCallDelta.index
+        # Streamed string fields ("text", "thinking", "signature" …), joined when needed.
+        self.pieces: dict[str, list[str]] = {}
+        self.json: list[str] | None = None  # input_json_delta fragments
+        self.parts: list[Part] | None = None  # set once the block has stopped
+
+    def snapshot(self) -> dict[str, Any]:
+        """The block as a non-streaming answer would hold it (so far)."""
+        block = dict(self.raw)
+        for key, pieces in self.pieces.items():
+            block[key] = (block.get(key) or "") + "".join(pieces)
+        return block
+
+    def current_parts(self) -> list[Part]:
+        if self.parts is not None:
+            return self.parts
+        raw_input = "".join(self.json) if self.json is not None else None
+        return block_parts(self.snapshot(), raw_input)
+
+
+class AnthropicStreamDecoder:
+    """Turns Messages SSE events into stream events, accumulating the Response.
+
+    ``finished`` becomes true at ``message_stop``; an ``error`` event raises
+    :class:`~callm.APIResponseError` carrying what arrived in ``.partial``.
+    """
+
+    def __init__(self, endpoint: Endpoint, request_id: str | None = None) -> None:
+        self.endpoint = endpoint
+        self.request_id = request_id
+        self.done = False
+        self._message: dict[str, Any] = {}
+        self._usage: dict[str, Any] = {}
+        self._blocks: dict[int, _Block] = {}
+        self._tools = 0
+        self._stop_reason: str | None = None
+        self._stop_sequence: str | None = None
+        self._finish_sent = False
+
+    @property
+    def finished(self) -> bool:
+        """True once ``message_stop`` has arrived."""
+        return self.done
+
+    def feed(self, event: SSEEvent) -> list[StreamEvent]:
+        """Decode one SSE event; raises APIResponseError for an error sent in the stream."""
+        try:
+            chunk = load_json(event.data)
+        except ValueError:
+            raise self._error(
+                f"the provider sent a stream event that is not JSON: {event.data[:200]!r}"
+            ) from None
+        if not isinstance(chunk, dict):
+            raise self._error(f"the provider sent a stream event that is not an object: {chunk!r}")
+        kind = chunk.get("type")
+        if kind == "content_block_delta":
+            delta = chunk.get("delta")
+            # Fast path: the event that makes up most streams, one text fragment.
+            if isinstance(delta, dict) and delta.get("type") == "text_delta":
+                block = self._blocks.get(chunk.get("index"))  # type: ignore[arg-type]
+                text = delta.get("text")
+                if block is not None and type(text) is str:
+                    block.pieces.setdefault("text", []).append(text)
+                    return [TextDelta(text)] if text else _NO_EVENTS
+            return self._delta(chunk)
+        if event.event == "error" or kind == "error":
+            raise self._in_stream_error(chunk)
+        handler = _HANDLERS.get(kind)  # type: ignore[arg-type]
+        return handler(self, chunk) if handler is not None else _NO_EVENTS
+
+    # --- event handlers -----------------------------------------------------------------
+
+    def _message_start(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+        message = chunk.get("message")
+        if isinstance(message, dict):
+            self._message = message
+            self._merge_usage(message.get("usage"))
+        return _NO_EVENTS
+
+    def _block_start(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+        raw = chunk.get("content_block")
+        raw = dict(raw) if isinstance(raw, dict) else {"type": "text", "text": ""}
+        index = chunk.get("index")
+        index = index if isinstance(index, int) else len(self._blocks)
+        kind = raw.get("type")
+        tool_index = None
+        if kind == "tool_use":
+            tool_index, self._tools = self._tools, self._tools + 1
+        self._blocks[index] = _Block(raw, tool_index)
+        if kind == "text" and raw.get("text"):
+            return [TextDelta(raw["text"])]
+        if kind == "thinking" and raw.get("thinking"):
+            return [ReasoningDelta(raw["thinking"])]
+        if tool_index is not None:
+            return [ToolCallDelta(tool_index, raw.get("id"), raw.get("name"), "")]
+        return _NO_EVENTS
+
+    def _delta(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+        delta = chunk.get("delta")
+        if not isinstance(delta, dict):
+            return _NO_EVENTS
+        block = self._block(chunk.get("index"), delta)
+        events: list[StreamEvent] = []
+        for key, value in delta.items():
+            if key == "type":
+                continue
+            if key == "partial_json":
+                if block.json is None:
+                    block.json = []
+                block.json.append(value)
+                if block.tool_index is not None:
+                    events.append(ToolCallDelta(block.tool_index, None, None, value))
+            elif key == "citation":
+                citations = block.raw.get("citations") or []
+                block.raw["citations"] = [*citations, value]
+            elif isinstance(value, str):
+                block.pieces.setdefault(key, []).append(value)
+                if key == "text" and value:
+                    events.append(TextDelta(value))
+                elif key == "thinking" and value:
+                    events.append(ReasoningDelta(value))
+            else:  # a delta kind callm does not know: keep its latest value on the block
+                block.raw[key] = value
+        return events
+
+    def _block_stop(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+        block = self._blocks.get(chunk.get("index"))  # type: ignore[arg-type]
+        if block is None or block.parts is not None:
+            return _NO_EVENTS
+        block.parts = block.current_parts()
+        if block.tool_index is None:
+            return _NO_EVENTS
+        return [ToolCallEvent(p) for p in block.parts if isinstance(p, ToolCall)]
+
+    def _message_delta(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+        delta = chunk.get("delta")
+        if isinstance(delta, dict):
+            if delta.get("stop_reason"):
+                self._stop_reason = delta["stop_reason"]
+            if "stop_sequence" in delta:
+                self._stop_sequence = delta["stop_sequence"]
+        events: list[StreamEvent] = []
+        if isinstance(chunk.get("usage"), dict):
+            self._merge_usage(chunk["usage"])
+            events.append(UsageEvent(decode_usage(self._usage)))
+        if self._stop_reason is not None and not self._finish_sent:
+            self._finish_sent = True
+            events.append(FinishEvent(normalise_finish(self._stop_reason)))
+        return events
+
+    def _message_stop(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+        self.done = True
+        if self._finish_sent:
+            return _NO_EVENTS
+        self._finish_sent = True  # a stream without message_delta still finishes once
+        return [FinishEvent(normalise_finish(self._stop_reason))]
+
+    # --- state --------------------------------------------------------------------------
+
+    def _block(self, index: Any, delta: dict[str, Any]) -> _Block:
+        block = self._blocks.get(index)
+        if block is None:  # a delta without its content_block_start: start one implicitly
+            kind = (
+                "thinking" if delta.get("type") in ("thinking_delta", "signature_delta") else "text"
+            )
+            index = index if isinstance(index, int) else len(self._blocks)
+            block = self._blocks[index] = _Block({"type": kind}, None)
+        return block
+
+    def _merge_usage(self, usage: Any) -> None:
+        # message_delta counts are cumulative, and may repeat the input side: latest wins.
+        if isinstance(usage, dict):
+            self._usage.update({k: v for k, v in usage.items() if v is not None})
+
+    def response(self) -> Response:
+        """The Response accumulated so far (complete once the stream has finished)."""
+        parts: list[Part] = []
+        for index in sorted(self._blocks):
+            parts.extend(self._blocks[index].current_parts())
+        message = self._message
+        return Response(
+            id=message.get("id") or "",
+            model=message.get("model") or "",
+            provider=self.endpoint.provider,
+            content=tuple(parts),
+            finish_reason=normalise_finish(self._stop_reason),
+            usage=decode_usage(self._usage),
+            raw=self._raw(),
+            native_finish_reason=self._stop_reason,
+            request_id=self.request_id,
+        )
+
+    def _raw(self) -> dict[str, Any]:
+        """The message as a non-streaming call would have returned it."""
+        raw = dict(self._message)
+        raw["content"] = [self._blocks[i].snapshot() for i in sorted(self._blocks)]
+        raw["stop_reason"] = self._stop_reason
+        raw["stop_sequence"] = self._stop_sequence
+        raw["usage"] = dict(self._usage)
+        return raw
+
+    # --- errors -------------------------------------------------------------------------
+
+    def _in_stream_error(self, chunk: dict[str, Any]) -> APIResponseError:
+        error = chunk.get("error")
+        error = error if isinstance(error, dict) else {}
+        message = error.get("message") or "the provider reported an error mid-stream"
+        message = f"error inside the stream: {message}"
+        request_id = chunk.get("request_id")
+        return stream_error(
+            self, message, body=chunk, code=error.get("type"), request_id=request_id
+        )
+
+    def _error(self, message: str) -> APIResponseError:
+        return stream_error(self, message)
+
+
+# ``ping`` and event types callm does not know decode to nothing, as in Anthropic's SDK.
+_HANDLERS = {
+    "message_start": AnthropicStreamDecoder._message_start,
+    "content_block_start": AnthropicStreamDecoder._block_start,
+    "content_block_stop": AnthropicStreamDecoder._block_stop,
+    "message_delta": AnthropicStreamDecoder._message_delta,
+    "message_stop": AnthropicStreamDecoder._message_stop,
+}

@@ -1,0 +1,508 @@
+"""The OpenAI Chat Completions protocol (and its legacy text completions and models endpoints).
+
+Pure translation, no I/O: :func:`encode` turns a :class:`Request` into an
+:class:`HttpRequest`, :func:`decode` turns an :class:`HttpResponse` into a
+:class:`Response`, and :class:`ChatStreamDecoder` turns SSE events into stream events.
+Every OpenAI-compatible provider (Azure, Ollama, Groq, Mistral …) goes through here; their
+deviations are switched by the endpoint's quirk flags.
+
+Prompt caching is automatic on OpenAI; ``cache=`` only adds ``prompt_cache_key`` (a string
+as given, ``True`` a key derived from the model, leading system prompt and tools), and only
+for endpoints with the :data:`PROMPT_CACHE_KEY` quirk (the built-in ``openai`` and ``azure``
+providers): other OpenAI-compatible servers may refuse the field, so it is left out there.
+Cached prompt tokens come back as ``usage.cached_input_tokens``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, assert_never
+
+from ..._core.endpoint import Endpoint
+from ..._core.errors import APIError, APIResponseError, InvalidRequestError
+from ..._core.http import HttpRequest, HttpResponse
+from ..._core.types import (
+    Document,
+    Image,
+    Message,
+    ModelInfo,
+    Part,
+    RawPart,
+    Reasoning,
+    Refusal,
+    Request,
+    Response,
+    Text,
+    Tool,
+    ToolCall,
+    ToolResult,
+)
+from .._shared.errors import decode_error, request_id_of
+from .._shared.openai import (
+    FINISH_REASONS,
+    PROMPT_CACHE_KEY,
+    content_array_parts,
+    decode_usage,
+    dumps,
+    loads_chunk,
+    normalise_finish,
+    parse_json,
+    parse_tool_call,
+    prompt_cache_key,
+)
+from .stream import ChatStreamDecoder
+
+__all__ = [
+    "FINISH_REASONS",
+    "LEGACY_MAX_TOKENS",
+    "NO_STREAM_OPTIONS",
+    "PROMPT_CACHE_KEY",
+    "PROTOCOL",
+    "RANDOM_SEED",
+    "SHORT_TOOL_IDS",
+    "ChatStreamDecoder",
+    "decode",
+    "decode_failure",
+    "decode_models",
+    "decode_usage",
+    "encode",
+    "encode_body",
+    "encode_messages",
+    "encode_models",
+    "encode_response_format",
+    "encode_text_completion",
+    "encode_tool",
+    "encode_tool_choice",
+    "loads_chunk",
+    "message_parts",
+    "normalise_finish",
+    "parse_json",
+    "parse_tool_call",
+    "stream_decoder",
+]
+_dumps = dumps  # older spellings, kept for callers that used them
+_loads_chunk = loads_chunk
+
+PROTOCOL = "openai_chat"
+
+# Quirk flags an endpoint may carry.
+LEGACY_MAX_TOKENS = "legacy_max_tokens"  # send max_tokens, not max_completion_tokens
+RANDOM_SEED = "random_seed"  # Mistral names the seed field random_seed
+SHORT_TOOL_IDS = "short_tool_ids"  # Mistral: tool-call ids must match [A-Za-z0-9]{9}
+NO_STREAM_OPTIONS = "no_stream_options"  # the server rejects stream_options
+
+# --- encoding ---------------------------------------------------------------------------
+
+
+def encode(endpoint: Endpoint, request: Request) -> HttpRequest:
+    """Build the HTTP request for ``POST /chat/completions``."""
+    body = encode_body(endpoint, request)
+    return _post(endpoint, "/chat/completions", request.model, body, request.extra_headers)
+
+
+def encode_body(endpoint: Endpoint, request: Request) -> dict[str, Any]:
+    """The JSON body of a chat request, provider-specific fields of ``extra_body`` included."""
+    quirks = endpoint.quirks
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": encode_messages(request.messages, quirks),
+    }
+    _encode_sampling(body, request, quirks)
+    if request.tools:
+        body["tools"] = [encode_tool(t) for t in request.tools]
+    if request.tool_choice is not None:
+        body["tool_choice"] = encode_tool_choice(request.tool_choice)
+    if request.response_format is not None:
+        body["response_format"] = encode_response_format(request.response_format)
+    cache_key = prompt_cache_key(request, quirks)
+    if cache_key is not None:
+        body["prompt_cache_key"] = cache_key
+    if request.stream:
+        body["stream"] = True
+        if NO_STREAM_OPTIONS not in quirks:
+            body["stream_options"] = {"include_usage": True}
+    body.update(request.extra_body)
+    return body
+
+
+def _encode_sampling(body: dict[str, Any], request: Request, quirks: frozenset[str]) -> None:
+    if request.max_tokens is not None:
+        key = "max_tokens" if LEGACY_MAX_TOKENS in quirks else "max_completion_tokens"
+        body[key] = request.max_tokens
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.top_k is not None:  # not OpenAI's own, but vLLM, Together … take it
+        body["top_k"] = request.top_k
+    if request.stop:
+        body["stop"] = list(request.stop)
+    if request.seed is not None:
+        body["random_seed" if RANDOM_SEED in quirks else "seed"] = request.seed
+    if request.n is not None:
+        body["n"] = request.n
+    if request.user is not None:
+        body["user"] = request.user
+
+
+def _post(
+    endpoint: Endpoint, path: str, model: str, body: Mapping[str, Any], extra: Mapping[str, str]
+) -> HttpRequest:
+    return HttpRequest(
+        "POST",
+        endpoint.url(path, model),
+        endpoint.request_headers(extra),
+        dumps(body).encode(),
+        endpoint.secret_headers,
+    )
+
+
+def encode_messages(messages: Sequence[Message], quirks: frozenset[str] = frozenset()) -> list[Any]:
+    """Messages in the Chat Completions shape; a tool message becomes one entry per result."""
+    out: list[Any] = []
+    short_ids = SHORT_TOOL_IDS in quirks
+    for message in messages:
+        if message.role == "tool":
+            out.extend(_encode_tool_results(message, short_ids))
+        elif message.role == "assistant":
+            out.append(_encode_assistant(message, short_ids))
+        else:
+            out.append(_encode_plain(message))
+    return out
+
+
+def _encode_plain(message: Message) -> dict[str, Any]:
+    content = message.content
+    entry: dict[str, Any] = {"role": message.role}
+    if len(content) == 1 and isinstance(content[0], Text):
+        entry["content"] = content[0].text
+    else:
+        entry["content"] = [_encode_input_part(p, message.role) for p in content]
+    if message.name:
+        entry["name"] = message.name
+    return entry
+
+
+def _encode_input_part(part: Part, role: str) -> dict[str, Any]:
+    match part:
+        case Text(text=text):
+            return {"type": "text", "text": text}
+        case Image(url=url, detail=detail):
+            if role != "user":
+                raise InvalidRequestError(f"a {role} message cannot carry an image")
+            image: dict[str, Any] = {"url": url}
+            if detail:
+                image["detail"] = detail
+            return {"type": "image_url", "image_url": image}
+        case Document():
+            if role != "user":
+                raise InvalidRequestError(f"a {role} message cannot carry a document")
+            return _encode_document(part)
+        case RawPart():
+            return _raw(part)
+        case ToolCall() | ToolResult() | Reasoning() | Refusal():
+            raise InvalidRequestError(
+                f"a {role} message cannot carry a {part.kind} part: tool calls belong in "
+                "assistant messages and tool results in tool messages"
+            )
+        case _:
+            assert_never(part)
+
+
+def _encode_assistant(message: Message, short_ids: bool) -> dict[str, Any]:
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    entry: dict[str, Any] = {"role": "assistant"}
+    for part in message.content:
+        match part:
+            case Text(text=text):
+                texts.append(text)
+            case ToolCall():
+                calls.append(_encode_tool_call(part, short_ids))
+            case Refusal(text=text):
+                entry["refusal"] = text
+            case Reasoning():
+                # Chat Completions has no input slot for reasoning; providers that stream it
+                # (DeepSeek, vLLM) ask clients not to send it back.
+                pass
+            case RawPart():
+                _raw(part)  # Chat Completions keeps no provider items in assistant turns
+                raise InvalidRequestError("an assistant message cannot carry a raw part")
+            case Image() | Document() | ToolResult():
+                raise InvalidRequestError(f"an assistant message cannot carry a {part.kind} part")
+            case _:
+                assert_never(part)
+    entry["content"] = "".join(texts) if texts or not calls else None
+    if calls:
+        entry["tool_calls"] = calls
+    if message.name:
+        entry["name"] = message.name
+    return entry
+
+
+def _encode_document(document: Document) -> dict[str, Any]:
+    """A PDF travels inline as a ``file`` part; a text document as a text part (Chat
+    Completions takes no other files, and no document URLs)."""
+    from ..._core.media import PDF, is_text
+
+    if not document.url.startswith("data:"):
+        raise InvalidRequestError(
+            "Chat Completions takes documents inline only, not by URL: use "
+            "Document.from_path / from_bytes, or the openai-responses provider"
+        )
+    header, _, data = document.url.partition(",")
+    media_type = document.media_type or header[5:].split(";", 1)[0]
+    if media_type == PDF:
+        return {
+            "type": "file",
+            "file": {"file_data": document.url, "filename": _filename(document)},
+        }
+    if is_text(media_type):
+        return {"type": "text", "text": _data_text(header, data)}
+    raise InvalidRequestError(
+        f"Chat Completions takes PDF and text documents only, not {media_type}: use the "
+        "openai-responses provider for other files"
+    )
+
+
+def _filename(document: Document) -> str:
+    # OpenAI reads the file type from the name's extension as well as the data URL.
+    title = document.title or "document"
+    return title if title.lower().endswith(".pdf") else title + ".pdf"
+
+
+def _data_text(header: str, data: str) -> str:
+    import base64
+    import binascii
+    import urllib.parse
+
+    if ";base64" not in header:
+        return urllib.parse.unquote(data)
+    try:
+        return base64.b64decode(data, validate=True).decode("utf-8", "replace")
+    except binascii.Error:
+        raise InvalidRequestError("the document's data: URL is not valid base64") from None
+
+
+def _raw(part: RawPart) -> dict[str, Any]:
+    """A raw part goes back only to the protocol it came from."""
+    if part.protocol != PROTOCOL:
+        raise InvalidRequestError(
+            f"a {part.type!r} part from the {part.protocol} protocol cannot be sent over "
+            f"{PROTOCOL}: remove it from the history first"
+        )
+    return dict(part.data)
+
+
+def _encode_tool_call(call: ToolCall, short_ids: bool) -> dict[str, Any]:
+    arguments = call.raw_arguments if call.invalid_arguments else dumps(call.arguments)
+    return {
+        "id": _tool_id(call.id, short_ids),
+        "type": "function",
+        "function": {"name": call.name, "arguments": arguments or "{}"},
+    }
+
+
+def _encode_tool_results(message: Message, short_ids: bool) -> list[dict[str, Any]]:
+    out = []
+    for part in message.content:
+        if not isinstance(part, ToolResult):
+            raise InvalidRequestError(
+                f"a tool message holds only tool results, not a {part.kind} part"
+            )
+        out.append(
+            {
+                "role": "tool",
+                "tool_call_id": _tool_id(part.tool_call_id, short_ids),
+                "content": part.content,
+            }
+        )
+    return out
+
+
+def _tool_id(call_id: str, short_ids: bool) -> str:
+    """Mistral accepts only 9-character alphanumeric ids: map others to a stable one."""
+    if not short_ids or (len(call_id) == 9 and call_id.isascii() and call_id.isalnum()):
+        return call_id
+    import hashlib
+
+    digest = hashlib.sha256(call_id.encode()).hexdigest()
+    return digest[:9]
+
+
+def encode_tool(tool: Tool) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name, "parameters": dict(tool.parameters)}
+    if tool.description:
+        function["description"] = tool.description
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}
+
+
+def encode_tool_choice(choice: str | Mapping[str, Any]) -> Any:
+    """``"auto" | "none" | "required"`` pass through; any other string names a tool."""
+    if not isinstance(choice, str):
+        return dict(choice)
+    if choice in ("auto", "none", "required"):
+        return choice
+    return {"type": "function", "function": {"name": choice}}
+
+
+def encode_response_format(fmt: Mapping[str, Any]) -> dict[str, Any]:
+    """callm's flat ``{"type": "json_schema", "name", "schema", "strict"}`` → the nested shape."""
+    if fmt.get("type") != "json_schema" or "json_schema" in fmt:
+        return dict(fmt)
+    inner = {k: v for k, v in fmt.items() if k != "type"}
+    inner.setdefault("name", "output")
+    return {"type": "json_schema", "json_schema": inner}
+
+
+def encode_text_completion(
+    endpoint: Endpoint, model: str, prompt: str, params: Mapping[str, Any], stream: bool
+) -> HttpRequest:
+    """Build ``POST /completions`` (the legacy text completions endpoint)."""
+    body: dict[str, Any] = {"model": model, "prompt": prompt, **params}
+    if stream:
+        body["stream"] = True
+        if NO_STREAM_OPTIONS not in endpoint.quirks:
+            body["stream_options"] = {"include_usage": True}
+    return _post(endpoint, "/completions", model, body, {})
+
+
+def encode_models(endpoint: Endpoint) -> HttpRequest:
+    """Build ``GET /models``."""
+    headers = dict(endpoint.request_headers())
+    headers.pop("content-type", None)
+    return HttpRequest("GET", endpoint.url("/models"), headers, None, endpoint.secret_headers)
+
+
+# --- decoding ---------------------------------------------------------------------------
+
+
+def decode(endpoint: Endpoint, response: HttpResponse, latency_s: float | None = None) -> Response:
+    """Decode a 2xx chat (or text completion) response."""
+    data = parse_json(endpoint, response)
+    if not isinstance(data, dict) or "choices" not in data:
+        # A 2xx that is not a completion (OpenRouter sends upstream errors this way).
+        raise _unreadable(endpoint, response, data)
+    meta = _Meta(endpoint.provider, data, request_id_of(response.headers), latency_s)
+    choices = data.get("choices") or ()
+    if not choices:
+        return _empty_response(meta)
+    extra = tuple(_decode_choice(meta, c, ()) for c in choices[1:])
+    return _decode_choice(meta, choices[0], extra)
+
+
+def _unreadable(endpoint: Endpoint, response: HttpResponse, data: Any) -> APIError:
+    error = decode_error(endpoint, 0, response.headers, data)
+    if isinstance(data, dict) and "error" in data:
+        return error
+    return APIResponseError(
+        f"the provider answered HTTP {response.status} without a completion: {str(data)[:200]}",
+        provider=endpoint.provider,
+        request_id=request_id_of(response.headers),
+        body=data,
+        headers=response.headers,
+    )
+
+
+class _Meta:
+    """What every choice of one response shares."""
+
+    __slots__ = ("data", "latency_s", "provider", "request_id", "usage")
+
+    def __init__(
+        self, provider: str, data: dict[str, Any], request_id: str | None, latency: float | None
+    ) -> None:
+        self.provider = provider
+        self.data = data
+        self.request_id = request_id
+        self.latency_s = latency
+        self.usage = decode_usage(data)
+
+
+def _empty_response(meta: _Meta) -> Response:
+    return _decode_choice(meta, {"message": {}}, ())
+
+
+def _decode_choice(meta: _Meta, choice: Any, extra: tuple[Response, ...]) -> Response:
+    message = choice.get("message")
+    if message is None:  # a legacy text completion
+        parts: list[Part] = [Text(choice.get("text") or "")]
+    else:
+        parts = message_parts(message)
+    native = choice.get("finish_reason")
+    data = meta.data
+    return Response(
+        id=data.get("id") or "",
+        model=data.get("model") or "",
+        provider=meta.provider,
+        content=tuple(parts),
+        finish_reason=normalise_finish(native, parts),
+        usage=meta.usage,
+        raw=data,
+        native_finish_reason=native,
+        request_id=meta.request_id,
+        latency_s=meta.latency_s,
+        choices=extra,
+    )
+
+
+def message_parts(message: Mapping[str, Any]) -> list[Part]:
+    """The parts of a non-streamed assistant message, in reading order."""
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    parts: list[Part] = []
+    if isinstance(reasoning, str) and reasoning:
+        parts.append(Reasoning(reasoning, protocol=PROTOCOL))
+    content = message.get("content")
+    if isinstance(content, str):
+        if content:
+            parts.append(Text(content))
+    elif isinstance(content, list):
+        parts.extend(content_array_parts(content))
+    if message.get("refusal"):
+        parts.append(Refusal(message["refusal"]))
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") or {}
+        parts.append(
+            parse_tool_call(
+                call.get("id") or "", function.get("name") or "", function.get("arguments")
+            )
+        )
+    return parts
+
+
+def decode_failure(endpoint: Endpoint, response: HttpResponse) -> APIError:
+    """The typed error of a non-2xx answer, whatever its body holds."""
+    body: Any
+    try:
+        body = parse_json(endpoint, response)
+    except APIError:
+        body = response.body.decode("utf-8", "replace")
+    return decode_error(endpoint, response.status, response.headers, body)
+
+
+def decode_models(endpoint: Endpoint, response: HttpResponse) -> list[ModelInfo]:
+    """Decode ``GET /models``."""
+    data = parse_json(endpoint, response)
+    items = data.get("data") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise APIResponseError(
+            "the models endpoint sent no model list", provider=endpoint.provider, body=data
+        )
+    return [
+        ModelInfo(
+            id=item.get("id") or item.get("name") or "",
+            provider=endpoint.provider,
+            created=item.get("created"),
+            owned_by=item.get("owned_by"),
+            raw=item,
+        )
+        for item in items
+        if isinstance(item, dict)
+    ]
+
+
+def stream_decoder(endpoint: Endpoint, request_id: str | None) -> ChatStreamDecoder:
+    """A decoder for one Chat Completions (or text completions) stream."""
+    return ChatStreamDecoder(endpoint, request_id)

@@ -1,0 +1,255 @@
+"""Chat Completions streaming: SSE events in, stream events out, the Response accumulated."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from ..._core.endpoint import Endpoint
+from ..._core.errors import APIResponseError
+from ..._core.types import (
+    FinishEvent,
+    Part,
+    Reasoning,
+    ReasoningDelta,
+    Refusal,
+    RefusalDelta,
+    Response,
+    StreamEvent,
+    Text,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEvent,
+    Usage,
+    UsageEvent,
+)
+from .._shared.errors import stream_error
+from .._shared.openai import (
+    content_array_parts,
+    decode_usage,
+    dumps,
+    loads_chunk,
+    normalise_finish,
+    parse_tool_call,
+)
+from .._shared.sse import SSEEvent
+
+
+class _ChoiceState:
+    """What one streamed choice has accumulated so far."""
+
+    __slots__ = ("finish", "reasoning", "refusal", "text", "tools")
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.refusal: list[str] = []
+        # index -> [id, name, argument fragments]
+        self.tools: dict[int, list[Any]] = {}
+        self.finish: str | None = None
+
+    def parts(self) -> list[Part]:
+        parts: list[Part] = []
+        if self.reasoning:
+            parts.append(Reasoning("".join(self.reasoning), protocol="openai_chat"))
+        if self.text:
+            parts.append(Text("".join(self.text)))
+        if self.refusal:
+            parts.append(Refusal("".join(self.refusal)))
+        parts.extend(self.tool_calls())
+        return parts
+
+    def tool_calls(self) -> list[ToolCall]:
+        calls = []
+        for index in sorted(self.tools):
+            slot = self.tools[index]
+            call = parse_tool_call(slot[0] or "", slot[1] or "", "".join(slot[2]))
+            slot[0] = call.id  # a made-up id must stay the same on every later look
+            calls.append(call)
+        return calls
+
+
+class ChatStreamDecoder:
+    """Turns Chat Completions SSE events into stream events, accumulating the Response.
+
+    Events are emitted for the first choice; every choice is accumulated. Complete
+    ``tool_call`` events follow their fragments once the choice finishes.
+    """
+
+    def __init__(self, endpoint: Endpoint, request_id: str | None = None) -> None:
+        self.endpoint = endpoint
+        self.request_id = request_id
+        self.done = False
+        self._choices: dict[int, _ChoiceState] = {}
+        self._id = ""
+        self._model = ""
+        self._usage: Usage | None = None
+        self._last: Any = None
+        self._tools_sent = False
+
+    def feed(self, event: SSEEvent) -> list[StreamEvent]:
+        """Decode one SSE event; raises APIResponseError for an error sent in the stream."""
+        data = event.data
+        if data[:6] == "[DONE]":
+            self.done = True
+            return self._flush_tool_calls()
+        try:
+            chunk = loads_chunk(data)
+        except ValueError:
+            raise self._stream_error(
+                f"the provider sent a stream chunk that is not JSON: {data[:200]!r}"
+            ) from None
+        if not isinstance(chunk, dict):
+            raise self._stream_error(
+                f"the provider sent a stream chunk that is not a JSON object: {data[:200]!r}"
+            )
+        if event.event == "error" or chunk.get("error"):
+            raise self._in_stream_error(chunk)
+        return self._chunk(chunk)
+
+    def _chunk(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+        self._last = chunk
+        if not self._id and chunk.get("id"):
+            self._id = chunk["id"]
+        if not self._model and chunk.get("model"):
+            self._model = chunk["model"]
+        choices = chunk.get("choices")
+        if choices and len(choices) == 1:
+            events = self._choice(choices[0])
+        else:
+            events = []
+            for choice in choices or ():
+                events += self._choice(choice)
+        if chunk.get("usage") or ("x_groq" in chunk and (chunk["x_groq"] or {}).get("usage")):
+            self._usage = decode_usage(chunk)
+            events.append(UsageEvent(self._usage))
+        return events
+
+    def _choice(self, choice: Mapping[str, Any]) -> list[StreamEvent]:
+        index = choice.get("index") or 0
+        state = self._choices.get(index)
+        if state is None:
+            state = self._choices[index] = _ChoiceState()
+        delta = choice.get("delta")
+        # Fast path for the chunk that makes up most streams: one text fragment, nothing else.
+        if index == 0 and delta is not None and len(delta) == 1 and not choice.get("finish_reason"):
+            content = delta.get("content")
+            if type(content) is str:
+                if not content:
+                    return []
+                state.text.append(content)
+                return [TextDelta(content)]
+        if delta is None:  # a legacy text completion chunk
+            delta = {"content": choice.get("text")}
+        events = _delta_events(state, delta)
+        native = choice.get("finish_reason")
+        first_finish = bool(native) and state.finish is None
+        if native:
+            state.finish = native
+        if index != 0:
+            return []
+        if first_finish:  # some servers repeat the reason on the usage chunk: report it once
+            events.extend(self._flush_tool_calls())
+            events.append(FinishEvent(normalise_finish(native, state.parts())))
+        return events
+
+    def _flush_tool_calls(self) -> list[StreamEvent]:
+        state = self._choices.get(0)
+        if self._tools_sent or state is None:
+            return []
+        self._tools_sent = True
+        return [ToolCallEvent(call) for call in state.tool_calls()]
+
+    @property
+    def finished(self) -> bool:
+        """True once the provider has said the reply is complete."""
+        state = self._choices.get(0)
+        return self.done or (state is not None and state.finish is not None)
+
+    def response(self) -> Response:
+        """The Response accumulated so far (complete once the stream has finished)."""
+        responses = [self._response_of(i) for i in sorted(self._choices)] or [self._response_of(0)]
+        return replace(responses[0], choices=tuple(responses[1:]))
+
+    def _response_of(self, index: int) -> Response:
+        state = self._choices.get(index) or _ChoiceState()
+        parts = state.parts()
+        return Response(
+            id=self._id,
+            model=self._model,
+            provider=self.endpoint.provider,
+            content=tuple(parts),
+            finish_reason=normalise_finish(state.finish, parts),
+            usage=self._usage or Usage(),
+            raw=self._last,
+            native_finish_reason=state.finish,
+            request_id=self.request_id,
+        )
+
+    def _in_stream_error(self, chunk: Any) -> APIResponseError:
+        error = chunk.get("error") if isinstance(chunk, dict) else None
+        if not isinstance(error, dict):
+            error = chunk if isinstance(chunk, dict) else {"message": str(chunk)}
+        message = error.get("message") or "the provider reported an error mid-stream"
+        message = f"error inside the stream: {message}"
+        return stream_error(self, message, body=chunk, code=error.get("code"))
+
+    def _stream_error(self, message: str) -> APIResponseError:
+        return stream_error(self, message)
+
+
+def _delta_events(state: _ChoiceState, delta: Mapping[str, Any]) -> list[StreamEvent]:
+    events: list[StreamEvent] = []
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+    if isinstance(reasoning, str) and reasoning:
+        state.reasoning.append(reasoning)
+        events.append(ReasoningDelta(reasoning))
+    content = delta.get("content")
+    if isinstance(content, str):
+        if content:
+            state.text.append(content)
+            events.append(TextDelta(content))
+    elif isinstance(content, list):
+        events.extend(_content_array_deltas(state, content))
+    refusal = delta.get("refusal")
+    if refusal:
+        state.refusal.append(refusal)
+        events.append(RefusalDelta(refusal))
+    for position, fragment in enumerate(delta.get("tool_calls") or ()):
+        events.append(_tool_fragment(state, position, fragment))
+    return events
+
+
+def _content_array_deltas(state: _ChoiceState, content: list[Any]) -> list[StreamEvent]:
+    events: list[StreamEvent] = []
+    for part in content_array_parts(content):
+        if isinstance(part, Reasoning):
+            state.reasoning.append(part.text)
+            events.append(ReasoningDelta(part.text))
+        elif isinstance(part, Text) and part.text:
+            state.text.append(part.text)
+            events.append(TextDelta(part.text))
+    return events
+
+
+def _tool_fragment(
+    state: _ChoiceState, position: int, fragment: Mapping[str, Any]
+) -> ToolCallDelta:
+    index = fragment.get("index", position)
+    function = fragment.get("function") or {}
+    slot = state.tools.get(index)
+    if slot is None:
+        slot = state.tools[index] = [None, None, []]
+    call_id, name = fragment.get("id") or None, function.get("name") or None
+    if call_id:
+        slot[0] = call_id
+    if name:
+        slot[1] = name
+    arguments = function.get("arguments")
+    if isinstance(arguments, dict):  # some servers send the whole object, already parsed
+        arguments = dumps(arguments)
+    arguments = arguments or ""
+    slot[2].append(arguments)
+    return ToolCallDelta(index, call_id, name, arguments)
