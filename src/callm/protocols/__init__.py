@@ -1,21 +1,23 @@
 """Wire protocols. Each module here is pure: callm types in, HTTP values out, and back.
 
-Every protocol module offers the same functions (see :class:`WireProtocol`), so the
-clients drive any of them alike; a provider entry names its protocol and this registry
-imports the module on first use.
+Every protocol's client module offers the same functions (see :class:`WireProtocol`), so
+the clients drive any of them alike; a provider entry names its protocol and this registry
+imports the module on first use. Every protocol's server module (``<name>/server.py``)
+offers the reverse (see :class:`ServerCodec`): a caller's request in, replies and errors
+out, for the gateway; :func:`server_codec_for` finds it.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._core.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .._core.endpoint import Endpoint
-    from .._core.errors import APIError
+    from .._core.errors import APIError, CallmError
     from .._core.http import HttpRequest, HttpResponse
     from .._core.types import ModelInfo, Request, Response, StreamEvent
     from ._shared.sse import SSEEvent
@@ -26,6 +28,14 @@ PROTOCOL_MODULES: Mapping[str, str] = {
     "openai_responses": "openai_responses.client",
     "anthropic": "anthropic.client",
     "gemini": "gemini.client",
+}
+# ingress protocol name -> server module under callm.protocols
+SERVER_MODULES: Mapping[str, str] = {
+    "openai_chat": "openai_chat.server",
+    "openai_responses": "openai_responses.server",
+    "openai_completions": "openai_chat.completions_server",
+    "anthropic": "anthropic.server",
+    "gemini": "gemini.server",
 }
 
 
@@ -83,3 +93,53 @@ def protocol_for(name: str) -> WireProtocol:
         ) from None
     _loaded[name] = wire
     return wire
+
+
+class ServerStreamEncoder(Protocol):
+    """One streamed reply, encoded for the caller: SSE frames as bytes."""
+
+    def start(self) -> bytes: ...
+
+    def encode(self, event: StreamEvent) -> bytes: ...
+
+    def finish(self, response: Response) -> bytes: ...
+
+    def error(self, error: CallmError) -> bytes: ...
+
+
+class ServerCodec(Protocol):
+    """What every protocol's server module provides (module-level, pure, no I/O)."""
+
+    def decode_request(self, body: Mapping[str, Any], *, model: str | None = None) -> Request: ...
+
+    def encode_response(self, response: Response, *, model: str) -> dict[str, Any]: ...
+
+    def StreamEncoder(self, *, model: str, include_usage: bool = True) -> ServerStreamEncoder: ...
+
+    def encode_error(
+        self, error: CallmError, *, status: int | None = None
+    ) -> tuple[int, dict[str, Any]]: ...
+
+
+_servers: dict[str, ServerCodec] = {}
+
+
+def server_codec_for(name: str) -> ServerCodec:
+    """The server codec of ingress protocol ``name``, imported on first use."""
+    codec = _servers.get(name)
+    if codec is not None:
+        return codec
+    module = SERVER_MODULES.get(name)
+    if module is None:
+        known = ", ".join(SERVER_MODULES)
+        raise ConfigurationError(f"unknown protocol {name!r}; known: {known}")
+    try:
+        codec = importlib.import_module(f"{__name__}.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{module}":
+            raise
+        raise ConfigurationError(
+            f"the {name} protocol cannot be served by this version of callm"
+        ) from None
+    _servers[name] = codec
+    return codec
