@@ -28,6 +28,7 @@ from callm._core.types import (
 )
 from callm.protocols._shared.sse import SSEDecoder, SSEEvent
 from callm.protocols.openai_responses import client as wire
+from callm.protocols.openai_responses.stream import stream_decoder
 
 EP = Endpoint("openai-responses", "openai_responses", "https://api.openai.com/v1", {})
 USAGE = {
@@ -358,7 +359,7 @@ OUTPUT = [
 
 @pytest.mark.parametrize("size", [0, 1, 9])
 def test_stream_events_and_response(size: int) -> None:
-    decoder = wire.stream_decoder(EP, "req_s")
+    decoder = stream_decoder(EP, "req_s")
     events = feed_text(decoder, stream_of(OUTPUT), size)
     assert decoder.finished
     assert events == [
@@ -385,7 +386,7 @@ def test_partial_response_before_completion_has_the_open_fragments() -> None:
     raw = stream_of(OUTPUT)
     cut = raw.index("event: response.function_call_arguments.delta")
     cut = raw.index("event:", cut + 1)  # after the first argument fragment
-    decoder = wire.stream_decoder(EP, None)
+    decoder = stream_decoder(EP, None)
     feed_text(decoder, raw[:cut])
     assert not decoder.finished
     r = decoder.response()
@@ -399,7 +400,7 @@ def test_partial_response_before_completion_has_the_open_fragments() -> None:
 
 def test_incomplete_stream_finishes_with_length() -> None:
     output = [message(text("Hello wor"))]
-    decoder = wire.stream_decoder(EP, None)
+    decoder = stream_decoder(EP, None)
     events = feed_text(
         decoder,
         stream_of(
@@ -422,7 +423,7 @@ def test_failed_event_raises_with_partial() -> None:
         output=[],
         error={"code": "server_error", "message": "Boom."},
     )
-    decoder = wire.stream_decoder(EP, "req_f")
+    decoder = stream_decoder(EP, "req_f")
     with pytest.raises(callm.APIResponseError, match="Boom") as info:
         feed_text(decoder, raw)
     err = info.value
@@ -440,7 +441,7 @@ def test_failed_event_raises_with_partial() -> None:
     ],
 )
 def test_error_event_raises_with_partial(data: dict[str, Any]) -> None:
-    decoder = wire.stream_decoder(EP, "req_e")
+    decoder = stream_decoder(EP, "req_e")
     feed_text(decoder, stream_of(OUTPUT).split("event: response.output_item.added")[0])
     decoder.feed(
         SSEEvent(
@@ -467,13 +468,13 @@ def test_error_event_raises_with_partial(data: dict[str, Any]) -> None:
 
 
 def test_an_untyped_error_object_in_the_stream_raises() -> None:
-    decoder = wire.stream_decoder(EP, None)
+    decoder = stream_decoder(EP, None)
     with pytest.raises(callm.APIResponseError, match="upstream failed"):
         decoder.feed(SSEEvent('{"error":{"message":"upstream failed","code":502}}'))
 
 
 def test_context_window_error_in_stream_is_typed() -> None:
-    decoder = wire.stream_decoder(EP, None)
+    decoder = stream_decoder(EP, None)
     data = {
         "type": "error",
         "code": "context_length_exceeded",
@@ -485,13 +486,13 @@ def test_context_window_error_in_stream_is_typed() -> None:
 
 @pytest.mark.parametrize("payload", ["{not json", "[1]"])
 def test_malformed_events_raise(payload: str) -> None:
-    decoder = wire.stream_decoder(EP, None)
+    decoder = stream_decoder(EP, None)
     with pytest.raises(callm.APIResponseError):
         decoder.feed(SSEEvent(payload, event="response.output_text.delta"))
 
 
 def test_unknown_events_and_done_marker_are_ignored() -> None:
-    decoder = wire.stream_decoder(EP, None)
+    decoder = stream_decoder(EP, None)
     assert (
         decoder.feed(SSEEvent('{"type":"response.web_search_call.searching","output_index":0}'))
         == []
@@ -507,7 +508,7 @@ def test_tool_call_without_item_done_is_emitted_on_completion() -> None:
         sse("response.function_call_arguments.delta", 1, output_index=0, delta='{"a":1}'),
         sse("response.completed", 2, response=resp([item])),
     ]
-    decoder = wire.stream_decoder(EP, None)
+    decoder = stream_decoder(EP, None)
     events = feed_text(decoder, "".join(frames))
     calls = [e for e in events if isinstance(e, ToolCallEvent)]
     assert calls == [ToolCallEvent(ToolCall("call_Z", "f", {"a": 1}, '{"a":1}'))]

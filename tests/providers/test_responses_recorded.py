@@ -38,6 +38,7 @@ from callm._core.types import (  # noqa: E402
 )
 from callm.protocols._shared.sse import SSEDecoder  # noqa: E402
 from callm.protocols.openai_responses import client as wire  # noqa: E402
+from callm.protocols.openai_responses.stream import stream_decoder  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 RECORDED = FIXTURES / "recorded"
@@ -217,7 +218,7 @@ def recorded_events(body: bytes) -> list[dict[str, Any]]:
 
 def replay(body: bytes, size: int, request_id: str | None) -> tuple[Any, list[Any]]:
     sse = SSEDecoder()
-    decoder = wire.stream_decoder(EP, request_id)
+    decoder = stream_decoder(EP, request_id)
     events: list[Any] = []
     for start in range(0, len(body), size):
         for event in sse.feed(body[start : start + size]):

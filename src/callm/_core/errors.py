@@ -35,28 +35,41 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .request_errors import (
+    BudgetExceededError,
+    CallmError,
+    ConfigurationError,
+    InvalidRequestError,
+    RequestVetoed,
+)
+
 if TYPE_CHECKING:
     from .types import Message, Response
 
-
-class CallmError(Exception):
-    """Base of every error callm raises."""
-
-
-class ConfigurationError(CallmError):
-    """callm cannot make the call as configured: a missing key, an unknown provider …"""
-
-
-class InvalidRequestError(CallmError, ValueError):
-    """The request cannot be expressed for this provider (e.g. an image in a system message)."""
-
-
-class BudgetExceededError(CallmError):
-    """The call would pass a spend limit of the client's Budget; it was not sent."""
-
-
-class RequestVetoed(CallmError):
-    """Raised by a before-request hook to refuse a call; it is not sent."""
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIResponseError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "CallmError",
+    "ConfigurationError",
+    "ConflictError",
+    "ContextWindowExceededError",
+    "InternalServerError",
+    "InvalidRequestError",
+    "MaxStepsExceededError",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestVetoed",
+    "StreamInterruptedError",
+    "StructuredOutputError",
+]
 
 
 class StructuredOutputError(CallmError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import InvalidRequestError
+from .request_errors import InvalidRequestError
 
 # The image formats providers take: OpenAI and Anthropic take the first four, Gemini all.
 IMAGE_TYPES = frozenset(

@@ -22,12 +22,12 @@ if TYPE_CHECKING:
     from .._core.types import ModelInfo, Request, Response, StreamEvent
     from ._shared.sse import SSEEvent
 
-# protocol name -> client module under callm.protocols
+# protocol name -> its package under callm.protocols
 PROTOCOL_MODULES: Mapping[str, str] = {
-    "openai_chat": "openai_chat.client",
-    "openai_responses": "openai_responses.client",
-    "anthropic": "anthropic.client",
-    "gemini": "gemini.client",
+    "openai_chat": "openai_chat",
+    "openai_responses": "openai_responses",
+    "anthropic": "anthropic",
+    "gemini": "gemini",
 }
 # ingress protocol name -> server module under callm.protocols
 SERVER_MODULES: Mapping[str, str] = {

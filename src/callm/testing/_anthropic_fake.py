@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from . import local_model
-from ._app import _SSE_HEADERS, AddRoute, Rejected, _drop, _whole, record_request
+from ._http import _SSE_HEADERS, AddRoute, Rejected, _drop, _whole, record_request
 from ._script import FakeToolCall, Fault, Reply, split_fragments
 from ._state import ServerState
 from ._wire import dumps

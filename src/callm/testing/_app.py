@@ -6,44 +6,39 @@ Imported only when a server starts, so ``import callm.testing`` stays cheap.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from aiohttp import web
 
 from . import local_model
-from ._script import Fault, RecordedRequest, Reply, invalid_key_message, model_not_found_message
+from ._http import (
+    _SSE_HEADERS,
+    AddRoute,
+    Handler,
+    Rejected,
+    _body,
+    _drop,
+    _error,
+    _fault_status,
+    _given_key,
+    _json_response,
+    _reply,
+    _whole,
+    record_request,
+)
+from ._script import Fault, RecordedRequest, invalid_key_message, model_not_found_message
 from ._state import ServerState
-from ._wire import DONE, WireContext, dumps, error_body, json_body, sse_events
+from ._wire import DONE, WireContext, dumps, json_body, sse_events
 
-_JSON = "application/json"
-_SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 _MODEL_CREATED = 1_700_000_000
 _MAX_BODY = 64 * 1024 * 1024  # base64 images make bodies big
-_BAD_JSON = (
-    "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
-    "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
-    "sent was not valid JSON. If you have trouble figuring out how to fix this, please "
-    "contact us through our help center at help.openai.com.)"
-)
 _NO_KEY = (
     "You didn't provide an API key. You need to provide your API key in an Authorization "
     "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
 )
 _NO_API_VERSION = "The api-version query parameter (?api-version=) is required for all requests."
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-AddRoute = Callable[[str, str, Handler], Any]
-
-
-class Rejected(Exception):
-    """Raised by a handler to answer with an error response at once."""
-
-    def __init__(self, response: web.Response) -> None:
-        super().__init__(response.status)
-        self.response = response
 
 
 def build_app(state: ServerState) -> web.Application:
@@ -76,23 +71,6 @@ async def _answer_rejections(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except Rejected as rejected:
         return rejected.response
-
-
-def _error(
-    status: int,
-    message: str,
-    request_id: str,
-    *,
-    type: str = "invalid_request_error",
-    param: str | None = None,
-    code: str | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> web.Response:
-    return web.Response(
-        status=status,
-        body=error_body(message, type, param, code),
-        headers={"Content-Type": _JSON, "x-request-id": request_id, **(headers or {})},
-    )
 
 
 class _Routes:
@@ -208,32 +186,6 @@ class _Routes:
 # --- requests ----------------------------------------------------------------------------
 
 
-async def record_request(request: web.Request) -> RecordedRequest:
-    """The request as recorded for ``server.requests`` (body read once, JSON parsed)."""
-    raw = await request.read()
-    parsed: Any = None
-    if raw:
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            parsed = None
-    return RecordedRequest(
-        method=request.method,
-        path=request.path,
-        query=dict(request.query),
-        headers={k.lower(): v for k, v in request.headers.items()},
-        body=raw,
-        json=parsed,
-    )
-
-
-def _given_key(headers: Mapping[str, str]) -> str | None:
-    authorization = headers.get("authorization")
-    if authorization is not None and authorization.startswith("Bearer "):
-        return authorization[len("Bearer ") :]
-    return headers.get("api-key") or headers.get("x-api-key")
-
-
 def _anthropic_models(models: Sequence[str]) -> bytes:
     """Anthropic's ``GET /v1/models`` page: typed model objects and paging ids."""
     data = [
@@ -242,12 +194,6 @@ def _anthropic_models(models: Sequence[str]) -> bytes:
     ]
     first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
     return dumps({"data": data, "has_more": False, "first_id": first, "last_id": last}).encode()
-
-
-def _body(record: RecordedRequest, request_id: str) -> dict[str, Any]:
-    if not isinstance(record.json, dict):
-        raise Rejected(_error(400, _BAD_JSON, request_id))
-    return record.json
 
 
 def _require_messages(body: Mapping[str, Any], request_id: str) -> None:
@@ -272,54 +218,11 @@ def _include_usage(body: Mapping[str, Any]) -> bool:
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
-def _reply(item: Reply | Fault | None, body: Mapping[str, Any]) -> Reply:
-    if isinstance(item, Reply):
-        return item
-    if item is not None and item.reply is not None:
-        return item.reply
-    return local_model.reply_to(body)
-
-
 def _model_object(model: str) -> dict[str, Any]:
     return {"id": model, "object": "model", "created": _MODEL_CREATED, "owned_by": "callm"}
 
 
 # --- responses ---------------------------------------------------------------------------
-
-
-def _json_response(body: bytes, request_id: str) -> web.Response:
-    return web.Response(body=body, headers={"Content-Type": _JSON, "x-request-id": request_id})
-
-
-def _fault_status(fault: Fault, request_id: str) -> web.Response:
-    headers = {"Content-Type": _JSON, "x-request-id": request_id, **fault.headers}
-    body = dumps({"error": fault.error}).encode()
-    return web.Response(status=fault.status_code, body=body, headers=headers)
-
-
-async def _whole(
-    request: web.Request, body: bytes, headers: dict[str, str], fault: Fault | None
-) -> web.StreamResponse:
-    """A non-streaming answer; a mid-body fault splits the body in half."""
-    if fault is None or fault.kind == "slow_first_byte":
-        return web.Response(body=body, headers={"Content-Type": _JSON, **headers})
-    if fault.kind == "malformed_json":
-        # A proper prefix of a JSON object is never valid JSON.
-        return web.Response(body=body[: len(body) // 2], headers={"Content-Type": _JSON, **headers})
-    if fault.kind == "stream_error":
-        error = fault.error or {}
-        message = str(error.get("message"))
-        return _error(500, message, headers["x-request-id"], type="server_error")
-    response = web.StreamResponse(headers={"Content-Type": _JSON, **headers})
-    response.content_length = len(body)
-    await response.prepare(request)
-    await response.write(body[: len(body) // 2])
-    if fault.kind == "drop_mid_stream":
-        return _drop(request, response)
-    await asyncio.sleep(fault.seconds)
-    await response.write(body[len(body) // 2 :])
-    await response.write_eof()
-    return response
 
 
 async def _stream(
@@ -351,12 +254,3 @@ def _stream_rest(fault: Fault, rest: list[str]) -> str:
     if fault.kind == "malformed_json":
         return "data: {not json\n\n" + DONE
     return "".join(rest) + DONE  # after a stall
-
-
-def _drop(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    """Close the connection now; what was written is flushed, nothing more is sent."""
-    transport = request.transport
-    if transport is not None:
-        transport.close()
-    # aiohttp's attempt to finish this response then fails quietly on the closed transport.
-    return response

@@ -31,7 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from . import local_model
-from ._app import AddRoute, Rejected, _drop, _whole, record_request
+from ._http import AddRoute, Rejected, _drop, _whole, record_request
 from ._script import Fault, Reply, split_fragments
 from ._state import ServerState
 from ._wire import dumps

@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import _app, local_model
+from . import _http, local_model
 from ._script import FakeToolCall, Fault, Reply, invalid_key_message, split_fragments
 from ._state import ServerState
 from ._wire import dumps
@@ -64,32 +64,32 @@ class _Handler:
         self._state = state
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
-        record = await _app.record_request(request)
+        record = await _http.record_request(request)
         self._state.record(record)
         request_id = "req_" + self._state.new_id()
         key = self._state.api_key
         if key is not None:
-            given = _app._given_key(record.headers)
+            given = _http._given_key(record.headers)
             if given != key:
                 message = _NO_KEY if given is None else invalid_key_message()
-                raise _app.Rejected(_app._error(401, message, request_id, code="invalid_api_key"))
-        body = _app._body(record, request_id)
+                raise _http.Rejected(_http._error(401, message, request_id, code="invalid_api_key"))
+        body = _http._body(record, request_id)
         _validate(body, request_id)
         item = self._state.pop()
         fault = item if isinstance(item, Fault) else None
         if fault is not None and fault.kind == "status":
-            return _app._fault_status(fault, request_id)
+            return _http._fault_status(fault, request_id)
         if fault is not None and fault.kind == "disconnect":
-            return _app._drop(request, web.StreamResponse())
+            return _http._drop(request, web.StreamResponse())
         chat = chat_shaped(body)
-        reply = _app._reply(item, chat)
+        reply = _http._reply(item, chat)
         builder = _Builder(self._state, body, reply, local_model.prompt_tokens(chat))
         headers = {"x-request-id": request_id, **reply.headers}
         if fault is not None and fault.kind == "slow_first_byte":
             await asyncio.sleep(fault.seconds)
         if body.get("stream") is True:
             return await _stream(request, builder, headers, fault)
-        return await _app._whole(request, dumps(builder.response()).encode(), headers, fault)
+        return await _http._whole(request, dumps(builder.response()).encode(), headers, fault)
 
 
 def _validate(body: Mapping[str, Any], request_id: str) -> None:
@@ -97,8 +97,8 @@ def _validate(body: Mapping[str, Any], request_id: str) -> None:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         message = "Missing required parameter: 'model'."
-        raise _app.Rejected(
-            _app._error(400, message, request_id, param="model", code="missing_required_parameter")
+        raise _http.Rejected(
+            _http._error(400, message, request_id, param="model", code="missing_required_parameter")
         )
     for name, instead in _CHAT_ONLY.items():
         if name in body:
@@ -108,8 +108,8 @@ def _validate(body: Mapping[str, Any], request_id: str) -> None:
                 else ""
             )
             message = f"Unsupported parameter: '{name}'.{hint}"
-            raise _app.Rejected(
-                _app._error(400, message, request_id, param=name, code="unsupported_parameter")
+            raise _http.Rejected(
+                _http._error(400, message, request_id, param=name, code="unsupported_parameter")
             )
     items = body.get("input")
     if body.get("store") is False or not isinstance(items, list):
@@ -119,7 +119,7 @@ def _validate(body: Mapping[str, Any], request_id: str) -> None:
             following = items[index + 1] if index + 1 < len(items) else None
             if not isinstance(following, dict) or not following.get("id"):
                 message = _ORPHAN_REASONING.format(item.get("id"))
-                raise _app.Rejected(_app._error(400, message, request_id, param="input"))
+                raise _http.Rejected(_http._error(400, message, request_id, param="input"))
 
 
 # --- the request, as the offline model reads it -------------------------------------------
@@ -515,7 +515,7 @@ async def _stream(
     if cut:
         await response.write("".join(frames[:cut]).encode())
     if fault.kind == "drop_mid_stream":
-        return _app._drop(request, response)
+        return _http._drop(request, response)
     if fault.kind == "stall":
         await asyncio.sleep(fault.seconds)
         rest = "".join(frames[cut:])

@@ -1,1 +1,29 @@
-"""The Google Gemini API protocol."""
+"""The Google Gemini API protocol.
+
+This package is the protocol as the client sees it (see :class:`callm.protocols.WireProtocol`):
+``client`` encodes requests and decodes replies, ``stream`` decodes the event stream.
+"""
+
+from __future__ import annotations
+
+from .client import (
+    decode,
+    decode_count_tokens,
+    decode_failure,
+    decode_models,
+    encode,
+    encode_count_tokens,
+    encode_models,
+    stream_decoder,
+)
+
+__all__ = [
+    "decode",
+    "decode_count_tokens",
+    "decode_failure",
+    "decode_models",
+    "encode",
+    "encode_count_tokens",
+    "encode_models",
+    "stream_decoder",
+]

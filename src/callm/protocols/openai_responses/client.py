@@ -2,7 +2,7 @@
 
 Pure translation, no I/O: :func:`encode` turns a :class:`Request` into an
 :class:`HttpRequest`, :func:`decode` turns an :class:`HttpResponse` into a
-:class:`Response`, and :func:`stream_decoder` (in ``_responses_stream``) turns the typed
+:class:`Response`, and :func:`~.stream.stream_decoder` (in ``stream.py``) turns the typed
 event stream into stream events. Both decoders read output items through
 :func:`output_parts`, so streamed and whole replies cannot drift apart.
 
@@ -47,7 +47,7 @@ How callm's types map onto the wire, where a choice had to be made:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, assert_never
+from typing import Any, assert_never
 
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIError, APIResponseError, InvalidRequestError
@@ -74,9 +74,6 @@ from .._shared.errors import decode_error, request_id_of
 from .._shared.openai import prompt_cache_key
 from ..openai_chat import client as openai_chat
 from ..openai_chat.client import parse_json, parse_tool_call
-
-if TYPE_CHECKING:
-    from .stream import ResponsesStreamDecoder
 
 PROTOCOL = "openai_responses"
 # The RawPart type that carries an output_text part's annotations (citations …).
@@ -557,10 +554,3 @@ def decode_failure(endpoint: Endpoint, response: HttpResponse) -> APIError:
 def decode_models(endpoint: Endpoint, response: HttpResponse) -> list[ModelInfo]:
     """Decode ``GET /models``."""
     return openai_chat.decode_models(endpoint, response)
-
-
-def stream_decoder(endpoint: Endpoint, request_id: str | None) -> ResponsesStreamDecoder:
-    """A decoder for one Responses event stream."""
-    from .stream import ResponsesStreamDecoder
-
-    return ResponsesStreamDecoder(endpoint, request_id)

@@ -2,7 +2,7 @@
 
 The decoder keeps the output items as the server describes them (``output_item.added`` /
 ``.done``) plus the text fragments of the items still open, and builds its Response with
-the same :func:`~callm.providers.openai_responses.output_parts` that reads whole replies.
+the same :func:`~callm.protocols.openai_responses.client.output_parts` that reads whole replies.
 Once ``response.completed`` (or ``response.incomplete``) arrives, the full response object
 it carries is the authority: its output, usage and status make the final Response.
 """
@@ -295,3 +295,8 @@ _HANDLERS: Mapping[str, _Handler] = {
     "response.incomplete": ResponsesStreamDecoder._completed,
     "response.failed": ResponsesStreamDecoder._failed,
 }
+
+
+def stream_decoder(endpoint: Endpoint, request_id: str | None) -> ResponsesStreamDecoder:
+    """A decoder for one Responses event stream."""
+    return ResponsesStreamDecoder(endpoint, request_id)
