@@ -7,7 +7,7 @@ codecs, the recordings or the test's own construction.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from callm._core.types import (
     RefusalDelta,
     Response,
     StreamEvent,
+    Text,
     TextDelta,
     ToolCall,
     ToolCallDelta,
@@ -124,6 +125,29 @@ def joined(events: Iterable[StreamEvent]) -> list[tuple[str, Any]]:
         else:
             out.append((event.type, event))
     return out
+
+
+def streamed_content(
+    content: Sequence[Part], whole: Callable[[Part], bool], protocol: str
+) -> tuple[Part, ...]:
+    """What a caller accumulates from a stream: deltas in order (neighbours of a kind share
+    one block), then the parts that never stream as deltas, sent whole as it closes."""
+    out: list[Part] = []
+    for part in content:
+        if whole(part):
+            continue
+        last = out[-1] if out else None
+        if isinstance(part, Text) and isinstance(last, Text):
+            out[-1] = Text(last.text + part.text)
+        elif isinstance(part, Reasoning):
+            text = part.text
+            if isinstance(last, Reasoning):
+                text = last.text + text
+                out.pop()
+            out.append(Reasoning(text, protocol=protocol))
+        else:
+            out.append(part)
+    return (*out, *(p for p in content if whole(p)))
 
 
 def unsigned(parts: Iterable[Part]) -> tuple[Part, ...]:

@@ -28,6 +28,7 @@ from codec_checks import (
     names,
     plain_calls,
     schemas,
+    streamed_content,
     texts,
     unsigned,
     upstream_events,
@@ -172,7 +173,7 @@ def responses(draw: st.DrawFn, parts: Any = reply_parts) -> Response:
 # --- requests -----------------------------------------------------------------------------
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(requests())
 def test_client_encoded_requests_decode_to_the_same_request(request: Request) -> None:
     body = wire(client.encode_body(request))
@@ -332,7 +333,7 @@ def decoded(body: dict[str, Any]) -> Response:
     return client.decode(ENDPOINT, http_json(body))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(responses())
 def test_encoded_replies_decode_to_the_same_response(response: Response) -> None:
     body = wire(server.encode_response(response, model=response.model))
@@ -427,27 +428,7 @@ def whole(part: Part) -> bool:
     return isinstance(part, RawPart)
 
 
-def streamed_content(response: Response) -> tuple[Part, ...]:
-    """What a caller accumulates: deltas in order (neighbours of a kind share one block),
-    then the whole blocks."""
-    out: list[Part] = []
-    for part in response.content:
-        if whole(part):
-            continue
-        last = out[-1] if out else None
-        if isinstance(part, Text) and isinstance(last, Text):
-            out[-1] = Text(last.text + part.text)
-        elif isinstance(part, Reasoning):
-            text = last.text + part.text if isinstance(last, Reasoning) else part.text
-            if isinstance(last, Reasoning):
-                out.pop()
-            out.append(Reasoning(text, protocol="anthropic"))
-        else:
-            out.append(part)
-    return (*out, *(p for p in response.content if whole(p)))
-
-
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(responses(), st.lists(st.integers(0, 4000), max_size=6))
 def test_streams_decode_to_the_same_events_and_response(
     response: Response, cuts: list[int]
@@ -458,7 +439,8 @@ def test_streams_decode_to_the_same_events_and_response(
     assert decoder.finished
     assert joined(events) == joined(upstream_events(response))
     back = decoder.response()
-    assert plain_calls(unsigned(back.content)) == plain_calls(unsigned(streamed_content(response)))
+    expected = streamed_content(response.content, whole, "anthropic")
+    assert plain_calls(unsigned(back.content)) == plain_calls(unsigned(expected))
     assert back.usage == response.usage
     assert back.finish_reason == response.finish_reason
 

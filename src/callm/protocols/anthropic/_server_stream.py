@@ -34,11 +34,11 @@ from ..._core.types import (
     ToolResultEvent,
     UsageEvent,
 )
-from .._shared.ingress import dumps, sse, status_for
+from .._shared.ingress import dumps, sse
 from ._server_reply import (
     content_block,
+    encode_error,
     encode_usage,
-    error_body,
     stop_reason,
     stop_sequence,
 )
@@ -111,8 +111,7 @@ class StreamEncoder:
 
     def error(self, error: CallmError) -> bytes:
         """An ``error`` event: how Anthropic reports a failure after the stream began."""
-        body = error_body(error, status_for(error))
-        return self.start() + sse(body, "error")
+        return self.start() + sse(encode_error(error)[1], "error")
 
     # --- blocks -------------------------------------------------------------------------
 
