@@ -26,11 +26,12 @@ demo: install
 	$(VENV)/bin/callm -m local/offline --json --max-tokens 8 "Count the tokens of this reply"
 	$(PY) examples/quickstart.py
 
-## check: lint, format check and strict typing
+## check: lint, format check, strict typing, and the layers with no import cycle
 check: dev
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/ruff format --check src tests bench examples
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 ## test: check, then the whole test suite
 test: check

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any, Unpack
 
+from ._client import AsyncClient, CallParams, Client
 from ._config.providers import ProviderSpec
 from ._core.errors import (
     APIConnectionError,
@@ -37,8 +38,7 @@ from ._core.errors import (
     StreamInterruptedError,
     StructuredOutputError,
 )
-from ._core.messages import MessagesInput
-from ._engine.client import AsyncClient, CallParams, Client
+from ._core.params import MessagesInput
 from ._engine.pipeline import Budget, CallInfo
 from ._policies.routing import Group
 
@@ -46,9 +46,9 @@ if _TYPE_CHECKING:
     from ._features.conversation import AsyncConversation, Conversation
     from ._features.functions import tool
     from ._features.run import AsyncRunStream, RunStream
-    from ._features.tokens import TokenCount
     from ._policies.cache import ResponseCache
     from ._policies.ratelimit import RateLimit
+    from ._policies.tokens import TokenCount
 from ._core.timeouts import Timeout
 from ._core.types import (
     Document,
@@ -188,7 +188,7 @@ def count_tokens(
 _LAZY = {
     "RateLimit": "._policies.ratelimit",
     "ResponseCache": "._policies.cache",
-    "TokenCount": "._features.tokens",
+    "TokenCount": "._policies.tokens",
     "Conversation": "._features.conversation",
     "AsyncConversation": "._features.conversation",
     "RunStream": "._features.run",

@@ -302,7 +302,7 @@ def to_request(model: str, body: Mapping[str, Any]) -> Request:
         fmt = {"type": "json_schema", "schema": config["responseJsonSchema"]}
     elif config.get("responseMimeType") == "application/json":
         fmt = {"type": "json_object"}
-    from callm._core.messages import to_tools
+    from callm._features.messages import to_tools
 
     declarations = [d for t in body.get("tools") or () for d in t["functionDeclarations"]]
     tools = to_tools(

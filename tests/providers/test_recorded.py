@@ -22,7 +22,6 @@ import callm  # noqa: E402
 from callm._config.providers import BUILTIN, build_endpoint  # noqa: E402
 from callm._core.endpoint import Endpoint  # noqa: E402
 from callm._core.http import HttpResponse  # noqa: E402
-from callm._core.messages import to_messages, to_tools  # noqa: E402
 from callm._core.types import (  # noqa: E402
     FinishEvent,
     ReasoningDelta,
@@ -33,6 +32,7 @@ from callm._core.types import (  # noqa: E402
     Usage,
     UsageEvent,
 )
+from callm._features.messages import to_messages, to_tools  # noqa: E402
 from callm.protocols._shared.errors import decode_error  # noqa: E402
 from callm.protocols._shared.sse import SSEDecoder  # noqa: E402
 from callm.protocols.openai_chat.client import ChatStreamDecoder, decode, encode_body  # noqa: E402

@@ -1,35 +1,31 @@
-"""``Client`` and ``AsyncClient``: resolve the model, build the request, run the send path.
+"""The send engine: resolve the model, run the policies and send, with retries.
 
-The send path is a short chain of single-concern steps —
-``complete → _send (retries) → transport.send`` — and the two clients differ only in I/O:
-everything else (preparing the call, retry decisions, decoding) is shared below.
+:class:`Engine` and :class:`AsyncEngine` take a provider-neutral :class:`Request` drafted by
+the caller (every field but the provider's model name) and carry it through the policies
+(routing, hooks, budget, cache, rate limits, cost, log, tracing) to the transport and back:
+``send → _send (retries) → transport.send``. The two differ only in I/O; everything else is
+shared in :class:`_EngineBase`. What users call — :class:`callm.Client` and
+:class:`callm.AsyncClient` — builds on these (see :mod:`callm._client`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
 from .._config.providers import ProviderSpec
 from .._config.settings import LOCAL_NOTICE, Settings, split_model
 from .._core.endpoint import Endpoint
-from .._core.errors import (
-    APIConnectionError,
-    APIError,
-    CallmError,
-    InvalidRequestError,
-    RateLimitError,
-)
-from .._core.http import HttpRequest, HttpResponse, redact_url
-from .._core.messages import MessagesInput, ToolInput, to_messages, to_tools
+from .._core.errors import CallmError, InvalidRequestError
+from .._core.http import HttpRequest, HttpResponse
+from .._core.params import CallParams
 from .._core.timeouts import DEFAULT_TIMEOUT, Timeout
-from .._core.types import ModelInfo, Request, Response, ToolCall
-from .._policies import retry as _retry
+from .._core.types import ModelInfo, Request, Response
 from .._policies.routing import Group, RouterFn, Routes
 from ..protocols import WireProtocol, protocol_for
 from ..protocols.openai_chat import client as openai_chat
@@ -44,84 +40,32 @@ from .pipeline import (
     estimate_cost,
     warm_prices,
 )
-from .stream import AsyncReplayStream, AsyncStream, ReplayStream, Stream, StreamState
+from .send import (
+    Call,
+    failure,
+    log_exchange,
+    retrying,
+    retrying_async,
+    stream_state,
+    stream_timeout,
+)
+from .stream import AsyncReplayStream, AsyncStream, ReplayStream, Stream
 
 if TYPE_CHECKING:
-    from .._features.conversation import AsyncConversation, Conversation
-    from .._features.output import OutputSpec
-    from .._features.run import AsyncRunStream, RunStream
-    from .._features.tokens import TokenCount
     from .._policies.cache import ResponseCache
     from .._policies.ratelimit import RateLimit
-    from .._transport import AsyncStreamBody, AsyncTransport, StreamBody, Transport
+    from .._policies.tokens import TokenCount
+    from .._transport import AsyncTransport, Transport
 
 logger = logging.getLogger("callm")
-T = TypeVar("T")
-S = TypeVar("S", Stream, AsyncStream)
 _DEFAULT_OUTPUT_GUESS = 1024  # output tokens to reserve when max_tokens is not given
 _clock = time.perf_counter
 _notice_shown = False
+_EMPTY: Mapping[str, str] = {}
 
 
-class CallParams(TypedDict, total=False):
-    """The optional parameters of a chat call (keyword-only everywhere)."""
-
-    system: str
-    max_tokens: int
-    temperature: float
-    top_p: float
-    top_k: int
-    stop: str | Sequence[str]
-    seed: int
-    n: int
-    user: str
-    tools: Sequence[ToolInput]
-    tool_choice: str | Mapping[str, Any]
-    response_format: Mapping[str, Any]
-    extra_body: Mapping[str, Any]
-    extra_headers: Mapping[str, str]
-    timeout: float | Timeout | None
-    max_retries: int
-    # Prompt caching: True places breakpoints / a derived key; a string is the cache key.
-    cache: bool | str
-    # Structured output: a pydantic model, dataclass, TypedDict or JSON-schema dict.
-    output: Any
-    output_retries: int
-    # Policies of one call: its tags (for budgets, the log), whether it is logged, and
-    # whether the client's response cache may answer it.
-    tags: Mapping[str, str]
-    log: bool
-    response_cache: bool
-    # The conversation a call belongs to, kept in the call log (conversations set it).
-    conversation_id: str
-
-
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-_REQUEST_FIELDS = (
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "seed",
-    "n",
-    "user",
-    "tool_choice",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """One prepared call: where it goes, what it says, and how patient to be."""
-
-    endpoint: Endpoint
-    wire: WireProtocol
-    http: HttpRequest
-    timeout: Timeout
-    max_retries: int
-
-
-class _ClientBase:
-    """Configuration and the pure half of the send path, shared by both clients."""
+class _EngineBase:
+    """Configuration and the pure half of the send path, shared by both engines."""
 
     def __init__(
         self,
@@ -197,53 +141,22 @@ class _ClientBase:
             self._resolved[key] = resolved
         return resolved
 
-    def build_request(
-        self, model: str | None, messages: MessagesInput, stream: bool, params: CallParams
-    ) -> tuple[Endpoint, Request]:
-        """The provider-neutral Request of a call, and the endpoint it goes to."""
-        endpoint, name = self.resolve_model(model)
-        fields: dict[str, Any] = {k: params[k] for k in _REQUEST_FIELDS if k in params}  # type: ignore[literal-required]
-        stop = params.get("stop")
-        request = Request(
-            model=name,
-            messages=to_messages(messages, params.get("system")),
-            stop=(stop,) if isinstance(stop, str) else tuple(stop) if stop else None,
-            tools=to_tools(params.get("tools")),
-            response_format=_response_format(params),
-            stream=stream,
-            extra_body=params.get("extra_body") or _EMPTY,
-            extra_headers=params.get("extra_headers") or _EMPTY,
-            cache=params.get("cache"),
-            **fields,
-        )
-        return endpoint, request
-
-    def _plan(
-        self, model: str | None, messages: MessagesInput, stream: bool, params: CallParams
-    ) -> list[str | None]:
+    def _plan(self, model: str | None, draft: Request) -> list[str | None]:
         """The models to try for this call (just ``model`` unless routing is configured)."""
         routes = self.pipeline.routes
         if not routes.active:
             return [model]
-        draft = Request(
-            model="", messages=to_messages(messages, params.get("system")), stream=stream
-        )
         return routes.plan(model, draft)
 
     def _attempt(
-        self,
-        model: str | None,
-        messages: MessagesInput,
-        stream: bool,
-        params: CallParams,
-        tried: tuple[str, ...],
+        self, model: str | None, draft: Request, params: CallParams, tried: tuple[str, ...]
     ) -> Attempt:
         """One attempt, prepared and passed through the hooks and the budget."""
         pipeline = self.pipeline
-        endpoint, request = self.build_request(model, messages, stream, params)
+        endpoint, request = self._addressed(model, draft)
         name = f"{endpoint.provider}/{request.model}"
         tags = params.get("tags") or _EMPTY
-        info = CallInfo(name, request, tags, stream, params.get("conversation_id"))
+        info = CallInfo(name, request, tags, request.stream, params.get("conversation_id"))
         if pipeline.before_request:
             info = pipeline.hooks_before(info)
         if pipeline.budget is not None:
@@ -255,7 +168,7 @@ class _ClientBase:
             # Streamed or not, the same question has the same cached answer.
             plain = (
                 call.http
-                if not stream
+                if not request.stream
                 else wire.encode(endpoint, replace(info.request, stream=False))
             )
             from .._policies.cache import cache_key
@@ -264,6 +177,11 @@ class _ClientBase:
         pipeline.start_span(attempt)
         return attempt
 
+    def _addressed(self, model: str | None, draft: Request) -> tuple[Endpoint, Request]:
+        """The endpoint ``model`` resolves to, and the draft with the provider's model name."""
+        endpoint, name = self.resolve_model(model)
+        return endpoint, replace(draft, model=name)
+
     def _failed(self, attempt: Attempt, error: CallmError, more: bool) -> None:
         """Report a failed attempt; re-raise it unless the next model of the plan takes over."""
         self.pipeline.fail(attempt, error)
@@ -271,7 +189,7 @@ class _ClientBase:
             raise error
         logger.info("callm: %s failed (%s), falling back", attempt.info.model, type(error).__name__)
 
-    def _watched(self, stream: S, attempt: Attempt) -> S:
+    def _watched(self, stream: Stream | AsyncStream, attempt: Attempt) -> None:
         """Let the pipeline hear how the stream ends (cost, log, trace, hooks)."""
         pipeline = self.pipeline
         stream.watch(
@@ -279,36 +197,23 @@ class _ClientBase:
             lambda e: pipeline.fail(attempt, e),
             lambda r: pipeline.abandon(attempt, r),
         )
-        return stream
 
-    def _prepare(
-        self, model: str | None, messages: MessagesInput, stream: bool, params: CallParams
-    ) -> _Call:
-        endpoint, request = self.build_request(model, messages, stream, params)
+    def _prepared(self, model: str | None, draft: Request, params: CallParams) -> Call:
+        """The call a request makes, with no policy applied (for ``http_request``)."""
+        endpoint, request = self._addressed(model, draft)
         wire = protocol_for(endpoint.protocol)
         return self._call(endpoint, wire, wire.encode(endpoint, request), params)
 
     def _call(
         self, endpoint: Endpoint, wire: WireProtocol, http: HttpRequest, params: CallParams
-    ) -> _Call:
+    ) -> Call:
         timeout = Timeout.of(params["timeout"]) if "timeout" in params else self.timeout
         retries = params.get("max_retries", self.max_retries)
-        return _Call(endpoint, wire, http, timeout, retries)
-
-    def http_request(
-        self,
-        model: str | None,
-        messages: MessagesInput,
-        *,
-        stream: bool = False,
-        **params: Unpack[CallParams],
-    ) -> HttpRequest:
-        """The exact HTTP request a call would send (for ``--curl`` and debugging)."""
-        return self._prepare(model, messages, stream, params).http
+        return Call(endpoint, wire, http, timeout, retries)
 
     def _text_call(
         self, model: str | None, prompt: str, stream: bool, params: Mapping[str, Any]
-    ) -> _Call:
+    ) -> Call:
         endpoint, name = self.resolve_model(model)
         if endpoint.protocol != "openai_chat":
             raise InvalidRequestError(
@@ -324,39 +229,22 @@ class _ClientBase:
         return self._call(endpoint, openai_chat, http, call_params)
 
     def _count_call(
-        self, model: str | None, messages: MessagesInput, params: CallParams
-    ) -> _Call | TokenCount:
+        self, model: str | None, draft: Request, params: CallParams
+    ) -> Call | TokenCount:
         """The call to the provider's counting endpoint, or a local count where it has none."""
-        endpoint, request = self.build_request(model, messages, False, params)
+        endpoint, request = self._addressed(model, draft)
         wire = protocol_for(endpoint.protocol)
         encode = getattr(wire, "encode_count_tokens", None)
         if encode is None:
-            from .._features.tokens import count_locally
+            from .._policies.tokens import count_locally
 
             return count_locally(endpoint.protocol, request.model, request)
         return self._call(endpoint, wire, encode(endpoint, request), params)
 
-    def _models_call(self, provider: str) -> _Call:
+    def _models_call(self, provider: str) -> Call:
         endpoint = self.settings.endpoint(provider)
         wire = protocol_for(endpoint.protocol)
         return self._call(endpoint, wire, wire.encode_models(endpoint), {})
-
-
-def _response_format(params: CallParams) -> Mapping[str, Any] | None:
-    """The response format of a call: the one given, or the one ``output=`` implies."""
-    if params.get("output") is None:
-        return params.get("response_format")
-    from .._features.output import response_format
-
-    return response_format(params)
-
-
-def _structured(stream: S, spec: OutputSpec) -> S:
-    """A stream of a call with ``output=`` (already opened without it) that parses as it goes."""
-    from .._features.partial import PartialParser
-
-    stream._expect_output(PartialParser(spec))
-    return stream
 
 
 def _notice_offline() -> None:
@@ -366,99 +254,15 @@ def _notice_offline() -> None:
         logger.warning(LOCAL_NOTICE)
 
 
-def _failure(call: _Call, response: HttpResponse) -> APIError:
-    return call.wire.decode_failure(call.endpoint, response)
-
-
-def _counted(call: _Call, response: HttpResponse) -> TokenCount:
-    from .._features.tokens import TokenCount
+def _counted(call: Call, response: HttpResponse) -> TokenCount:
+    from .._policies.tokens import TokenCount
 
     tokens: int = getattr(call.wire, "decode_count_tokens")(call.endpoint, response)  # noqa: B009
     return TokenCount(tokens, True, f"{call.endpoint.provider} token counting endpoint")
 
 
-def _stream_timeout(timeout: Timeout) -> Timeout:
-    """Streams wait on the socket no longer than the idle timeout allows."""
-    if timeout.idle is None or (timeout.read is not None and timeout.read <= timeout.idle):
-        return timeout
-    return replace(timeout, read=timeout.idle)
-
-
-def _retrying(call: _Call, attempt_once: Callable[[_Call], T]) -> T:
-    """Run one attempt after another until one succeeds or an error must surface."""
-    attempt, began = 0, _clock()
-    while True:
-        try:
-            return attempt_once(call)
-        except APIError as exc:
-            delay = _retry_wait(call, attempt, exc, began)
-            if delay is None:
-                raise
-        time.sleep(delay)
-        attempt += 1
-
-
-async def _retrying_async(call: _Call, attempt_once: Callable[[_Call], Awaitable[T]]) -> T:
-    """The async twin of :func:`_retrying`."""
-    import asyncio  # ~40 ms to import: only async users pay for it
-
-    attempt, began = 0, _clock()
-    while True:
-        try:
-            return await attempt_once(call)
-        except APIError as exc:
-            delay = _retry_wait(call, attempt, exc, began)
-            if delay is None:
-                raise
-        await asyncio.sleep(delay)
-        attempt += 1
-
-
-def _retry_wait(call: _Call, attempt: int, error: APIError, began: float) -> float | None:
-    """Seconds to wait before retrying, or None when this error must surface now."""
-    error.provider = error.provider or call.endpoint.provider
-    if attempt >= call.max_retries:
-        return None
-    headers = error.headers
-    hint = error.retry_after if isinstance(error, RateLimitError) else None
-    retryable = isinstance(error, APIConnectionError) or (
-        error.status_code is not None and _retry.should_retry(error.status_code, headers, hint)
-    )
-    if not retryable:
-        return None
-    delay = _retry.retry_delay(attempt, headers, hint)
-    total = call.timeout.total
-    if total is not None and _clock() - began + delay >= total:
-        return None  # the total timeout would run out before the next attempt could answer
-    logger.info(
-        "callm: %s on %s, retry %d/%d in %.2f s",
-        type(error).__name__,
-        redact_url(call.http.url),
-        attempt + 1,
-        call.max_retries,
-        delay,
-    )
-    return delay
-
-
-def _log(call: _Call, status: int, started: float) -> None:
-    if not logger.isEnabledFor(logging.DEBUG):
-        return
-    logger.debug(
-        "%s %s -> %d in %.1f ms",
-        call.http.method,
-        redact_url(call.http.url),
-        status,
-        (_clock() - started) * 1000,
-    )
-
-
-class Client(_ClientBase):
-    """A synchronous client for every provider. Reuse one: it keeps connections alive.
-
-    ``Client(max_retries=2, timeout=60)`` reads keys and base URLs from the environment,
-    a ``.env`` file or ``callm keys set``; ``http_client`` takes your own ``httpx2.Client``.
-    """
+class Engine(_EngineBase):
+    """The synchronous send path, over urllib3 (or the caller's own httpx2 client)."""
 
     def __init__(self, *, http_client: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -476,7 +280,7 @@ class Client(_ClientBase):
             self._transport = Urllib3Transport()
         return self._transport
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -490,26 +294,12 @@ class Client(_ClientBase):
             self._transport.close()
         self.pipeline.flush()
 
-    def complete(
-        self,
-        model: str | None = None,
-        messages: MessagesInput = "",
-        **params: Unpack[CallParams],
-    ) -> Response:
-        """Send a chat request and return the whole reply.
-
-        With ``output=`` (a pydantic model, dataclass, TypedDict or JSON-schema dict) the reply
-        is validated into ``response.parsed``; an invalid one is re-asked with the errors up to
-        ``output_retries`` times (default 2), each attempt a call of its own.
-        """
-        if params.get("output") is not None:
-            from .._features.output import complete as complete_structured
-
-            return complete_structured(self, model, messages, params)
-        plan = self._plan(model, messages, False, params)
+    def send(self, model: str | None, draft: Request, params: CallParams) -> Response:
+        """The whole reply to ``draft`` (``draft.stream`` is False), through every policy."""
+        plan = self._plan(model, draft)
         tried: tuple[str, ...] = ()
         for index, candidate in enumerate(plan):
-            attempt = self._attempt(candidate, messages, False, params, tried)
+            attempt = self._attempt(candidate, draft, params, tried)
             tried = attempt.tried
             cached = self.pipeline.cached(attempt)
             if cached is not None:
@@ -525,26 +315,12 @@ class Client(_ClientBase):
             return self.pipeline.succeed(attempt, response, http.headers)
         raise AssertionError("a routing plan always holds a model")
 
-    def stream(
-        self,
-        model: str | None = None,
-        messages: MessagesInput = "",
-        **params: Unpack[CallParams],
-    ) -> Stream:
-        """Send a chat request and stream the reply: ``with client.stream(…) as s: for ev in s``.
-
-        With ``output=`` the events include PartialOutput values as the JSON grows, and
-        ``s.response.parsed`` is set at the end (streams do not re-ask).
-        """
-        if params.get("output") is not None:
-            from .._features.output import stream_params
-
-            spec, inner = stream_params(params)
-            return _structured(self.stream(model, messages, **inner), spec)
-        plan = self._plan(model, messages, True, params)
+    def open(self, model: str | None, draft: Request, params: CallParams) -> Stream:
+        """The streamed reply to ``draft`` (``draft.stream`` is True), through every policy."""
+        plan = self._plan(model, draft)
         tried: tuple[str, ...] = ()
         for index, candidate in enumerate(plan):
-            attempt = self._attempt(candidate, messages, True, params, tried)
+            attempt = self._attempt(candidate, draft, params, tried)
             tried = attempt.tried
             cached = self.pipeline.cached(attempt)
             if cached is not None:
@@ -555,7 +331,8 @@ class Client(_ClientBase):
             except CallmError as exc:
                 self._failed(attempt, exc, index + 1 < len(plan))
                 continue
-            return self._watched(stream, attempt)
+            self._watched(stream, attempt)
+            return stream
         raise AssertionError("a routing plan always holds a model")
 
     def _acquire(self, attempt: Attempt) -> None:
@@ -564,52 +341,6 @@ class Client(_ClientBase):
         if limiter is not None:
             provider, _, model = attempt.info.model.partition("/")
             attempt.reservation = limiter.acquire(provider, model, _tokens_wanted(attempt))
-
-    def run(
-        self,
-        model: str | None = None,
-        messages: MessagesInput = "",
-        *,
-        max_steps: int = 10,
-        approve: Callable[[ToolCall], Any] | None = None,
-        **params: Unpack[CallParams],
-    ) -> Response:
-        """Call the model, run the tools it asks for, send the results back, until it answers.
-
-        Returns the final Response with ``transcript`` holding every message of the exchange;
-        its ``usage`` and ``cost`` cover every model call of the run.
-        """
-        from .._features.run import run_tools
-
-        return run_tools(self, model, messages, params, max_steps=max_steps, approve=approve)
-
-    def run_stream(
-        self,
-        model: str | None = None,
-        messages: MessagesInput = "",
-        *,
-        max_steps: int = 10,
-        approve: Callable[[ToolCall], Any] | None = None,
-        **params: Unpack[CallParams],
-    ) -> RunStream:
-        """:meth:`run`, streamed: the events of every step, and each tool result as it is made."""
-        from .._features.run import RunStream
-
-        return RunStream(self, model, messages, params, max_steps=max_steps, approve=approve)
-
-    def conversation(
-        self, model: str | None = None, *, system: str | None = None, **options: Any
-    ) -> Conversation:
-        """A conversation that keeps its history, fitted to the model's context window.
-
-        ``conv.send("hi")`` / ``conv.stream("hi")`` send the history with each message;
-        ``id=`` resumes a stored conversation. Options: ``id``, ``strategy``
-        (``"drop_oldest"`` | ``"summarize"``), ``context_window``, ``max_output_tokens``,
-        ``summary_model``, ``persist``, and call defaults (see :class:`callm.Conversation`).
-        """
-        from .._features.conversation import Conversation
-
-        return Conversation(self, model, system=system, **options)
 
     def text_completion(self, model: str | None, prompt: str, **params: Any) -> Response:
         """The legacy text completions endpoint: ``prompt`` in, ``choices[0].text`` out."""
@@ -627,54 +358,44 @@ class Client(_ClientBase):
         call = self._models_call(provider)
         return call.wire.decode_models(call.endpoint, self._send(call))
 
-    def count_tokens(
-        self, model: str | None, messages: MessagesInput, **params: Unpack[CallParams]
-    ) -> TokenCount:
-        """Input tokens of a request, counted the best way available (see ``TokenCount.method``).
-
-        The provider's counting endpoint (Anthropic, Gemini), else OpenAI's tokenizer for
-        OpenAI models when its data is on disk (``pip install callm[tokenizer]``), else a
-        conservative estimate. Only an endpoint count sends anything.
-        """
-        call = self._count_call(model, messages, params)
-        if not isinstance(call, _Call):
+    def count(self, model: str | None, draft: Request, params: CallParams) -> TokenCount:
+        """Input tokens of ``draft``: the provider's counting endpoint, else counted here."""
+        call = self._count_call(model, draft, params)
+        if not isinstance(call, Call):
             return call
         return _counted(call, self._send(call))
 
-    def _send(self, call: _Call) -> HttpResponse:
+    def _send(self, call: Call) -> HttpResponse:
         """Send with retries; returns a 2xx response or raises the typed error."""
-        return _retrying(call, self._send_once)
+        return retrying(call, self._send_once)
 
-    def _send_once(self, call: _Call) -> HttpResponse:
+    def _send_once(self, call: Call) -> HttpResponse:
         started = _clock()
         response = self.transport.send(call.http, call.timeout)
-        _log(call, response.status, started)
+        log_exchange(call, response.status, started)
         if response.status >= 400:
-            raise _failure(call, response)
+            raise failure(call, response)
         return response
 
-    def _open_stream(self, call: _Call) -> Stream:
+    def _open_stream(self, call: Call) -> Stream:
         """Open with retries (only until the stream has begun)."""
-        return _retrying(call, self._open_once)
+        return retrying(call, self._open_once)
 
-    def _open_once(self, call: _Call) -> Stream:
+    def _open_once(self, call: Call) -> Stream:
         started = _clock()
-        body = self.transport.open_stream(call.http, _stream_timeout(call.timeout))
-        _log(call, body.status, started)
+        body = self.transport.open_stream(call.http, stream_timeout(call.timeout))
+        log_exchange(call, body.status, started)
         if body.status >= 400:
             try:
                 data = body.read()
             finally:
                 body.close()
-            raise _failure(call, HttpResponse(body.status, body.headers, data))
-        return Stream(body, _stream_state(call, body, started))
+            raise failure(call, HttpResponse(body.status, body.headers, data))
+        return Stream(body, stream_state(call, body, started))
 
 
-class AsyncClient(_ClientBase):
-    """The asyncio client: the same methods as :class:`Client`, awaited.
-
-    It runs on aiohttp by default; ``http_client`` takes your own ``httpx2.AsyncClient``.
-    """
+class AsyncEngine(_EngineBase):
+    """The asyncio send path, over aiohttp (or the caller's own httpx2 AsyncClient)."""
 
     def __init__(self, *, http_client: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -692,7 +413,7 @@ class AsyncClient(_ClientBase):
             self._transport = AiohttpTransport()
         return self._transport
 
-    async def __aenter__(self) -> AsyncClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -706,26 +427,12 @@ class AsyncClient(_ClientBase):
             await self._transport.close()
         self.pipeline.flush()
 
-    async def complete(
-        self,
-        model: str | None = None,
-        messages: MessagesInput = "",
-        **params: Unpack[CallParams],
-    ) -> Response:
-        """Send a chat request and return the whole reply.
-
-        With ``output=`` (a pydantic model, dataclass, TypedDict or JSON-schema dict) the reply
-        is validated into ``response.parsed``; an invalid one is re-asked with the errors up to
-        ``output_retries`` times (default 2), each attempt a call of its own.
-        """
-        if params.get("output") is not None:
-            from .._features.output import complete_async
-
-            return await complete_async(self, model, messages, params)
-        plan = self._plan(model, messages, False, params)
+    async def send(self, model: str | None, draft: Request, params: CallParams) -> Response:
+        """The whole reply to ``draft`` (``draft.stream`` is False), through every policy."""
+        plan = self._plan(model, draft)
         tried: tuple[str, ...] = ()
         for index, candidate in enumerate(plan):
-            attempt = self._attempt(candidate, messages, False, params, tried)
+            attempt = self._attempt(candidate, draft, params, tried)
             tried = attempt.tried
             cached = self.pipeline.cached(attempt)
             if cached is not None:
@@ -741,25 +448,12 @@ class AsyncClient(_ClientBase):
             return self.pipeline.succeed(attempt, response, http.headers)
         raise AssertionError("a routing plan always holds a model")
 
-    async def stream(
-        self,
-        model: str | None = None,
-        messages: MessagesInput = "",
-        **params: Unpack[CallParams],
-    ) -> AsyncStream:
-        """Stream a reply: ``async with await client.stream(…) as s: async for ev in s``.
-
-        With ``output=``: PartialOutput events and ``parsed``, as in :meth:`Client.stream`.
-        """
-        if params.get("output") is not None:
-            from .._features.output import stream_params
-
-            spec, inner = stream_params(params)
-            return _structured(await self.stream(model, messages, **inner), spec)
-        plan = self._plan(model, messages, True, params)
+    async def open(self, model: str | None, draft: Request, params: CallParams) -> AsyncStream:
+        """The streamed reply to ``draft`` (``draft.stream`` is True), through every policy."""
+        plan = self._plan(model, draft)
         tried: tuple[str, ...] = ()
         for index, candidate in enumerate(plan):
-            attempt = self._attempt(candidate, messages, True, params, tried)
+            attempt = self._attempt(candidate, draft, params, tried)
             tried = attempt.tried
             cached = self.pipeline.cached(attempt)
             if cached is not None:
@@ -770,7 +464,8 @@ class AsyncClient(_ClientBase):
             except CallmError as exc:
                 self._failed(attempt, exc, index + 1 < len(plan))
                 continue
-            return self._watched(stream, attempt)
+            self._watched(stream, attempt)
+            return stream
         raise AssertionError("a routing plan always holds a model")
 
     async def _acquire(self, attempt: Attempt) -> None:
@@ -780,44 +475,6 @@ class AsyncClient(_ClientBase):
             provider, _, model = attempt.info.model.partition("/")
             wanted = _tokens_wanted(attempt)
             attempt.reservation = await limiter.acquire_async(provider, model, wanted)
-
-    async def run(
-        self,
-        model: str | None = None,
-        messages: MessagesInput = "",
-        *,
-        max_steps: int = 10,
-        approve: Callable[[ToolCall], Any] | None = None,
-        **params: Unpack[CallParams],
-    ) -> Response:
-        """:meth:`Client.run`, awaited; parallel tool calls run concurrently."""
-        from .._features.run import run_tools_async
-
-        return await run_tools_async(
-            self, model, messages, params, max_steps=max_steps, approve=approve
-        )
-
-    def run_stream(
-        self,
-        model: str | None = None,
-        messages: MessagesInput = "",
-        *,
-        max_steps: int = 10,
-        approve: Callable[[ToolCall], Any] | None = None,
-        **params: Unpack[CallParams],
-    ) -> AsyncRunStream:
-        """:meth:`run`, streamed: ``async with ac.run_stream(…) as s: async for ev in s``."""
-        from .._features.run import AsyncRunStream
-
-        return AsyncRunStream(self, model, messages, params, max_steps=max_steps, approve=approve)
-
-    def conversation(
-        self, model: str | None = None, *, system: str | None = None, **options: Any
-    ) -> AsyncConversation:
-        """An async conversation: ``await conv.send("hi")``; see :meth:`Client.conversation`."""
-        from .._features.conversation import AsyncConversation
-
-        return AsyncConversation(self, model, system=system, **options)
 
     async def text_completion(self, model: str | None, prompt: str, **params: Any) -> Response:
         """The legacy text completions endpoint: ``prompt`` in, ``choices[0].text`` out."""
@@ -837,53 +494,46 @@ class AsyncClient(_ClientBase):
         call = self._models_call(provider)
         return call.wire.decode_models(call.endpoint, await self._send(call))
 
-    async def count_tokens(
-        self, model: str | None, messages: MessagesInput, **params: Unpack[CallParams]
-    ) -> TokenCount:
-        """Input tokens of a request, counted the best way available (see ``TokenCount.method``).
-
-        The provider's counting endpoint (Anthropic, Gemini), else OpenAI's tokenizer for
-        OpenAI models when its data is on disk (``pip install callm[tokenizer]``), else a
-        conservative estimate. Only an endpoint count sends anything.
-        """
-        call = self._count_call(model, messages, params)
-        if not isinstance(call, _Call):
+    async def count(self, model: str | None, draft: Request, params: CallParams) -> TokenCount:
+        """Input tokens of ``draft``: the provider's counting endpoint, else counted here."""
+        call = self._count_call(model, draft, params)
+        if not isinstance(call, Call):
             return call
         return _counted(call, await self._send(call))
 
-    async def _send(self, call: _Call) -> HttpResponse:
+    async def _send(self, call: Call) -> HttpResponse:
         """Send with retries; returns a 2xx response or raises the typed error."""
-        return await _retrying_async(call, self._send_once)
+        return await retrying_async(call, self._send_once)
 
-    async def _send_once(self, call: _Call) -> HttpResponse:
+    async def _send_once(self, call: Call) -> HttpResponse:
         started = _clock()
         response = await self.transport.send(call.http, call.timeout)
-        _log(call, response.status, started)
+        log_exchange(call, response.status, started)
         if response.status >= 400:
-            raise _failure(call, response)
+            raise failure(call, response)
         return response
 
-    async def _open_stream(self, call: _Call) -> AsyncStream:
+    async def _open_stream(self, call: Call) -> AsyncStream:
         """Open with retries (only until the stream has begun)."""
-        return await _retrying_async(call, self._open_once)
+        return await retrying_async(call, self._open_once)
 
-    async def _open_once(self, call: _Call) -> AsyncStream:
+    async def _open_once(self, call: Call) -> AsyncStream:
         started = _clock()
-        body = await self.transport.open_stream(call.http, _stream_timeout(call.timeout))
-        _log(call, body.status, started)
+        body = await self.transport.open_stream(call.http, stream_timeout(call.timeout))
+        log_exchange(call, body.status, started)
         if body.status >= 400:
             try:
                 data = await body.read()
             finally:
                 await body.close()
-            raise _failure(call, HttpResponse(body.status, body.headers, data))
-        return AsyncStream(body, _stream_state(call, body, started))
+            raise failure(call, HttpResponse(body.status, body.headers, data))
+        return AsyncStream(body, stream_state(call, body, started))
 
 
 def _tokens_wanted(attempt: Attempt) -> int:
     """Tokens a call may use, for token-per-minute limits: its prompt and its output cap."""
     request = attempt.info.request
-    from .._features.tokens import estimate
+    from .._policies.tokens import estimate
 
     return estimate(request).tokens + (request.max_tokens or _DEFAULT_OUTPUT_GUESS)
 
@@ -901,10 +551,3 @@ def _tracing(tracer_provider: Any) -> Any:
     from .._policies.tracing import Tracing
 
     return Tracing.if_available(tracer_provider)
-
-
-def _stream_state(call: _Call, body: StreamBody | AsyncStreamBody, started: float) -> StreamState:
-    from ..protocols._shared.errors import request_id_of
-
-    decoder = call.wire.stream_decoder(call.endpoint, request_id_of(body.headers))
-    return StreamState(decoder, call.timeout, started)

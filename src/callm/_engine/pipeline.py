@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 from .._core.errors import BudgetExceededError, CallmError, RateLimitError
 from .._core.types import Request, Response, Usage
 from .._policies.routing import Routes
+from .send import Call
 
 if TYPE_CHECKING:
     from decimal import Decimal
 
-    from .client import _Call
 
 logger = logging.getLogger("callm")
 
@@ -70,7 +70,7 @@ class Attempt:
     """One attempt of a call, as it goes through the pipeline."""
 
     info: CallInfo
-    call: _Call
+    call: Call
     tried: tuple[str, ...]
     log: bool
     span: Any = None
@@ -312,7 +312,7 @@ def shared_call_log(path: Any) -> Any:
 
 def estimate_cost(info: CallInfo, provider: str) -> Decimal | None:
     """A cost estimate made before sending: the prompt's tokens plus max_tokens of output."""
-    from .._features.tokens import estimate
+    from .._policies.tokens import estimate
 
     tokens = estimate(info.request).tokens
     usage = Usage(input_tokens=tokens, output_tokens=info.request.max_tokens or 0)

@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._core.errors import APIConnectionError, APIError, APITimeoutError, StreamInterruptedError
 from .._core.timeouts import Timeout
@@ -24,11 +24,20 @@ from .._core.types import (
 from ..protocols._shared.sse import SSEDecoder
 
 if TYPE_CHECKING:
-    from .._features.partial import PartialParser
     from .._transport import AsyncStreamBody, StreamBody
     from ..protocols import StreamDecoder
 
 _clock = time.perf_counter
+
+
+class OutputParser(Protocol):
+    """Structured output read as a stream goes (``callm._features.partial.PartialParser``)."""
+
+    def events(self, events: Iterator[StreamEvent]) -> Iterator[StreamEvent]: ...
+
+    def aevents(self, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]: ...
+
+    def finish(self, response: Response) -> Response: ...
 
 
 class StreamState:
@@ -175,12 +184,12 @@ class Stream:
         finally:
             self.close()
 
-    def _expect_output(self, parser: PartialParser) -> None:
+    def _expect_output(self, parser: OutputParser) -> None:
         """Structured output: PartialOutput events as the JSON grows, ``parsed`` at the end."""
         self._iterator = self._with_output(self._iterator, parser)
 
     def _with_output(
-        self, events: Iterator[StreamEvent], parser: PartialParser
+        self, events: Iterator[StreamEvent], parser: OutputParser
     ) -> Iterator[StreamEvent]:
         yield from parser.events(events)
         self._response = response = parser.finish(self._finished())
@@ -205,6 +214,14 @@ class Stream:
         """Callbacks for how the stream ends: finished, failed or closed early (one of them)."""
         state = self._state
         state.on_finish, state.on_fail, state.on_abandon = on_finish, on_fail, on_abandon
+
+    def _then(self, step: Callable[[Response], Response]) -> None:
+        """Pass the finished Response through ``step`` too, after the client's policies.
+
+        Only a stream that completes reaches ``step``: one that fails or is closed early
+        does not (a conversation commits its turn this way).
+        """
+        _chain(self._state, step)
 
     @property
     def text_stream(self) -> Iterator[str]:
@@ -269,12 +286,12 @@ class AsyncStream:
         finally:
             await self.close()
 
-    def _expect_output(self, parser: PartialParser) -> None:
+    def _expect_output(self, parser: OutputParser) -> None:
         """Structured output: PartialOutput events as the JSON grows, ``parsed`` at the end."""
         self._iterator = self._with_output(self._iterator, parser)
 
     async def _with_output(
-        self, events: AsyncIterator[StreamEvent], parser: PartialParser
+        self, events: AsyncIterator[StreamEvent], parser: OutputParser
     ) -> AsyncIterator[StreamEvent]:
         async for event in parser.aevents(events):
             yield event
@@ -301,6 +318,14 @@ class AsyncStream:
         state = self._state
         state.on_finish, state.on_fail, state.on_abandon = on_finish, on_fail, on_abandon
 
+    def _then(self, step: Callable[[Response], Response]) -> None:
+        """Pass the finished Response through ``step`` too, after the client's policies.
+
+        Only a stream that completes reaches ``step``: one that fails or is closed early
+        does not (a conversation commits its turn this way).
+        """
+        _chain(self._state, step)
+
     @property
     def text_stream(self) -> AsyncIterator[str]:
         """Only the text fragments, as they arrive: ``async for text in s.text_stream``."""
@@ -324,6 +349,15 @@ class AsyncStream:
             self._closed = True
             await self._body.close()
             self._state.report_abandoned()
+
+
+def _chain(state: StreamState, step: Callable[[Response], Response]) -> None:
+    policies = state.on_finish
+
+    def finished(response: Response) -> Response:
+        return step(policies(response) if policies is not None else response)
+
+    state.on_finish = finished
 
 
 def _replayed(response: Response) -> list[StreamEvent]:
@@ -351,7 +385,7 @@ class ReplayStream(Stream):
         self._iterator = iter(_replayed(response))
         self._closed = False
 
-    def _expect_output(self, parser: PartialParser) -> None:
+    def _expect_output(self, parser: OutputParser) -> None:
         self._response = None  # until the replayed reply has been validated
         super()._expect_output(parser)
 
@@ -364,6 +398,9 @@ class ReplayStream(Stream):
 
     def watch(self, *callbacks: Any) -> None:
         """A replay reports nothing more: the cache hit was already logged."""
+
+    def _then(self, step: Callable[[Response], Response]) -> None:
+        self._response = step(self.response)  # a replayed reply is complete already
 
     @property
     def response(self) -> Response:
@@ -385,7 +422,7 @@ class AsyncReplayStream(AsyncStream):
         self._iterator = _aiter(_replayed(response))
         self._closed = False
 
-    def _expect_output(self, parser: PartialParser) -> None:
+    def _expect_output(self, parser: OutputParser) -> None:
         self._response = None  # until the replayed reply has been validated
         super()._expect_output(parser)
 
@@ -398,6 +435,9 @@ class AsyncReplayStream(AsyncStream):
 
     def watch(self, *callbacks: Any) -> None:
         """A replay reports nothing more: the cache hit was already logged."""
+
+    def _then(self, step: Callable[[Response], Response]) -> None:
+        self._response = step(self.response)  # a replayed reply is complete already
 
     @property
     def response(self) -> Response:

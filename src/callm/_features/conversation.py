@@ -40,19 +40,20 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, Unpack, cast
 
 from .._core.errors import CallmError, ContextWindowExceededError, InvalidRequestError
-from .._core.messages import to_message, to_tools
 from .._core.types import Message, Part, Request, Response, Text, Tool, ToolCall, ToolResult, Usage
 from .._engine.stream import AsyncStream, Stream
+from .._policies.tokens import local_count
 from .context import context_window as known_context_window
 from .context import output_reserve, summary_tokens
-from .tokens import local_count
+from .messages import to_message, to_tools
 
 logger = logging.getLogger("callm")
 
 if TYPE_CHECKING:
-    from .._engine.client import AsyncClient, CallParams, Client, _ClientBase
+    from .._core.params import CallParams
     from .._store import Store
     from .._store._conversations import StoredConversation
+    from .caller import AsyncConversationHost, ConversationHost, Host
 
 Strategy: TypeAlias = Literal["drop_oldest", "summarize"]
 STRATEGIES: tuple[Strategy, ...] = ("drop_oldest", "summarize")
@@ -113,7 +114,7 @@ class _Core:
 
     def __init__(
         self,
-        client: _ClientBase,
+        client: Host,
         model: str | None,
         *,
         system: str | None,
@@ -422,18 +423,7 @@ def _new_id() -> str:
 
 def _hooked(stream: S, commit: Callable[[Response], Response]) -> S:
     """Let the stream's completion commit its reply (and only its completion)."""
-    state = getattr(stream, "_state", None)
-    if state is None:  # a reply replayed from the response cache is complete already
-        stream._response = commit(stream.response)
-        return stream
-    policies = state.on_finish
-
-    def finished(response: Response) -> Response:
-        if policies is not None:
-            response = policies(response)
-        return commit(response)
-
-    state.on_finish = finished
+    stream._then(commit)
     return stream
 
 
@@ -519,7 +509,7 @@ class Conversation(_ConversationBase):
 
     def __init__(
         self,
-        client: Client,
+        client: ConversationHost,
         model: str | None = None,
         *,
         system: str | None = None,
@@ -584,7 +574,7 @@ class AsyncConversation(_ConversationBase):
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: AsyncConversationHost,
         model: str | None = None,
         *,
         system: str | None = None,

@@ -104,7 +104,7 @@ def _make_tool(
 def _strict(schema: Mapping[str, Any], name: str) -> dict[str, Any]:
     """The schema in OpenAI's strict subset (the one structured output uses, see _output):
     every property required — so the model fills in the defaulted ones too — and closed."""
-    from .output import strict_schema
+    from .schema import strict_schema
 
     strict, possible = strict_schema(schema)
     if not possible:

@@ -27,7 +27,6 @@ wrapped as ``{"value": …}`` and unwrapped again before validation.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -36,32 +35,17 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from .._core.errors import InvalidRequestError, StructuredOutputError
-from .._core.messages import MessagesInput, to_messages
+from .._core.params import MessagesInput
 from .._core.types import Message, Response
+from .messages import to_messages
+from .schema import strict_schema
 
 if TYPE_CHECKING:
-    from .._engine.client import AsyncClient, CallParams, Client
+    from .._core.params import CallParams
+    from .caller import AsyncCaller, Caller
 
 DEFAULT_OUTPUT_RETRIES = 2
 _WRAP_KEY = "value"
-_UNSTRICT_KEYS = (
-    "minLength",
-    "maxLength",
-    "patternProperties",
-    "unevaluatedProperties",
-    "propertyNames",
-    "minProperties",
-    "maxProperties",
-    "unevaluatedItems",
-    "contains",
-    "minContains",
-    "maxContains",
-    "uniqueItems",
-)
-_STRICT_FORMATS = frozenset(
-    {"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"}
-)
-_DROPPED = ("title", "default", "$schema", "discriminator")
 
 
 class InvalidOutput(Exception):
@@ -228,88 +212,6 @@ def _minimal_check(schema: Mapping[str, Any], data: Any) -> Any:
     return data
 
 
-# --- strictification ----------------------------------------------------------------------------
-
-
-def strict_schema(schema: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-    """A strict-compatible copy of ``schema``, and whether ``strict: true`` can be asked."""
-    root = copy.deepcopy(dict(schema))
-    ref = root.pop("$ref", None)
-    if isinstance(ref, str):  # a recursive model: its definition becomes the root
-        root = {**_resolve(root, ref), **root}
-    flags = {"strict": True}
-    _strictify(root, flags)
-    return root, flags["strict"]
-
-
-def _resolve(root: Mapping[str, Any], ref: str) -> dict[str, Any]:
-    target: Any = root
-    for key in ref.removeprefix("#/").split("/"):
-        target = target.get(key) if isinstance(target, Mapping) else None
-    if not isinstance(target, Mapping):
-        raise InvalidRequestError(f"the output schema refers to {ref!r}, which it does not define")
-    return copy.deepcopy(dict(target))
-
-
-def _strictify(node: Any, flags: dict[str, bool]) -> None:
-    if not isinstance(node, dict):
-        return
-    for key in _DROPPED:
-        if not isinstance(node.get(key), dict):  # a property *named* "title" lives deeper
-            node.pop(key, None)
-    _inline_single_all_of(node)
-    if "oneOf" in node:
-        node["anyOf"] = node.pop("oneOf")
-    if "$ref" in node and len(node) > 1:
-        node["anyOf"] = [{"$ref": node.pop("$ref")}, *node.get("anyOf", ())]
-    _move_to_description(node)
-    if node.get("type") == "object" or "properties" in node:
-        _strict_object(node, flags)
-    for child in _children(node):
-        _strictify(child, flags)
-
-
-def _inline_single_all_of(node: dict[str, Any]) -> None:
-    all_of = node.get("allOf")
-    if isinstance(all_of, list) and len(all_of) == 1 and isinstance(all_of[0], dict):
-        del node["allOf"]
-        node.update({k: v for k, v in all_of[0].items() if k not in node})
-
-
-def _move_to_description(node: dict[str, Any]) -> None:
-    """Constraints outside the strict subset become words the model can still follow."""
-    notes = [f"{k}={node.pop(k)!r}" for k in _UNSTRICT_KEYS if k in node]
-    if "format" in node and node["format"] not in _STRICT_FORMATS:
-        notes.append(f"format={node.pop('format')!r}")
-    if notes:
-        said = node.get("description")
-        node["description"] = f"{said} ({', '.join(notes)})" if said else ", ".join(notes)
-
-
-def _strict_object(node: dict[str, Any], flags: dict[str, bool]) -> None:
-    extra = node.get("additionalProperties")
-    if extra not in (None, False):  # a free-form map: strict mode cannot express it
-        flags["strict"] = False
-        return
-    properties = node.setdefault("properties", {})
-    node["additionalProperties"] = False
-    node["required"] = list(properties)
-
-
-def _children(node: Mapping[str, Any]) -> list[Any]:
-    children: list[Any] = []
-    for key in ("properties", "$defs", "definitions"):
-        if isinstance(node.get(key), dict):
-            children += node[key].values()
-    for key in ("anyOf", "allOf", "prefixItems"):
-        if isinstance(node.get(key), list):
-            children += node[key]
-    for key in ("items", "additionalProperties", "not"):
-        if isinstance(node.get(key), dict):
-            children.append(node[key])
-    return children
-
-
 def _needs_wrap(schema: Mapping[str, Any]) -> bool:
     return schema.get("type") != "object"
 
@@ -408,7 +310,7 @@ def _plan(params: CallParams) -> tuple[OutputSpec, int, dict[str, Any]]:
 
 
 def complete(
-    client: Client, model: str | None, messages: MessagesInput, params: CallParams
+    client: Caller, model: str | None, messages: MessagesInput, params: CallParams
 ) -> Response:
     """Client.complete with ``output=``: call, validate, re-ask with the errors if need be."""
     spec, retries, inner = _plan(params)
@@ -425,7 +327,7 @@ def complete(
 
 
 async def complete_async(
-    client: AsyncClient, model: str | None, messages: MessagesInput, params: CallParams
+    client: AsyncCaller, model: str | None, messages: MessagesInput, params: CallParams
 ) -> Response:
     """The async twin of :func:`complete`."""
     spec, retries, inner = _plan(params)

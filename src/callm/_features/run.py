@@ -42,7 +42,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._core.errors import CallmError, InvalidRequestError, MaxStepsExceededError
-from .._core.messages import MessagesInput, to_messages, to_tools
+from .._core.params import MessagesInput
 from .._core.types import (
     Message,
     Part,
@@ -54,10 +54,12 @@ from .._core.types import (
     ToolResultEvent,
     Usage,
 )
+from .messages import to_messages, to_tools
 
 if TYPE_CHECKING:
-    from .._engine.client import AsyncClient, CallParams, Client
+    from .._core.params import CallParams
     from .._engine.stream import AsyncStream, Stream
+    from .caller import AsyncCaller, Caller
 
 Approve = Callable[[ToolCall], Any]
 
@@ -275,7 +277,7 @@ def _results(loop: _Loop, calls: Sequence[ToolCall]) -> Iterator[tuple[ToolCall,
 
 
 def run_tools(
-    client: Client,
+    client: Caller,
     model: str | None,
     messages: MessagesInput,
     params: CallParams,
@@ -343,7 +345,7 @@ async def _results_async(
 
 
 async def run_tools_async(
-    client: AsyncClient,
+    client: AsyncCaller,
     model: str | None,
     messages: MessagesInput,
     params: CallParams,
@@ -375,7 +377,7 @@ class RunStream:
 
     def __init__(
         self,
-        client: Client,
+        client: Caller,
         model: str | None,
         messages: MessagesInput,
         params: CallParams,
@@ -448,7 +450,7 @@ class AsyncRunStream:
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: AsyncCaller,
         model: str | None,
         messages: MessagesInput,
         params: CallParams,

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
+from .._client import CallParams, Client
 from .._core.errors import CallmError
-from .._engine.client import CallParams, Client
 from ._group import EXIT_API_ERROR, CLIError, debug_option, debugging
 from ._prompt import (
     call_params,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .._client import Client
 from .._config.settings import LOCAL_NOTICE, split_model
-from .._engine.client import Client
 from ._group import debug_option
 from ._output import dumps
 

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
+from .._client import CallParams, Client
 from .._config.settings import LOCAL_NOTICE
 from .._core.types import RefusalDelta, Response, TextDelta
-from .._engine.client import CallParams, Client
 from ._curl import curl_command
 from ._group import EXIT_INTERRUPTED, debug_option
 from ._options import OptionError, parse_options

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from .errors import InvalidRequestError
-from .types import (
+from .._core.errors import InvalidRequestError
+from .._core.params import MessagesInput, ToolInput
+from .._core.types import (
     Document,
     Image,
     Message,
@@ -22,10 +23,6 @@ from .types import (
     ToolResult,
     attachment,
 )
-
-MessagesInput = str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
-# A callm Tool, an OpenAI-style dict, or a plain Python function (see callm.tool).
-ToolInput = Tool | Mapping[str, Any] | Callable[..., Any]
 
 _PART_TYPES = (Text, Image, Document, ToolCall, ToolResult, Reasoning, Refusal, RawPart)
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -202,7 +199,7 @@ def _tool(tool: ToolInput) -> Tool:
             raise InvalidRequestError(
                 f"a tool must be a callm.Tool, a dict or a function, not {type(tool).__name__}"
             )
-        from .._features.functions import tool as tool_from_function
+        from .functions import tool as tool_from_function
 
         return tool_from_function(tool)
     spec = tool.get("function", tool) if tool.get("type") == "function" else tool

@@ -1,0 +1,50 @@
+"""What a call takes: the messages, the tools and the optional parameters, as users pass them.
+
+These are the shapes the public methods accept; :mod:`callm._features.messages` turns them
+into callm's own types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeAlias, TypedDict
+
+from .timeouts import Timeout
+from .types import Message, Tool
+
+MessagesInput: TypeAlias = str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
+# A callm Tool, an OpenAI-style dict, or a plain Python function (see callm.tool).
+ToolInput: TypeAlias = Tool | Mapping[str, Any] | Callable[..., Any]
+
+
+class CallParams(TypedDict, total=False):
+    """The optional parameters of a chat call (keyword-only everywhere)."""
+
+    system: str
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+    stop: str | Sequence[str]
+    seed: int
+    n: int
+    user: str
+    tools: Sequence[ToolInput]
+    tool_choice: str | Mapping[str, Any]
+    response_format: Mapping[str, Any]
+    extra_body: Mapping[str, Any]
+    extra_headers: Mapping[str, str]
+    timeout: float | Timeout | None
+    max_retries: int
+    # Prompt caching: True places breakpoints / a derived key; a string is the cache key.
+    cache: bool | str
+    # Structured output: a pydantic model, dataclass, TypedDict or JSON-schema dict.
+    output: Any
+    output_retries: int
+    # Policies of one call: its tags (for budgets, the log), whether it is logged, and
+    # whether the client's response cache may answer it.
+    tags: Mapping[str, str]
+    log: bool
+    response_cache: bool
+    # The conversation a call belongs to, kept in the call log (conversations set it).
+    conversation_id: str

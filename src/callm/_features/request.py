@@ -1,0 +1,54 @@
+"""A call's parameters, as users pass them, made into a provider-neutral draft Request.
+
+The draft holds everything but the provider's model name, which the engine fills in for
+each model it tries (see :mod:`callm._engine.client`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from .._core.params import CallParams, MessagesInput
+from .._core.types import Request
+from .messages import to_messages, to_tools
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_REQUEST_FIELDS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "seed",
+    "n",
+    "user",
+    "tool_choice",
+)
+
+
+def draft_request(messages: MessagesInput, params: CallParams, stream: bool) -> Request:
+    """The Request of a call, its ``model`` left empty for the engine to fill in."""
+    fields: dict[str, Any] = {k: params[k] for k in _REQUEST_FIELDS if k in params}  # type: ignore[literal-required]
+    stop = params.get("stop")
+    return Request(
+        model="",
+        messages=to_messages(messages, params.get("system")),
+        stop=(stop,) if isinstance(stop, str) else tuple(stop) if stop else None,
+        tools=to_tools(params.get("tools")),
+        response_format=_response_format(params),
+        stream=stream,
+        extra_body=params.get("extra_body") or _EMPTY,
+        extra_headers=params.get("extra_headers") or _EMPTY,
+        cache=params.get("cache"),
+        **fields,
+    )
+
+
+def _response_format(params: CallParams) -> Mapping[str, Any] | None:
+    """The response format of a call: the one given, or the one ``output=`` implies."""
+    if params.get("output") is None:
+        return params.get("response_format")
+    from .output import response_format
+
+    return response_format(params)
