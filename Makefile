@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test check lint format bench bench-quick clean install dev
+.PHONY: demo test check lint format bench bench-quick bench-gateway clean install dev
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,16 @@ format: dev
 bench: dev
 	$(PIP) install -e '.[bench]'
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) bench/run.py $(BENCH_ARGS)
+	$(MAKE) bench-gateway
+
+## bench-gateway: callm serve against a direct call, nginx proxy_pass and LiteLLM's proxy
+## (installs nginx and wrk with apt-get when run as root; LiteLLM in .venv-litellm)
+bench-gateway: dev
+	-command -v nginx >/dev/null && command -v wrk >/dev/null || \
+		{ [ "$$(id -u)" = 0 ] && apt-get install -y -qq nginx wrk >/dev/null; }
+	-[ -x .venv-litellm/bin/litellm ] || \
+		{ $(PYTHON) -m venv .venv-litellm && .venv-litellm/bin/pip install -q 'litellm[proxy]'; }
+	$(PY) bench/gateway.py $(GATEWAY_BENCH_ARGS)
 
 ## bench-quick: the same comparison with small counts (a smoke run, under a minute)
 bench-quick: BENCH_ARGS = --quick

@@ -110,7 +110,8 @@ def test_import_is_lazy() -> None:
     code = (
         "import sys, callm; heavy = [m for m in ('urllib3', 'aiohttp', 'httpx2', 'asyncio', "
         "'click', 'dotenv', 'ssl', 'sqlite3', 'pydantic', 'pydantic_core', 'docstring_parser', "
-        "'tiktoken', 'jsonschema', 'genai_prices') if m in sys.modules]; print(heavy)"
+        "'tiktoken', 'jsonschema', 'genai_prices', 'granian', 'uvloop', 'prometheus_client', "
+        "'callm.server') if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -9,6 +9,7 @@ from ._keys import keys_group
 from ._logs import logs_command
 from ._models import models_command
 from ._prompt import prompt_command
+from ._serve import serve_command
 from ._usage import usage_command
 
 cli = DefaultGroup(
@@ -27,6 +28,7 @@ for command in (
     keys_group,
     logs_command,
     usage_command,
+    serve_command,
 ):
     cli.add_command(command)
 

@@ -1,0 +1,93 @@
+"""Which protocol each model endpoint speaks, and where each SDK puts its key and model.
+
+The gateway itself knows no wire format: it finds the :class:`Ingress` of a path here and
+drives that protocol's server codec (``callm.protocols.<name>.server``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._http import Incoming
+
+
+def _usage_asked(body: Mapping[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, Mapping) and options.get("include_usage") is True
+
+
+def _always(body: Mapping[str, Any]) -> bool:
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Ingress:
+    """One model endpoint: its protocol and how its callers speak."""
+
+    protocol: str  # the server codec's name
+    native_provider: str  # a model named without "provider/" goes to this provider
+    stream: bool | None = None  # forced by the path (Gemini); None: the body says
+    model: str | None = None  # from the path (Gemini); None: the body says
+    include_usage: Callable[[Mapping[str, Any]], bool] = _always
+    count_tokens: bool = False
+
+
+OPENAI_CHAT = Ingress("openai_chat", "openai", include_usage=_usage_asked)
+OPENAI_RESPONSES = Ingress("openai_responses", "openai")
+OPENAI_COMPLETIONS = Ingress("openai_completions", "openai", include_usage=_usage_asked)
+ANTHROPIC = Ingress("anthropic", "anthropic")
+ANTHROPIC_COUNT = Ingress("anthropic", "anthropic", count_tokens=True)
+
+_BY_PATH: Mapping[str, Ingress] = {
+    "/v1/chat/completions": OPENAI_CHAT,
+    "/chat/completions": OPENAI_CHAT,
+    "/v1/responses": OPENAI_RESPONSES,
+    "/v1/completions": OPENAI_COMPLETIONS,
+    "/v1/messages": ANTHROPIC,
+    "/v1/messages/count_tokens": ANTHROPIC_COUNT,
+}
+_GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")
+_GEMINI_METHODS = {
+    "generateContent": False,
+    "streamGenerateContent": True,
+    "countTokens": False,
+}
+
+
+def ingress_for(path: str) -> Ingress | None:
+    """The model endpoint at ``path`` (POST), or None."""
+    found = _BY_PATH.get(path)
+    if found is not None:
+        return found
+    for prefix in _GEMINI_PREFIXES:
+        if path.startswith(prefix):
+            model, colon, method = path[len(prefix) :].rpartition(":")
+            if colon and model and method in _GEMINI_METHODS:
+                return Ingress(
+                    "gemini",
+                    "gemini",
+                    stream=_GEMINI_METHODS[method],
+                    model=model,
+                    count_tokens=method == "countTokens",
+                )
+    return None
+
+
+def caller_key(request: Incoming) -> str | None:
+    """The caller's key, wherever its SDK sends it: Authorization: Bearer, x-api-key,
+    x-goog-api-key or ``?key=``."""
+    headers = request.headers
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    for name in ("x-api-key", "x-goog-api-key"):
+        given = headers.get(name)
+        if given:
+            return given.strip()
+    if "key=" in request.query_string:
+        return request.query.get("key") or None
+    return None

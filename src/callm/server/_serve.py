@@ -1,0 +1,88 @@
+"""``callm serve``: check the setup, then run the gateway on granian (one worker)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .._core.errors import ConfigurationError
+from ._settings import MASTER_KEY_ENV, load_settings
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4000
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check(host: str, config: Path | None, workers: int) -> None:
+    """Refuse a setup that would be unsafe or inexact, before anything starts."""
+    settings = load_settings(config)  # a bad config file fails here, with its reason
+    if not settings.master_key and not is_loopback(host):
+        raise ConfigurationError(
+            f"set {MASTER_KEY_ENV} to serve on {host}: beyond loopback the gateway needs "
+            "an administrator"
+        )
+    if workers != 1:
+        raise ConfigurationError(
+            "the SQLite ledger keeps exact limits in one process: run one worker per "
+            "gateway (--workers 1)"
+        )
+
+
+def serve(
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    config: Path | None = None,
+    workers: int = 1,
+) -> None:
+    """Run the gateway in the foreground until SIGINT/SIGTERM (in-flight streams finish)."""
+    check(host, config, workers)
+    try:
+        from granian.constants import Interfaces, Loops
+        from granian.server import Server
+    except ImportError:
+        raise ConfigurationError(
+            "the gateway needs its server packages: pip install 'callm[server]'"
+        ) from None
+    if config is not None:
+        os.environ["CALLM_SERVE_CONFIG"] = str(config.resolve())
+    _access_log_to_stderr()
+    settings = load_settings(config)
+    Server(
+        "callm.server._rsgi:app",
+        address=host,
+        port=port,
+        interface=Interfaces.RSGI,
+        workers=1,
+        loop=Loops.uvloop if _has_uvloop() else Loops.asyncio,
+        factory=True,
+        log_access=False,
+        workers_kill_timeout=max(1, round(settings.shutdown_grace)),
+    ).serve()
+
+
+def _has_uvloop() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("uvloop") is not None
+
+
+def _access_log_to_stderr() -> None:
+    """One JSON line per request on stderr (the line is already JSON: no decoration)."""
+    log = logging.getLogger("callm.server.access")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
