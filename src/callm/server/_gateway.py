@@ -1,4 +1,4 @@
-"""The gateway: routes a request to the admin API, a model endpoint or an operations page.
+"""The gateway's long-lived state.
 
 :class:`Gateway` owns what lives as long as the server: the settings, the engine (one
 ``AsyncClient``), the ledger, the key hasher and the metrics. Per-request state travels
@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from .._core.errors import CallmError, InvalidRequestError
-from ._http import Incoming, Reply, StreamReply, json_reply
-from ._ingress import caller_key, ingress_for
+from ._http import Incoming
+from ._ingress import caller_key
 from ._keys import KeyHasher, server_secret
 from ._ledger import Ledger, Refused, VirtualKey
 from ._observe import Metrics
@@ -28,7 +27,7 @@ logger = logging.getLogger("callm.server")
 
 
 class Gateway:
-    """One gateway process's long-lived state, and the request router."""
+    """One gateway process's long-lived state (``_router.handle`` answers requests)."""
 
     def __init__(
         self,
@@ -59,33 +58,6 @@ class Gateway:
         self.ready = False
         await self.client.close()
         await self.ledger.close()
-
-    async def handle(self, request: Incoming) -> Reply | StreamReply:
-        """Answer one request (never raises for a bad request: that is an error reply)."""
-        method, path = request.method, request.path
-        if method == "POST":
-            ingress = ingress_for(path)
-            if ingress is not None:
-                from ._proxy import model_request
-
-                return await model_request(self, ingress, request)
-        if path.startswith("/admin/"):
-            from ._admin import admin_request
-
-            return await admin_request(self, request)
-        if method == "GET" and path == "/v1/models":
-            try:
-                await self.authenticate(request)
-            except Refused as exc:
-                return json_reply(exc.status, {"error": {"message": exc.message, "code": exc.code}})
-            return _models(self, request)
-        if method == "GET":
-            page = _PAGES.get(path)
-            if page is not None:
-                return page(self, request)
-        return json_reply(
-            404, {"error": {"message": f"no endpoint {method} {path}", "type": "not_found_error"}}
-        )
 
     async def authenticate(self, request: Incoming) -> VirtualKey:
         """The caller's live virtual key, or Refused (401) saying what is wrong."""
@@ -145,43 +117,3 @@ def _unknown_model(name: str) -> CallmError:
         code="model_not_found",
         status=404,
     )
-
-
-def _health(gateway: Gateway, request: Incoming) -> Reply:
-    return json_reply(200, {"status": "ok"})
-
-
-def _ready(gateway: Gateway, request: Incoming) -> Reply:
-    if gateway.ready and not gateway.draining:
-        return json_reply(200, {"status": "ready"})
-    return json_reply(503, {"status": "draining" if gateway.draining else "starting"})
-
-
-def _metrics(gateway: Gateway, request: Incoming) -> Reply:
-    if gateway.metrics is None:
-        return json_reply(404, {"error": {"message": "metrics are off"}})
-    body, content_type = gateway.metrics.exposition()
-    return Reply(200, body, content_type=content_type)
-
-
-def _models(gateway: Gateway, request: Incoming) -> Reply:
-    now = int(time.time())
-    data = [
-        {"id": name, "object": "model", "created": now, "owned_by": "callm"}
-        for name in gateway.known_models()
-    ]
-    return json_reply(200, {"object": "list", "data": data})
-
-
-def _openapi(gateway: Gateway, request: Incoming) -> Reply:
-    from ._openapi import openapi_document
-
-    return json_reply(200, openapi_document())
-
-
-_PAGES = {
-    "/health": _health,
-    "/ready": _ready,
-    "/metrics": _metrics,
-    "/openapi.json": _openapi,
-}

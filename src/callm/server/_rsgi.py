@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ._http import Incoming, Reply, StreamReply, json_reply
+from ._router import handle
 
 if TYPE_CHECKING:
     from ._gateway import Gateway
@@ -68,7 +69,7 @@ class RSGIApp:
             incoming.body = await protocol()
             incoming.too_large = len(incoming.body) > self.max_body
         try:
-            return await self.gateway.handle(incoming)
+            return await handle(self.gateway, incoming)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -91,7 +91,7 @@ async def open_stream(
 
 def input_tokens(request: Request) -> int:
     """A conservative count of the prompt's tokens (it overcounts rather than undercounts)."""
-    from .._features.tokens import estimate
+    from .._policies.tokens import estimate
 
     return estimate(request).tokens
 

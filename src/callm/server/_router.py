@@ -1,0 +1,78 @@
+"""Which code answers a request: a model endpoint, the admin API or an operations page."""
+
+from __future__ import annotations
+
+import time
+
+from ._gateway import Gateway
+from ._http import Incoming, Reply, StreamReply, json_reply
+from ._ingress import ingress_for
+from ._ledger import Refused
+
+
+async def handle(gateway: Gateway, request: Incoming) -> Reply | StreamReply:
+    """Answer one request (never raises for a bad request: that is an error reply)."""
+    method, path = request.method, request.path
+    if method == "POST":
+        ingress = ingress_for(path)
+        if ingress is not None:
+            from ._proxy import model_request
+
+            return await model_request(gateway, ingress, request)
+    if path.startswith("/admin/"):
+        from ._admin import admin_request
+
+        return await admin_request(gateway, request)
+    if method == "GET" and path == "/v1/models":
+        try:
+            await gateway.authenticate(request)
+        except Refused as exc:
+            return json_reply(exc.status, {"error": {"message": exc.message, "code": exc.code}})
+        return _models(gateway, request)
+    if method == "GET":
+        page = _PAGES.get(path)
+        if page is not None:
+            return page(gateway, request)
+    return json_reply(
+        404, {"error": {"message": f"no endpoint {method} {path}", "type": "not_found_error"}}
+    )
+
+
+def _health(gateway: Gateway, request: Incoming) -> Reply:
+    return json_reply(200, {"status": "ok"})
+
+
+def _ready(gateway: Gateway, request: Incoming) -> Reply:
+    if gateway.ready and not gateway.draining:
+        return json_reply(200, {"status": "ready"})
+    return json_reply(503, {"status": "draining" if gateway.draining else "starting"})
+
+
+def _metrics(gateway: Gateway, request: Incoming) -> Reply:
+    if gateway.metrics is None:
+        return json_reply(404, {"error": {"message": "metrics are off"}})
+    body, content_type = gateway.metrics.exposition()
+    return Reply(200, body, content_type=content_type)
+
+
+def _models(gateway: Gateway, request: Incoming) -> Reply:
+    now = int(time.time())
+    data = [
+        {"id": name, "object": "model", "created": now, "owned_by": "callm"}
+        for name in gateway.known_models()
+    ]
+    return json_reply(200, {"object": "list", "data": data})
+
+
+def _openapi(gateway: Gateway, request: Incoming) -> Reply:
+    from ._openapi import openapi_document
+
+    return json_reply(200, openapi_document())
+
+
+_PAGES = {
+    "/health": _health,
+    "/ready": _ready,
+    "/metrics": _metrics,
+    "/openapi.json": _openapi,
+}
