@@ -111,3 +111,14 @@ def test_errors_come_in_anthropic_shape(
             messages=HI,  # type: ignore[arg-type]
         )
     assert caught.value.response.headers["retry-after"] == "3"
+
+
+def test_count_tokens_counts_without_a_model_call(
+    gateway: GatewayProcess, upstream: FakeOpenAIServer
+) -> None:
+    counted = sdk(gateway, gateway.new_key()).messages.count_tokens(
+        model="anthropic/claude-sonnet-4-5",
+        messages=HI,  # type: ignore[arg-type]
+    )
+    assert counted.input_tokens > 0
+    assert all(not r.path.endswith("/v1/messages") for r in upstream.requests)

@@ -72,6 +72,8 @@ async def model_request(
         body = await _admitted(call, incoming)
     except CallmError as exc:
         return _finish_error(call, exc)
+    if ingress.count_tokens:
+        return await _counted(call)
     if call.request is not None and call.request.stream:
         return await _streamed(call, body)
     return await _whole(call)
@@ -98,6 +100,9 @@ async def _admitted(call: Call, incoming: Incoming) -> Mapping[str, Any]:
             code="model_not_allowed",
             status=403,
         )
+    if ingress.count_tokens:  # counting costs nothing: no reservation
+        call.request = replace(request, stream=False)
+        return body
     call.request, call.ticket = await _reserve(call, request, candidates)
     return body
 
@@ -163,6 +168,24 @@ async def _reserve(
 
 def _tags(call: Call) -> dict[str, str]:
     return {"ingress": call.ingress.protocol, "key_id": call.key.id if call.key else ""}
+
+
+async def _counted(call: Call) -> Reply:
+    """A token count (the provider's counting endpoint, else the library's best count)."""
+    request = call.request
+    assert request is not None
+    encode = getattr(call.codec, "encode_count_tokens", None)
+    try:
+        if encode is None:
+            raise InvalidRequestError(f"{call.ingress.protocol} has no token counting endpoint")
+        params = _upstream.call_params(request, _tags(call))
+        params.pop("tags", None)
+        count = await call.gateway.client.count_tokens(call.model, list(request.messages), **params)
+    except CallmError as exc:
+        return _finish_error(call, exc)
+    call.outcome.status = 200
+    report(call.gateway.metrics, call.outcome)
+    return Reply(200, dumps(encode(count.tokens)).encode())
 
 
 async def _whole(call: Call) -> Reply:
