@@ -213,18 +213,18 @@ def private_callm_home() -> Iterator[str]:
 
 def flush_call_logs() -> None:
     """Wait until every record queued on callm's shared call-log writers is in the database."""
-    from callm._engine import pipeline
+    from callm._policies import calllog
 
-    for log in list(pipeline._call_logs.values()):
+    for log in list(calllog._call_logs.values()):
         log.flush()
 
 
 def close_call_logs() -> None:
     """Flush and stop callm's call-log writers (only if callm was imported at all)."""
-    pipeline = sys.modules.get("callm._engine.pipeline")
-    if pipeline is None:
+    calllog = sys.modules.get("callm._policies.calllog")
+    if calllog is None:
         return
-    for log in list(pipeline._call_logs.values()):
+    for log in list(calllog._call_logs.values()):
         with contextlib.suppress(Exception):
             log.close()
-    pipeline._call_logs.clear()
+    calllog._call_logs.clear()

@@ -50,8 +50,11 @@ def _call(name: str, client: Any) -> Call:
 
 def _bare(url: str) -> tuple[Call, Close]:
     client = callm_client(url)
+    from callm._policies.ratelimit import RateLimitPolicy
+    from callm._policies.tracing import TracingPolicy
+
     pipeline = client.pipeline
-    if pipeline.log or pipeline.limiter is not None or pipeline.tracing is not None:
+    if pipeline.log or pipeline.find(RateLimitPolicy) or pipeline.find(TracingPolicy):
         raise RuntimeError("the bare client has a policy on")
     return _call(BARE, client), client.close
 
@@ -67,7 +70,9 @@ def _policies(url: str) -> tuple[Call, Close, Finish]:
     )
     if not client.pipeline.log:
         raise RuntimeError("callm's call log is off (is CALLM_LOG set to 0 / false / off?)")
-    if client.pipeline.limiter is None:
+    from callm._policies.ratelimit import RateLimitPolicy
+
+    if client.pipeline.find(RateLimitPolicy) is None:
         raise RuntimeError("callm's rate limiter is off")
     return _call(ON, client), client.close, flush_call_logs
 

@@ -10,7 +10,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from callm import Message, Request, Response, Usage
-from callm._core import netwait
+from callm._policies import calllog
 from callm._policies.calllog import CallLog
 from callm._store import CallRecord, Store
 from callm.testing import FakeOpenAIServer
@@ -319,8 +319,21 @@ def test_a_forked_child_logs_to_its_own_connection(tmp_path: Path) -> None:
     assert rows == {"child": 3, "parent": 2}
 
 
+@pytest.fixture
+def clients_writer(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CallLog]:
+    """The call-log writer of the clients' database, made to wait a minute before it builds
+    anything itself, so that only the callers' requests build rows."""
+    path = isolated_env / "callm.db"
+    with CallLog(path, flush_interval=60) as log:
+        monkeypatch.setitem(calllog._call_logs, str(path), log)
+        yield log
+
+
 def test_a_sync_call_builds_waiting_records_while_its_request_is_in_flight(
-    tmp_path: Path, fake_openai: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
+    clients_writer: CallLog,
+    isolated_env: Path,
+    fake_openai: FakeOpenAIServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     built_in: list[str] = []
 
@@ -333,25 +346,24 @@ def test_a_sync_call_builds_waiting_records_while_its_request_is_in_flight(
 
         return build
 
-    path = tmp_path / "helped.db"
-    with CallLog(path, flush_interval=60) as log:  # the writer thread would wait a minute
-        for n in range(3):
-            log.log(builder(n))
-        with sync_client(fake_openai.base_url, log=False) as client:
-            for _ in range(4):  # one waiting record built per request; the fourth has none
-                assert client.complete("fake/gpt-4o-mini", "hi").text
+    path, log = isolated_env / "callm.db", clients_writer
+    for n in range(3):
+        log.log(builder(n))
+    with sync_client(fake_openai.base_url, log=False) as client:
+        for _ in range(4):  # one waiting record built per request; the fourth has none
+            assert client.complete("fake/gpt-4o-mini", "hi").text
         assert built_in == [threading.current_thread().name] * 3
-        # Nothing waits any more: requests are no longer offered to this log.
-        assert log._writer.help not in netwait.listeners
+        # Nothing waits any more: requests no longer carry the log's helper.
+        assert log.helper() is None
         assert count(path) == 0  # built, not yet written: that stays the writer's job
-        assert log.flush(timeout=5)
-        assert log.dropped == 1
+    # Closing the client writes out its database's log.
+    assert log.dropped == 1
     assert count(path) == 2
     assert "could not be built" in caplog.text
 
 
 def test_calls_over_a_caller_s_httpx_client_leave_the_records_to_the_writer(
-    tmp_path: Path, fake_openai: FakeOpenAIServer
+    clients_writer: CallLog, fake_openai: FakeOpenAIServer
 ) -> None:
     built_in: list[str] = []
 
@@ -361,16 +373,15 @@ def test_calls_over_a_caller_s_httpx_client_leave_the_records_to_the_writer(
 
     import httpx2
 
-    with CallLog(tmp_path / "writer.db", flush_interval=60) as log:
-        log.log(build)
-        with (
-            httpx2.Client() as http,
-            sync_client(fake_openai.base_url, log=False, http_client=http) as c,
-        ):
-            c.complete("fake/gpt-4o-mini", "hi")
+    clients_writer.log(build)
+    with (
+        httpx2.Client() as http,
+        sync_client(fake_openai.base_url, log=False, http_client=http) as c,
+    ):
+        c.complete("fake/gpt-4o-mini", "hi")
         assert built_in == []
-        assert log.flush(timeout=5)
-        assert built_in == ["callm-calllog"]
+    assert clients_writer.flush(timeout=5)  # closing the client flushed it already
+    assert built_in == ["callm-calllog"]
 
 
 def test_threads_calling_at_once_log_every_call_exactly_once(
@@ -396,7 +407,7 @@ def test_threads_calling_at_once_log_every_call_exactly_once(
 
 
 async def test_an_async_call_builds_a_waiting_record_in_the_event_loop_thread(
-    tmp_path: Path, fake_openai: FakeOpenAIServer
+    clients_writer: CallLog, isolated_env: Path, fake_openai: FakeOpenAIServer
 ) -> None:
     # Not in the writer thread, which would contend with the event loop for the GIL.
     built_in: list[str] = []
@@ -405,13 +416,12 @@ async def test_an_async_call_builds_a_waiting_record_in_the_event_loop_thread(
         built_in.append(threading.current_thread().name)
         return record()
 
-    with CallLog(tmp_path / "loop.db", flush_interval=60) as log:
-        log.log(build)
-        async with async_client(fake_openai.base_url, log=False) as ac:
-            await ac.complete("fake/gpt-4o-mini", "hi")
-            s = await ac.stream("fake/gpt-4o-mini", "hi")  # nothing waits any more
-            async with s:
-                assert (await s.get_response()).text
+    clients_writer.log(build)
+    async with async_client(fake_openai.base_url, log=False) as ac:
+        await ac.complete("fake/gpt-4o-mini", "hi")
+        s = await ac.stream("fake/gpt-4o-mini", "hi")  # nothing waits any more
+        async with s:
+            assert (await s.get_response()).text
         assert built_in == [threading.current_thread().name]
-        assert log.flush(timeout=5)
-    assert count(tmp_path / "loop.db") == 1
+    assert clients_writer.flush(timeout=5)
+    assert count(isolated_env / "callm.db") == 1

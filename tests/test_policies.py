@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 import callm
 import drive
+from callm._policies.base import Attempt, Policy, StateKey
 from callm.testing import FakeOpenAIServer, Fault, Reply
 from helpers import FAKE_KEY
 
@@ -249,3 +251,100 @@ async def test_rate_limit_wait_beyond_max_wait_is_refused(
             await ac.complete("p/m", "first")
             with pytest.raises(callm.RateLimitError, match="max_wait"):
                 await ac.complete("p/m", "second")
+
+
+class _Recorder(Policy):
+    """A caller's own policy: notes every step it sees, and keeps state on the attempt."""
+
+    def __init__(self, name: str, seen: list[str]) -> None:
+        self.name, self.seen = name, seen
+        self.key: StateKey[str] = StateKey(name)  # a key of its own: instances do not clash
+
+    def admit(self, attempt: Attempt) -> None:
+        self.seen.append(f"{self.name}.admit")
+
+    def prepare(self, attempt: Attempt) -> None:
+        assert attempt.http is not None  # encoded by now
+        attempt.put(self.key, f"{self.name}:{attempt.info.model}")
+        self.seen.append(f"{self.name}.prepare")
+
+    def wait(self, attempt: Attempt) -> None:
+        self.seen.append(f"{self.name}.wait")
+
+    async def wait_async(self, attempt: Attempt) -> None:
+        self.seen.append(f"{self.name}.wait")
+
+    def succeeded(
+        self, attempt: Attempt, response: callm.Response, headers: Mapping[str, str]
+    ) -> callm.Response:
+        self.seen.append(f"{self.name}.succeeded {attempt.get(self.key)}")
+        return response
+
+    def failed(self, attempt: Attempt, error: BaseException) -> None:
+        self.seen.append(f"{self.name}.failed {type(error).__name__}")
+
+
+@STREAMED
+async def test_a_callers_policies_run_in_order_out_and_in_reverse_order_back(
+    mode: str, streamed: bool, fake_openai: FakeOpenAIServer
+) -> None:
+    seen: list[str] = []
+    kwargs = {
+        "providers": providers(fake_openai, "p"),
+        "policies": [_Recorder("outer", seen), _Recorder("inner", seen)],
+        "before_request": [lambda info: seen.append("hook.before")],
+        "after_response": [lambda info, r: seen.append(f"hook.after {r.cost is not None}")],
+        "max_retries": 0,
+        "log": False,
+    }
+    await call(mode, streamed, kwargs, "p/m")
+    assert seen == [
+        "outer.admit",
+        "inner.admit",
+        "hook.before",  # the client's own hooks come after the caller's policies
+        "outer.prepare",
+        "inner.prepare",
+        "outer.wait",
+        "inner.wait",
+        "hook.after False",  # cost ran first on the way back: an unknown model has none
+        "inner.succeeded inner:p/m",
+        "outer.succeeded outer:p/m",
+    ]
+    seen.clear()
+    fake_openai.queue(Fault.server_error(503))
+    with pytest.raises(callm.OverloadedError):
+        await call(mode, streamed, kwargs, "p/m")
+    assert seen[-2:] == ["inner.failed OverloadedError", "outer.failed OverloadedError"]
+
+
+class _KeyCheck(Policy):
+    """What a gateway's key check looks like: refuse before anything is encoded or sent."""
+
+    def admit(self, attempt: Attempt) -> None:
+        if attempt.info.tags.get("key") != "good":
+            raise callm.RequestVetoed("unknown key: use one that callm keys list shows")
+
+
+class _Canned(Policy):
+    """A policy that answers without sending (as the response cache does)."""
+
+    def answer(self, attempt: Attempt) -> callm.Response | None:
+        return callm.Response(
+            "canned", attempt.info.request.model, "p", (callm.Text("hi"),), "stop", callm.Usage()
+        )
+
+
+@STREAMED
+async def test_a_callers_policy_can_refuse_or_answer_without_sending(
+    mode: str, streamed: bool, fake_openai: FakeOpenAIServer
+) -> None:
+    base = {"providers": providers(fake_openai, "p"), "log": False}
+    with pytest.raises(callm.RequestVetoed, match="unknown key"):
+        await call(mode, streamed, base | {"policies": [_KeyCheck()]}, "p/m", tags={"key": "x"})
+    reply = await call(
+        mode, streamed, base | {"policies": [_KeyCheck()]}, "p/m", tags={"key": "good"}
+    )
+    assert reply.text.startswith("[offline]")
+    canned = await call(mode, streamed, base | {"policies": [_Canned()]}, "p/m")
+    assert (canned.text, canned.cached) == ("hi", False)
+    assert len(fake_openai.requests) == 1  # only the admitted, unanswered call was sent

@@ -39,7 +39,8 @@ from ._core.errors import (
     StructuredOutputError,
 )
 from ._core.params import MessagesInput
-from ._engine.pipeline import Budget, CallInfo
+from ._policies.base import CallInfo
+from ._policies.budget import Budget
 from ._policies.routing import Group
 
 if _TYPE_CHECKING:

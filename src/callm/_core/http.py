@@ -6,8 +6,26 @@ transports touch sockets.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypedDict
+
+
+class Extensions(TypedDict, total=False):
+    """State of one request that its transport acts on (as httpx's ``request.extensions``).
+
+    The policies put it there as the request is prepared; nothing about a request lives in
+    a module global.
+    """
+
+    # Called by the transport while the caller only waits for the server: the sync one
+    # between sending the request and reading its answer, the async one as the request
+    # starts (in the event loop's thread). The call log builds its waiting rows there.
+    on_wait: Callable[[], None]
+
+
+def _no_extensions() -> Extensions:
+    return {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +36,7 @@ class HttpRequest:
     body: bytes | None = None
     # Header names whose values are secrets, redacted in --curl output, logs and reprs.
     secret_headers: frozenset[str] = field(default=frozenset())
+    extensions: Extensions = field(default_factory=_no_extensions, compare=False, repr=False)
 
     def __repr__(self) -> str:
         return f"HttpRequest({self.method} {redact_url(self.url)})"

@@ -26,20 +26,12 @@ from .._core.http import HttpRequest, HttpResponse
 from .._core.params import CallParams
 from .._core.timeouts import DEFAULT_TIMEOUT, Timeout
 from .._core.types import ModelInfo, Request, Response
+from .._policies.base import Attempt, CallInfo, Policy
 from .._policies.routing import Group, RouterFn, Routes
 from ..protocols import WireProtocol, protocol_for
 from ..protocols.openai_chat import client as openai_chat
-from .pipeline import (
-    AfterHook,
-    Attempt,
-    BeforeHook,
-    Budget,
-    CallInfo,
-    ErrorHook,
-    Pipeline,
-    estimate_cost,
-    warm_prices,
-)
+from .pipeline import LazyStore, Pipeline
+from .policies import default_policies
 from .send import (
     Call,
     failure,
@@ -52,13 +44,16 @@ from .send import (
 from .stream import AsyncReplayStream, AsyncStream, ReplayStream, Stream
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from .._policies.budget import Budget
     from .._policies.cache import ResponseCache
+    from .._policies.hooks import AfterHook, BeforeHook, ErrorHook
     from .._policies.ratelimit import RateLimit
     from .._policies.tokens import TokenCount
     from .._transport import AsyncTransport, Transport
 
 logger = logging.getLogger("callm")
-_DEFAULT_OUTPUT_GUESS = 1024  # output tokens to reserve when max_tokens is not given
 _clock = time.perf_counter
 _notice_shown = False
 _EMPTY: Mapping[str, str] = {}
@@ -88,7 +83,8 @@ class _EngineBase:
         log: bool = True,
         cache: ResponseCache | None = None,
         tracing: bool = True,
-        tracer_provider: Any = None,
+        tracer_provider: TracerProvider | None = None,
+        policies: Sequence[Policy] = (),
     ) -> None:
         self.max_retries = max_retries
         self.timeout = Timeout.of(timeout)
@@ -104,23 +100,24 @@ class _EngineBase:
         )
         if fallback_on is not None:
             routes.fallback_on = fallback_on
-        warm_prices()
-        self.pipeline = Pipeline(
-            routes=routes,
-            before_request=tuple(before_request),
-            after_response=tuple(after_response),
-            on_error=tuple(on_error),
+        logged = log and self.settings.lookup("CALLM_LOG") not in ("0", "false", "off")
+        path = self.settings.home / "callm.db"
+        store = LazyStore(path)
+        chosen = default_policies(
+            extra=policies,
+            before_request=before_request,
+            after_response=after_response,
+            on_error=on_error,
+            log_path=path,
+            log=logged,
+            tracing=tracing,
+            tracer_provider=tracer_provider,
             budget=budget,
-            limiter=_limiter(rate_limits),
-            log=log and self.settings.lookup("CALLM_LOG") not in ("0", "false", "off"),
-            tracing=_tracing(tracer_provider) if tracing else None,
-            store_path=self.settings.home / "callm.db",
+            cache=cache,
+            rate_limits=rate_limits,
+            store=store,
         )
-        if cache is not None:
-            store = self.pipeline.store() if cache.backend == "sqlite" else None
-            from .._policies.cache import CacheStore
-
-            self.pipeline.cache = CacheStore(cache, store)
+        self.pipeline = Pipeline(routes=routes, policies=chosen, log=logged, opened_store=store)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_retries={self.max_retries}, timeout={self.timeout})"
@@ -150,32 +147,19 @@ class _EngineBase:
 
     def _attempt(
         self, model: str | None, draft: Request, params: CallParams, tried: tuple[str, ...]
-    ) -> Attempt:
-        """One attempt, prepared and passed through the hooks and the budget."""
+    ) -> tuple[Attempt, Call]:
+        """One attempt, admitted and prepared by the policies, and the call that sends it."""
         pipeline = self.pipeline
         endpoint, request = self._addressed(model, draft)
         name = f"{endpoint.provider}/{request.model}"
         tags = params.get("tags") or _EMPTY
         info = CallInfo(name, request, tags, request.stream, params.get("conversation_id"))
-        if pipeline.before_request:
-            info = pipeline.hooks_before(info)
-        if pipeline.budget is not None:
-            pipeline.check_budget(info, estimate_cost(info, endpoint.provider))
+        attempt = Attempt(info, endpoint, (*tried, name), params)
+        pipeline.admit(attempt)
         wire = protocol_for(endpoint.protocol)
-        call = self._call(endpoint, wire, wire.encode(endpoint, info.request), params)
-        attempt = Attempt(info, call, (*tried, name), params.get("log", pipeline.log))
-        if pipeline.cache is not None and params.get("response_cache", True):
-            # Streamed or not, the same question has the same cached answer.
-            plain = (
-                call.http
-                if not request.stream
-                else wire.encode(endpoint, replace(info.request, stream=False))
-            )
-            from .._policies.cache import cache_key
-
-            attempt.cache_key = cache_key(endpoint.provider, plain)
-        pipeline.start_span(attempt)
-        return attempt
+        attempt.http = http = wire.encode(endpoint, attempt.info.request)
+        pipeline.prepare(attempt)
+        return attempt, self._call(endpoint, wire, http, params)
 
     def _addressed(self, model: str | None, draft: Request) -> tuple[Endpoint, Request]:
         """The endpoint ``model`` resolves to, and the draft with the provider's model name."""
@@ -299,14 +283,14 @@ class Engine(_EngineBase):
         plan = self._plan(model, draft)
         tried: tuple[str, ...] = ()
         for index, candidate in enumerate(plan):
-            attempt = self._attempt(candidate, draft, params, tried)
+            attempt, call = self._attempt(candidate, draft, params, tried)
             tried = attempt.tried
-            cached = self.pipeline.cached(attempt)
+            cached = self.pipeline.answer(attempt)
             if cached is not None:
                 return cached
             try:
-                self._acquire(attempt)
-                call, started = attempt.call, _clock()
+                self.pipeline.wait(attempt)
+                started = _clock()
                 http = self._send(call)
                 response = call.wire.decode(call.endpoint, http, _clock() - started)
             except CallmError as exc:
@@ -320,27 +304,20 @@ class Engine(_EngineBase):
         plan = self._plan(model, draft)
         tried: tuple[str, ...] = ()
         for index, candidate in enumerate(plan):
-            attempt = self._attempt(candidate, draft, params, tried)
+            attempt, call = self._attempt(candidate, draft, params, tried)
             tried = attempt.tried
-            cached = self.pipeline.cached(attempt)
+            cached = self.pipeline.answer(attempt)
             if cached is not None:
                 return ReplayStream(cached)
             try:
-                self._acquire(attempt)
-                stream = self._open_stream(attempt.call)
+                self.pipeline.wait(attempt)
+                stream = self._open_stream(call)
             except CallmError as exc:
                 self._failed(attempt, exc, index + 1 < len(plan))
                 continue
             self._watched(stream, attempt)
             return stream
         raise AssertionError("a routing plan always holds a model")
-
-    def _acquire(self, attempt: Attempt) -> None:
-        """Wait for the client-side rate limit, if one applies."""
-        limiter = self.pipeline.limiter
-        if limiter is not None:
-            provider, _, model = attempt.info.model.partition("/")
-            attempt.reservation = limiter.acquire(provider, model, _tokens_wanted(attempt))
 
     def text_completion(self, model: str | None, prompt: str, **params: Any) -> Response:
         """The legacy text completions endpoint: ``prompt`` in, ``choices[0].text`` out."""
@@ -432,14 +409,14 @@ class AsyncEngine(_EngineBase):
         plan = self._plan(model, draft)
         tried: tuple[str, ...] = ()
         for index, candidate in enumerate(plan):
-            attempt = self._attempt(candidate, draft, params, tried)
+            attempt, call = self._attempt(candidate, draft, params, tried)
             tried = attempt.tried
-            cached = self.pipeline.cached(attempt)
+            cached = self.pipeline.answer(attempt)
             if cached is not None:
                 return cached
             try:
-                await self._acquire(attempt)
-                call, started = attempt.call, _clock()
+                await self.pipeline.wait_async(attempt)
+                started = _clock()
                 http = await self._send(call)
                 response = call.wire.decode(call.endpoint, http, _clock() - started)
             except CallmError as exc:
@@ -453,28 +430,20 @@ class AsyncEngine(_EngineBase):
         plan = self._plan(model, draft)
         tried: tuple[str, ...] = ()
         for index, candidate in enumerate(plan):
-            attempt = self._attempt(candidate, draft, params, tried)
+            attempt, call = self._attempt(candidate, draft, params, tried)
             tried = attempt.tried
-            cached = self.pipeline.cached(attempt)
+            cached = self.pipeline.answer(attempt)
             if cached is not None:
                 return AsyncReplayStream(cached)
             try:
-                await self._acquire(attempt)
-                stream = await self._open_stream(attempt.call)
+                await self.pipeline.wait_async(attempt)
+                stream = await self._open_stream(call)
             except CallmError as exc:
                 self._failed(attempt, exc, index + 1 < len(plan))
                 continue
             self._watched(stream, attempt)
             return stream
         raise AssertionError("a routing plan always holds a model")
-
-    async def _acquire(self, attempt: Attempt) -> None:
-        """Wait for the client-side rate limit, if one applies."""
-        limiter = self.pipeline.limiter
-        if limiter is not None:
-            provider, _, model = attempt.info.model.partition("/")
-            wanted = _tokens_wanted(attempt)
-            attempt.reservation = await limiter.acquire_async(provider, model, wanted)
 
     async def text_completion(self, model: str | None, prompt: str, **params: Any) -> Response:
         """The legacy text completions endpoint: ``prompt`` in, ``choices[0].text`` out."""
@@ -528,26 +497,3 @@ class AsyncEngine(_EngineBase):
                 await body.close()
             raise failure(call, HttpResponse(body.status, body.headers, data))
         return AsyncStream(body, stream_state(call, body, started))
-
-
-def _tokens_wanted(attempt: Attempt) -> int:
-    """Tokens a call may use, for token-per-minute limits: its prompt and its output cap."""
-    request = attempt.info.request
-    from .._policies.tokens import estimate
-
-    return estimate(request).tokens + (request.max_tokens or _DEFAULT_OUTPUT_GUESS)
-
-
-def _limiter(limits: Mapping[str, RateLimit] | RateLimit | None) -> Any:
-    if not limits:
-        return None
-    from .._policies.ratelimit import RateLimiter
-
-    return RateLimiter(limits)
-
-
-def _tracing(tracer_provider: Any) -> Any:
-    """A tracer when OpenTelemetry is installed (spans are no-ops until it is configured)."""
-    from .._policies.tracing import Tracing
-
-    return Tracing.if_available(tracer_provider)

@@ -10,11 +10,16 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from .._core.http import HttpRequest
 from .._core.types import Response, Usage
+from .base import Attempt, Policy, StateKey
+
+if TYPE_CHECKING:
+    from .._store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +45,14 @@ def cache_key(provider: str, request: HttpRequest) -> str:
 class CacheStore:
     """Where a client's cached replies live; thread-safe."""
 
-    def __init__(self, config: ResponseCache, store: Any = None) -> None:
+    def __init__(self, config: ResponseCache, store: Store | None = None) -> None:
         self.config = config
-        self._store = store  # a callm._store.Store for the sqlite backend
+        self._store = store  # for the sqlite backend
         self._memory: OrderedDict[str, tuple[float | None, Response]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: str) -> Response | None:
-        if self.config.backend == "sqlite":
+        if self._store is not None:
             blob = self._store.cache_get(key)
             return None if blob is None else response_from_json(blob)
         with self._lock:
@@ -63,7 +68,7 @@ class CacheStore:
 
     def put(self, key: str, response: Response) -> None:
         ttl = self.config.ttl
-        if self.config.backend == "sqlite":
+        if self._store is not None:
             self._store.cache_put(key, response_to_json(response), ttl)
             return
         with self._lock:
@@ -72,6 +77,52 @@ class CacheStore:
             self._memory.move_to_end(key)
             while len(self._memory) > self.config.max_entries:
                 self._memory.popitem(last=False)
+
+
+_KEY: StateKey[str] = StateKey("cache key")
+
+
+class CachePolicy(Policy):
+    """Answers a call the cache holds a reply to; stores every new reply.
+
+    A call passed ``response_cache=False`` neither reads nor fills it. Streamed or not, the
+    same question has the same cached answer: the key is made from the request as it would
+    be sent without streaming.
+    """
+
+    def __init__(self, cache: CacheStore) -> None:
+        self.cache = cache
+
+    def __repr__(self) -> str:
+        return f"CachePolicy({self.cache.config!r})"
+
+    def prepare(self, attempt: Attempt) -> None:
+        if not attempt.params.get("response_cache", True):
+            return
+        http = attempt.http
+        assert http is not None
+        endpoint, request = attempt.endpoint, attempt.info.request
+        if request.stream:
+            from ..protocols import protocol_for
+
+            plain = replace(request, stream=False)
+            http = protocol_for(endpoint.protocol).encode(endpoint, plain)
+        attempt.put(_KEY, cache_key(endpoint.provider, http))
+
+    def answer(self, attempt: Attempt) -> Response | None:
+        key = attempt.get(_KEY)
+        if key is None:
+            return None
+        found = self.cache.get(key)
+        return None if found is None else hit(found, attempt.info.model)
+
+    def succeeded(
+        self, attempt: Attempt, response: Response, headers: Mapping[str, str]
+    ) -> Response:
+        key = attempt.get(_KEY)
+        if key is not None and not attempt.cached:
+            self.cache.put(key, response)
+        return response
 
 
 def hit(response: Response, model: str) -> Response:

@@ -10,10 +10,12 @@ went idle, by a full batch, and by :meth:`CallLog.flush`, so a busy caller pays 
 wake-up per record.
 
 Building a row is Python work, and a writer thread doing it competes with the callers for
-the GIL. So the transports lend a hand (``callm._netwait``): the sync one between sending a
-request and reading its answer — time the caller would only spend waiting for the server —
-and the async one as it starts a request, in the event loop's own thread, each build the
-oldest waiting record. In a steady stream of calls every record is built that way, and the
+the GIL. So the transports lend a hand: while records wait, :class:`CallLogPolicy` gives
+each request of its client the log's helper (the request's ``on_wait`` extension, see
+:class:`callm._core.http.Extensions`), which builds the oldest waiting record. The sync
+transport calls it between sending a request and reading its answer — time the caller would
+only spend waiting for the server — and the async one as it starts a request, in the event
+loop's own thread. In a steady stream of calls every record is built that way, and the
 writer thread is left with the inserts, during which SQLite releases the GIL. Calls over a
 caller's own httpx2 client leave the building to the writer thread.
 
@@ -33,19 +35,19 @@ import queue
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Unpack
 
-from .._core import netwait
 from .._store import CallRecord, RecordDetails, Store
 from .._store._db import Row, call_row, call_row_of
+from .base import Attempt, Policy
 
 if TYPE_CHECKING:
-    from .._core.types import Request
+    from .._core.types import Request, Response
 
 logger = logging.getLogger("callm")
 StoreSource = Store | Callable[[], Store] | Path | str | None
@@ -133,8 +135,6 @@ class CallLog:
             self._start()
         writer = self._writer
         writer.pending.append(record)
-        if not writer.listening:
-            writer.listen(True)
         full = len(writer.pending) >= self._batch_size
         if full or writer.idle:
             writer.wake(urgent=full)
@@ -148,6 +148,13 @@ class CallLog:
         if "time" not in details:
             details["time"] = datetime.now(UTC)
         self.log(partial(call_row_of, request, provider=provider, **details))
+
+    def helper(self) -> Callable[[], None] | None:
+        """What a request's transport may call while its caller waits for the server — it
+        builds the oldest waiting record — or None when no record waits (so that idle logs
+        cost requests nothing)."""
+        writer = self._writer
+        return writer.help if writer.pending else None
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every record logged so far is written (or dropped); False on timeout."""
@@ -186,7 +193,6 @@ class CallLog:
         # The child has a copy of the queue but no writer thread, and must not use the
         # parent's connection: start afresh (what the parent queued is the parent's to write).
         old = self._writer
-        old.listen(False)
         if old.store is not None and old.owns_store:
             _inherited.append(old.store)
         self._setup(_Writer(self._source, old.flush_interval, old.batch_size))
@@ -216,28 +222,13 @@ class _Writer:
         # Set by a flush, a stop or a full batch: write now, without waiting the interval.
         self.urgent = False
         self._event = threading.Event()
-        # help() is offered to the transport only while records wait, so that logs with
-        # nothing pending (one per database a process has used) cost requests nothing.
-        self.listening = False
-        self._listen_lock = threading.Lock()
 
     def wake(self, *, urgent: bool) -> None:
         if urgent:
             self.urgent = True
         self._event.set()
 
-    def listen(self, on: bool) -> None:
-        """Offer :meth:`help` to the transport (``on``), or withdraw it."""
-        with self._listen_lock:
-            if on and not self.listening:
-                netwait.listeners.append(self.help)
-            elif not on and self.listening:
-                with contextlib.suppress(ValueError):
-                    netwait.listeners.remove(self.help)
-            self.listening = on
-
     def stop(self) -> None:
-        self.listen(False)
         self.queue.put(_STOP)
         self.wake(urgent=True)
 
@@ -251,8 +242,6 @@ class _Writer:
             try:
                 if self.pending:
                     self._build(self.pending.popleft())
-                if not self.pending:
-                    self.listen(False)
             finally:
                 self.lock.release()
 
@@ -288,7 +277,6 @@ class _Writer:
         with self.lock:
             while self.pending:
                 self._build(self.pending.popleft())
-            self.listen(False)
             rows, self.rows = self.rows, []
         for start in range(0, len(rows), self.batch_size):
             self._write(rows[start : start + self.batch_size])
@@ -349,3 +337,82 @@ def _reset_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_in_child)
+
+
+# --- the policy ---------------------------------------------------------------------------
+
+_call_logs: dict[str, CallLog] = {}
+
+
+def shared_call_log(path: Path) -> CallLog:
+    """One writer per database file, shared by every client of the process."""
+    key = str(path)
+    log = _call_logs.get(key)
+    if log is None:
+        log = _call_logs[key] = CallLog(path)
+    return log
+
+
+class CallLogPolicy(Policy):
+    """Every attempt, answered, failed or abandoned, becomes a row of the call log.
+
+    ``default`` says whether calls are logged when they do not say (``log=``); the writer
+    of ``path`` is opened on the first record. While records wait to be built, each request
+    carries the log's helper (its ``on_wait`` extension) for the transport to call.
+    """
+
+    def __init__(self, path: Path, default: bool) -> None:
+        self.path = path
+        self.default = default
+        self._key = str(path)
+
+    def __repr__(self) -> str:
+        return f"CallLogPolicy({str(self.path)!r}, default={self.default})"
+
+    def prepare(self, attempt: Attempt) -> None:
+        # The process's writer of this database, whichever client made it, if any yet.
+        log = _call_logs.get(self._key)
+        if log is not None and attempt.http is not None:
+            helper = log.helper()
+            if helper is not None:
+                attempt.http.extensions["on_wait"] = helper
+
+    def succeeded(
+        self, attempt: Attempt, response: Response, headers: Mapping[str, str]
+    ) -> Response:
+        self._write(attempt, response, None)
+        return response
+
+    def failed(self, attempt: Attempt, error: BaseException) -> None:
+        self._write(attempt, getattr(error, "partial", None), error)
+
+    def abandoned(self, attempt: Attempt, partial: Response) -> None:
+        self._write(attempt, partial, None)
+
+    def flush(self) -> None:
+        log = _call_logs.get(self._key)
+        if log is not None:
+            log.flush()
+
+    def _write(
+        self, attempt: Attempt, response: Response | None, error: BaseException | None
+    ) -> None:
+        """Queue the call's record; a writer thread builds and stores it off the call path."""
+        if not attempt.params.get("log", self.default):
+            return
+        try:
+            info = attempt.info
+            provider, model = attempt.provider_model
+            shared_call_log(self.path).log_call(
+                info.request,
+                provider=provider,
+                model=model,
+                response=response,
+                error=error,
+                tags=info.tags,
+                conversation_id=info.conversation_id,
+                streamed=info.streamed,
+                cached=attempt.cached,
+            )
+        except Exception:  # the log must never break a call
+            logger.warning("callm: could not write the call log", exc_info=True)

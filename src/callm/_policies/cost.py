@@ -21,13 +21,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
-from .._core.types import Usage
+from .._core.types import Response, Usage, priced
+from .base import Attempt, Policy
 
 if TYPE_CHECKING:
     from genai_prices.data_snapshot import DataSnapshot
     from genai_prices.types import ModelInfo, ModelPrice, TieredPrices
 
-__all__ = ["FREE_PROVIDERS", "cost_of", "price_source", "warm_up"]
+__all__ = ["FREE_PROVIDERS", "CostPolicy", "cost_of", "price_source", "warm_prices", "warm_up"]
 
 log = logging.getLogger("callm")
 
@@ -106,6 +107,37 @@ def warm_up() -> bool:
     Returns whether prices are available (False when genai-prices is not installed).
     """
     return _snapshot() is not None
+
+
+class CostPolicy(Policy):
+    """Every reply gets its ``cost`` (None when the price is unknown) and ``tried``.
+
+    Last in a client's policies, so it is the first to see a reply and every other policy
+    reads the cost it set.
+    """
+
+    def succeeded(
+        self, attempt: Attempt, response: Response, headers: Mapping[str, str]
+    ) -> Response:
+        if attempt.cached:  # a cached reply is free and already marked
+            return response
+        endpoint = attempt.endpoint
+        model = response.model or attempt.info.request.model
+        cost = cost_of(endpoint.provider, model, response.usage, protocol=endpoint.protocol)
+        return priced(response, cost, attempt.tried)
+
+
+_warming: list[bool] = []
+
+
+def warm_prices() -> None:
+    """Load the price table once, in the background, so the first reply does not wait."""
+    if _warming:
+        return
+    _warming.append(True)
+    import threading
+
+    threading.Thread(target=warm_up, name="callm-prices", daemon=True).start()
 
 
 def price_source() -> str | None:

@@ -43,8 +43,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 
 from .._core.errors import RateLimitError
+from .base import Attempt, Policy, StateKey
+
+if TYPE_CHECKING:
+    from .._core.types import Response
 
 SECONDS_PER_MINUTE = 60.0
 
@@ -531,3 +536,58 @@ class RateLimiter:
         if limiter is not None:
             now = time.monotonic()
             limiter.pause_until(now + max(0.0, retry_after or 0.0), now)
+
+
+# --- the policy ---------------------------------------------------------------------------
+
+_RESERVATION: StateKey[Reservation] = StateKey("rate limit reservation")
+_DEFAULT_OUTPUT_GUESS = 1024  # output tokens to reserve when max_tokens is not given
+
+
+class RateLimitPolicy(Policy):
+    """Waits for capacity before each call goes, and learns from every answer's headers."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+
+    def __repr__(self) -> str:
+        return f"RateLimitPolicy({self.limiter!r})"
+
+    def wait(self, attempt: Attempt) -> None:
+        provider, model = attempt.provider_model
+        reservation = self.limiter.acquire(provider, model, _tokens_wanted(attempt))
+        attempt.put(_RESERVATION, reservation)
+
+    async def wait_async(self, attempt: Attempt) -> None:
+        provider, model = attempt.provider_model
+        wanted = _tokens_wanted(attempt)
+        attempt.put(_RESERVATION, await self.limiter.acquire_async(provider, model, wanted))
+
+    def succeeded(
+        self, attempt: Attempt, response: Response, headers: Mapping[str, str]
+    ) -> Response:
+        if attempt.cached:
+            return response
+        reservation = attempt.get(_RESERVATION)
+        if reservation is not None:
+            reservation.settle(response.usage.total_tokens)
+        provider, model = attempt.provider_model
+        self.limiter.observe(provider, model, headers)
+        return response
+
+    def failed(self, attempt: Attempt, error: BaseException) -> None:
+        """Teach the limiter what a failed attempt showed: headers, and a real 429."""
+        provider, model = attempt.provider_model
+        headers = getattr(error, "headers", None)
+        if headers:
+            self.limiter.observe(provider, model, headers)
+        if isinstance(error, RateLimitError) and error.status_code is not None:
+            self.limiter.on_rate_limited(provider, model, error.retry_after or 0.0)
+
+
+def _tokens_wanted(attempt: Attempt) -> int:
+    """Tokens a call may use, for token-per-minute limits: its prompt and its output cap."""
+    from .tokens import estimate
+
+    request = attempt.info.request
+    return estimate(request).tokens + (request.max_tokens or _DEFAULT_OUTPUT_GUESS)

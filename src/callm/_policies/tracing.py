@@ -40,6 +40,7 @@ from .._core.types import (
     ToolCall,
     ToolResult,
 )
+from .base import Attempt, Policy, StateKey
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer, TracerProvider
@@ -271,6 +272,43 @@ class CallSpan:
 
 
 # --- attributes ---------------------------------------------------------------------------
+
+
+_SPAN: StateKey[CallSpan] = StateKey("span")
+
+
+class TracingPolicy(Policy):
+    """An OpenTelemetry span per call: opened as it is prepared, ended however it ends."""
+
+    def __init__(self, tracing: Tracing) -> None:
+        self.tracing = tracing
+
+    def __repr__(self) -> str:
+        return f"TracingPolicy({self.tracing!r})"
+
+    def prepare(self, attempt: Attempt) -> None:
+        endpoint = attempt.endpoint
+        span = self.tracing.start_span(endpoint.provider, attempt.info.request, endpoint.base_url)
+        if span is not None:
+            attempt.put(_SPAN, span)
+
+    def succeeded(
+        self, attempt: Attempt, response: Response, headers: Mapping[str, str]
+    ) -> Response:
+        span = attempt.get(_SPAN)
+        if span is not None:
+            span.finish(response, cached=attempt.cached)
+        return response
+
+    def failed(self, attempt: Attempt, error: BaseException) -> None:
+        span = attempt.get(_SPAN)
+        if span is not None:
+            span.fail(error, getattr(error, "partial", None))
+
+    def abandoned(self, attempt: Attempt, partial: Response) -> None:
+        span = attempt.get(_SPAN)
+        if span is not None:
+            span.abandon(partial)
 
 
 def _request_attributes(

@@ -10,7 +10,6 @@ import aiohttp
 
 from .._core.errors import APIConnectionError, APITimeoutError
 from .._core.http import HttpRequest, HttpResponse, redact_url
-from .._core.netwait import listeners, network_wait
 from .._core.timeouts import Timeout
 
 _ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
@@ -90,8 +89,9 @@ class AiohttpTransport:
         )
 
     async def send(self, request: HttpRequest, timeout: Timeout) -> HttpResponse:
-        if listeners:  # see callm._netwait: the event loop's thread does it, not a rival one
-            network_wait()
+        on_wait = request.extensions.get("on_wait")
+        if on_wait is not None:  # the event loop's thread does it, not a rival one
+            on_wait()
         try:
             response = await self._request(request, timeout)
             async with response:
@@ -101,8 +101,9 @@ class AiohttpTransport:
         return HttpResponse(response.status, response.headers, body)
 
     async def open_stream(self, request: HttpRequest, timeout: Timeout) -> _AiohttpStream:
-        if listeners:
-            network_wait()
+        on_wait = request.extensions.get("on_wait")
+        if on_wait is not None:
+            on_wait()
         try:
             response = await self._request(request, timeout)
         except _ERRORS as exc:

@@ -21,7 +21,6 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from .._core.errors import APIConnectionError, APITimeoutError
 from .._core.http import HttpRequest, HttpResponse, redact_url
-from .._core.netwait import listeners, network_wait
 from .._core.timeouts import Timeout
 
 _READ_SIZE = 65536
@@ -245,8 +244,9 @@ class Urllib3Transport:
         conn.endheaders(body)
         if conn.sock is not None:
             conn.sock.settimeout(timeout.read)
-        if listeners:  # the request is on its way: background work may use the wait
-            network_wait()
+        on_wait = request.extensions.get("on_wait")
+        if on_wait is not None:  # the request is on its way: background work may use the wait
+            on_wait()
         return _getresponse(conn)
 
     def send(self, request: HttpRequest, timeout: Timeout) -> HttpResponse:

@@ -10,11 +10,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .._core.types import Request, Usage
+from .._policies.base import Attempt, Policy
 
 if TYPE_CHECKING:
     from .. import AsyncClient
     from .._core.types import Response
-    from .._engine.pipeline import CallInfo
     from .._engine.stream import AsyncStream
     from ._settings import GatewaySettings
 
@@ -26,7 +26,7 @@ def make_client(settings: GatewaySettings, environ: Mapping[str, str] | None = N
     """The engine the gateway calls through: built once, shared by every request."""
     from .. import AsyncClient
 
-    client = AsyncClient(
+    return AsyncClient(
         max_retries=settings.max_retries,
         timeout=settings.timeout,
         providers=settings.providers,
@@ -34,27 +34,20 @@ def make_client(settings: GatewaySettings, environ: Mapping[str, str] | None = N
         aliases=settings.aliases,
         fallbacks={k: list(v) for k, v in settings.fallbacks.items()},
         groups=settings.groups,
-        before_request=[],
         log=settings.call_log,
+        policies=[ProtocolFields()],
     )
-    client.pipeline.before_request = (_protocol_fields(client),)
-    return client
 
 
-def _protocol_fields(client: AsyncClient) -> Any:
-    """A before-request hook: a caller's protocol-specific fields (``extra_body``) reach an
-    upstream of the caller's own protocol only; another protocol would refuse them."""
+class ProtocolFields(Policy):
+    """A caller's protocol-specific fields (``extra_body``) reach an upstream of the caller's
+    own protocol only; another protocol would refuse them."""
 
-    def hook(info: CallInfo) -> Request | None:
+    def admit(self, attempt: Attempt) -> None:
+        info = attempt.info
         request = info.request
-        if not request.extra_body:
-            return None
-        provider = info.model.partition("/")[0]
-        if client.settings.endpoint(provider).protocol == info.tags.get("ingress"):
-            return None
-        return replace(request, extra_body={})
-
-    return hook
+        if request.extra_body and attempt.endpoint.protocol != info.tags.get("ingress"):
+            attempt.info = replace(info, request=replace(request, extra_body={}))
 
 
 def call_params(request: Request, tags: Mapping[str, str]) -> dict[str, Any]:
