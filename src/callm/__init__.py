@@ -5,6 +5,11 @@
 >>> r.text, r.usage.total_tokens
 
 Only what a plain call needs is imported here; HTTP libraries load on first use.
+
+The package is layered — _core, then protocols / transports, config, store, policies, the
+send engine, the features, and the Client on top — and ``make check`` holds every import
+to that order: see docs/architecture.md for the map and for where to add a protocol, a
+policy or a provider.
 """
 
 from __future__ import annotations
