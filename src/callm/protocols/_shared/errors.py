@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..._core import errors as e
 from ..._core.endpoint import Endpoint
+from ..._core.http import HttpResponse
+from ..._core.json import loads
 
 if TYPE_CHECKING:
     from .. import StreamDecoder
@@ -144,3 +146,17 @@ def _with_hint(cls: type[e.APIError], message: str, endpoint: Endpoint) -> str:
     if issubclass(cls, e.RateLimitError):
         return f"{message} — slow down, wait and retry, or raise max_retries"
     return message
+
+
+def parse_json(endpoint: Endpoint, response: HttpResponse) -> Any:
+    """The JSON body of a response, or an APIResponseError saying it could not be read."""
+    try:
+        return loads(response.body.decode())
+    except ValueError:
+        snippet = response.body[:200].decode("utf-8", "replace")
+        raise e.APIResponseError(
+            f"the provider sent a body that is not valid JSON: {snippet!r}",
+            provider=endpoint.provider,
+            status_code=response.status,
+            request_id=request_id_of(response.headers),
+        ) from None

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..._core.endpoint import Endpoint
-from ..._core.errors import APIResponseError
-from ..._core.http import HttpResponse
+from ..._core.json import dumps, loads
 from ..._core.types import FinishReason, Part, Reasoning, Refusal, Request, Text, ToolCall, Usage
-from .errors import request_id_of
 
 FINISH_REASONS: Mapping[str, FinishReason] = {
     "stop": "stop",
@@ -37,34 +34,6 @@ FINISH_REASONS: Mapping[str, FinishReason] = {
 # OpenAI-compatible servers may refuse an unknown field, so it is opt-in).
 PROMPT_CACHE_KEY = "prompt_cache_key"
 _CACHE_TTLS = ("5m", "1h")  # Anthropic's TTL spellings of cache=: no key of their own
-
-dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_loads = json.loads
-# The C scanner json.loads itself uses, without loads' per-call checks.
-_scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-
-
-def loads_chunk(text: str) -> Any:
-    """``json.loads`` for stream chunks, minus its per-call overhead on compact JSON."""
-    try:
-        value, end = _scan_once(text, 0)
-    except StopIteration:
-        return _loads(text)  # raises a ValueError that says what is wrong
-    return value if end == len(text) else _loads(text)
-
-
-def parse_json(endpoint: Endpoint, response: HttpResponse) -> Any:
-    """The JSON body of a response, or an APIResponseError saying it could not be read."""
-    try:
-        return loads_chunk(response.body.decode())
-    except ValueError:
-        snippet = response.body[:200].decode("utf-8", "replace")
-        raise APIResponseError(
-            f"the provider sent a body that is not valid JSON: {snippet!r}",
-            provider=endpoint.provider,
-            status_code=response.status,
-            request_id=request_id_of(response.headers),
-        ) from None
 
 
 def content_array_parts(content: list[Any]) -> list[Part]:
@@ -91,7 +60,7 @@ def parse_tool_call(call_id: str, name: str, arguments: Any) -> ToolCall:
     if not raw.strip():
         return ToolCall(call_id, name, {}, raw)
     try:
-        parsed = _loads(raw)
+        parsed = loads(raw)
     except ValueError:
         parsed = None
     if isinstance(parsed, dict):

@@ -72,7 +72,7 @@ from ..._core.types import (
     ToolCall,
     ToolResult,
 )
-from .._shared.errors import decode_error, request_id_of
+from .._shared.errors import decode_error, parse_json, request_id_of
 from .schema import to_anthropic_schema
 from .stream import (
     FINISH_REASONS,
@@ -80,7 +80,6 @@ from .stream import (
     AnthropicStreamDecoder,
     block_parts,
     decode_usage,
-    load_json,
     normalise_finish,
 )
 
@@ -523,20 +522,6 @@ def encode_response_format(fmt: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 # --- decoding ---------------------------------------------------------------------------
-
-
-def parse_json(endpoint: Endpoint, response: HttpResponse) -> Any:
-    """The JSON body of a response, or an APIResponseError saying it could not be read."""
-    try:
-        return load_json(response.body.decode())
-    except ValueError:
-        snippet = response.body[:200].decode("utf-8", "replace")
-        raise APIResponseError(
-            f"the provider sent a body that is not valid JSON: {snippet!r}",
-            provider=endpoint.provider,
-            status_code=response.status,
-            request_id=request_id_of(response.headers),
-        ) from None
 
 
 def decode(endpoint: Endpoint, response: HttpResponse, latency_s: float | None = None) -> Response:

@@ -7,12 +7,12 @@ then turned into parts by :func:`block_parts`, the same function
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIResponseError
+from ..._core.json import loads
 from ..._core.types import (
     FinishEvent,
     FinishReason,
@@ -34,10 +34,6 @@ from .._shared.errors import stream_error
 from .._shared.sse import SSEEvent
 from ..openai_chat.client import parse_tool_call
 
-_loads = json.loads
-# The C scanner json.loads itself uses, without loads' per-call checks.
-_scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-
 PROTOCOL = "anthropic"
 FINISH_REASONS: Mapping[str, FinishReason] = {
     "end_turn": "stop",
@@ -53,17 +49,6 @@ _NO_EVENTS: list[StreamEvent] = []
 
 
 # --- content blocks, usage and stop reasons (shared with non-streaming decoding) -----------
-
-
-def load_json(text: str) -> Any:
-    """Parse a body or an event's data; the real server pads some events with spaces."""
-    try:
-        value, end = _scan_once(text, 0)
-    except StopIteration:
-        return _loads(text)  # raises a ValueError that says what is wrong
-    if end == len(text) or not text[end:].strip():
-        return value
-    return _loads(text)  # trailing garbage: let json say so
 
 
 def block_parts(block: Mapping[str, Any], raw_input: str | None = None) -> list[Part]:
@@ -97,7 +82,7 @@ def _parsed_input(raw: str) -> Any:
     if not raw.strip():
         return {}
     try:
-        return _loads(raw)
+        return loads(raw)
     except ValueError:
         return raw  # kept as received: never dropped
 
@@ -183,7 +168,7 @@ class AnthropicStreamDecoder:
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
         """Decode one SSE event; raises APIResponseError for an error sent in the stream."""
         try:
-            chunk = load_json(event.data)
+            chunk = loads(event.data)
         except ValueError:
             raise self._error(
                 f"the provider sent a stream event that is not JSON: {event.data[:200]!r}"

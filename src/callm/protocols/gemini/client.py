@@ -74,8 +74,8 @@ from ..._core.types import (
     ToolCall,
     ToolResult,
 )
-from .._shared.errors import request_id_of
-from .errors import decode_failure, parse_json, typed_error
+from .._shared.errors import parse_json, request_id_of
+from .errors import decode_failure, typed_error
 from .schema import to_openapi_schema
 from .stream import METADATA_KEYS, PROTOCOL, GeminiStreamDecoder
 

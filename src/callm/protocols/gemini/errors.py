@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..._core import errors as e
 from ..._core.endpoint import Endpoint
-from ..._core.errors import APIError, APIResponseError
+from ..._core.errors import APIError
 from ..._core.http import HttpResponse
-from .._shared.errors import decode_error, request_id_of
-
-
-def parse_json(endpoint: Endpoint, response: HttpResponse) -> Any:
-    """The JSON body of a response, or an APIResponseError saying it could not be read."""
-    try:
-        return json.loads(response.body)
-    except ValueError:
-        snippet = response.body[:200].decode("utf-8", "replace")
-        raise APIResponseError(
-            f"the provider sent a body that is not valid JSON: {snippet!r}",
-            provider=endpoint.provider,
-            status_code=response.status,
-            request_id=request_id_of(response.headers),
-        ) from None
-
+from .._shared.errors import decode_error, parse_json
 
 # Which callm error a Google status string means, whatever the HTTP status says.
 _STATUS_AS_HTTP = {

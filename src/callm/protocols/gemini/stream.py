@@ -15,6 +15,7 @@ from typing import Any
 
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIResponseError
+from ..._core.json import loads
 from ..._core.types import (
     Document,
     FinishEvent,
@@ -249,7 +250,7 @@ class GeminiStreamDecoder:
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
         """Decode one SSE event; an error object in the stream raises APIResponseError."""
         try:
-            chunk = json.loads(event.data)
+            chunk = loads(event.data)
         except ValueError:
             raise self._stream_error(
                 f"the provider sent a stream chunk that is not JSON: {event.data[:200]!r}"

@@ -21,6 +21,7 @@ from typing import Any, assert_never
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIError, APIResponseError, InvalidRequestError
 from ..._core.http import HttpRequest, HttpResponse
+from ..._core.json import dumps
 from ..._core.types import (
     Document,
     Image,
@@ -37,16 +38,13 @@ from ..._core.types import (
     ToolCall,
     ToolResult,
 )
-from .._shared.errors import decode_error, request_id_of
+from .._shared.errors import decode_error, parse_json, request_id_of
 from .._shared.openai import (
     FINISH_REASONS,
     PROMPT_CACHE_KEY,
     content_array_parts,
     decode_usage,
-    dumps,
-    loads_chunk,
     normalise_finish,
-    parse_json,
     parse_tool_call,
     prompt_cache_key,
 )
@@ -73,7 +71,6 @@ __all__ = [
     "encode_text_completion",
     "encode_tool",
     "encode_tool_choice",
-    "loads_chunk",
     "message_parts",
     "normalise_finish",
     "parse_json",
@@ -81,7 +78,6 @@ __all__ = [
     "stream_decoder",
 ]
 _dumps = dumps  # older spellings, kept for callers that used them
-_loads_chunk = loads_chunk
 
 PROTOCOL = "openai_chat"
 

@@ -30,6 +30,7 @@ from ..._core.errors import (
     OverloadedError,
     RateLimitError,
 )
+from ..._core.json import dumps
 from ..._core.types import (
     Document,
     FinishEvent,
@@ -53,7 +54,7 @@ from ..._core.types import (
     ToolResult,
     Usage,
 )
-from .._shared.openai import content_array_parts, dumps, parse_tool_call
+from .._shared.openai import content_array_parts, parse_tool_call
 from .._shared.request import (
     optional_float,
     optional_int,

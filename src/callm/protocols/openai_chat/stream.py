@@ -8,6 +8,7 @@ from typing import Any
 
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIResponseError
+from ..._core.json import dumps, loads
 from ..._core.types import (
     FinishEvent,
     Part,
@@ -29,8 +30,6 @@ from .._shared.errors import stream_error
 from .._shared.openai import (
     content_array_parts,
     decode_usage,
-    dumps,
-    loads_chunk,
     normalise_finish,
     parse_tool_call,
 )
@@ -96,7 +95,7 @@ class ChatStreamDecoder:
             self.done = True
             return self._flush_tool_calls()
         try:
-            chunk = loads_chunk(data)
+            chunk = loads(data)
         except ValueError:
             raise self._stream_error(
                 f"the provider sent a stream chunk that is not JSON: {data[:200]!r}"

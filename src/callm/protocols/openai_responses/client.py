@@ -70,10 +70,10 @@ from ..._core.types import (
     ToolResult,
     Usage,
 )
-from .._shared.errors import decode_error, request_id_of
+from .._shared.errors import decode_error, parse_json, request_id_of
 from .._shared.openai import prompt_cache_key
 from ..openai_chat import client as openai_chat
-from ..openai_chat.client import parse_json, parse_tool_call
+from ..openai_chat.client import parse_tool_call
 
 PROTOCOL = "openai_responses"
 # The RawPart type that carries an output_text part's annotations (citations …).

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIError, APIResponseError
+from ..._core.json import loads
 from ..._core.types import (
     FinishEvent,
     ReasoningDelta,
@@ -27,7 +28,6 @@ from ..._core.types import (
 )
 from .._shared.errors import decode_error, stream_error
 from .._shared.sse import SSEEvent
-from ..openai_chat.client import _loads_chunk
 from .client import failure_error, response_of, tool_call_of
 
 _TEXT_DELTA = "response.output_text.delta"
@@ -96,7 +96,7 @@ class ResponsesStreamDecoder:
         if event.data[:6] == "[DONE]":  # not OpenAI's, but compatible servers send it
             return []
         try:
-            data = _loads_chunk(event.data)
+            data = loads(event.data)
         except ValueError:
             raise self._stream_error(
                 f"the provider sent a stream event that is not JSON: {event.data[:200]!r}"
