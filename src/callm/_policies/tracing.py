@@ -144,6 +144,13 @@ class Tracing:
             _set_input_content(span, request.messages)
         return CallSpan(span, self._capture)
 
+    def tracer(self) -> Tracer | None:
+        """The tracer spans are made with now, or None when tracing is off (cheap to ask).
+
+        For code that wraps callm's calls in spans of its own (the gateway's server span).
+        """
+        return self._active_tracer()
+
     def _active_tracer(self) -> Tracer | None:
         """The tracer to use, or None when tracing is off (the fast path: a dict lookup)."""
         provider = self._provider

@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from fnmatch import fnmatchcase
+from typing import IO, TYPE_CHECKING, Any
 
 from .._core.errors import CallmError, InvalidRequestError
+from .._policies.tracing import TracingPolicy
 from ._http import Incoming
 from ._ingress import caller_key
 from ._keys import KeyHasher, server_secret
 from ._ledger import Ledger, Refused, VirtualKey
-from ._observe import Metrics
-from ._settings import GatewaySettings
+from ._observe import AccessLog, Metrics, Observer
+from ._settings import GatewaySettings, expand, valid_model_name
 
 if TYPE_CHECKING:
     from .. import AsyncClient
 
 logger = logging.getLogger("callm.server")
+_MAX_REMEMBERED = 4096  # routes and permissions remembered (model names come from callers)
 
 
 class Gateway:
@@ -36,7 +40,12 @@ class Gateway:
         ledger: Ledger | None = None,
         environ: Mapping[str, str] | None = None,
         metrics: bool = True,
+        access_log: IO[str] | None = None,
+        tracer_provider: Any = None,
     ) -> None:
+        """``access_log``: where request lines go (default: stderr when the settings say
+        ``access_log``; tests pass their own); ``tracer_provider``: OpenTelemetry's, else
+        the global one."""
         from ._local_ledger import LocalLedger
         from ._upstream import make_client
 
@@ -44,11 +53,21 @@ class Gateway:
         self.settings = settings
         self.ledger: Ledger = ledger or LocalLedger(settings.database)
         self.hasher = KeyHasher(server_secret(settings.home, env))
-        self.client: AsyncClient = make_client(settings, environ)
+        self.client: AsyncClient = make_client(settings, environ, tracer_provider)
         self.metrics = Metrics() if metrics else None
+        if access_log is None and settings.access_log:
+            access_log = sys.stderr
+        traced = self.client.pipeline.find(TracingPolicy)
+        self.observer = Observer(
+            self.metrics,
+            AccessLog(access_log) if access_log is not None else None,
+            traced.tracing if traced is not None else None,
+        )
         self.ready = False
         self.draining = False
         self.in_flight = 0
+        self._routes: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
+        self._allowed: dict[tuple[tuple[str, ...], str], bool] = {}
 
     async def start(self) -> None:
         await self.ledger.start()
@@ -58,6 +77,7 @@ class Gateway:
         self.ready = False
         await self.client.close()
         await self.ledger.close()
+        self.observer.close()
 
     async def authenticate(self, request: Incoming) -> VirtualKey:
         """The caller's live virtual key, or Refused (401) saying what is wrong."""
@@ -79,10 +99,36 @@ class Gateway:
             )
         return found
 
+    def route(self, name: str, native_provider: str) -> tuple[str, tuple[str, ...]]:
+        """The model a caller named, as the engine knows it (alias, group or provider/model),
+        and every concrete model it may reach; remembered, as callers repeat their names."""
+        key = (name, native_provider)
+        found = self._routes.get(key)
+        if found is None:
+            model = self.resolve_model(name, native_provider)
+            found = (model, tuple(expand(self.settings, model)))
+            if len(self._routes) >= _MAX_REMEMBERED:
+                self._routes.clear()
+            self._routes[key] = found
+        return found
+
+    def allowed(self, key: VirtualKey, model: str, candidates: tuple[str, ...]) -> bool:
+        """Whether ``key`` may call ``model``: the name asked for matches one of its globs,
+        or every model the name may reach does (remembered per set of globs and model)."""
+        patterns = key.limits.models
+        memo = (patterns, model)
+        found = self._allowed.get(memo)
+        if found is None:
+            found = _matches(patterns, model) or (
+                bool(candidates) and all(_matches(patterns, m) for m in candidates)
+            )
+            if len(self._allowed) >= _MAX_REMEMBERED:
+                self._allowed.clear()
+            self._allowed[memo] = found
+        return found
+
     def resolve_model(self, name: str, native_provider: str) -> str:
         """The model a caller named, as the engine knows it (alias, group or provider/model)."""
-        from ._settings import valid_model_name
-
         settings = self.settings
         if name in settings.aliases or name in settings.groups:
             return name
@@ -106,8 +152,6 @@ class Gateway:
 
 
 def _matches(patterns: tuple[str, ...], name: str) -> bool:
-    from fnmatch import fnmatchcase
-
     return any(fnmatchcase(name, p) for p in patterns)
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
+
 JSON_TYPE = "application/json"
 SSE_HEADERS = (
     ("content-type", "text/event-stream; charset=utf-8"),
@@ -19,7 +21,27 @@ SSE_HEADERS = (
     ("x-accel-buffering", "no"),
 )
 
-dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+def _plain(value: Any) -> Any:
+    """What orjson cannot write itself: any other mapping or sequence, as a dict or list."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple | list | set | frozenset):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def dumps(data: Any) -> bytes:
+    """Compact JSON as bytes (orjson: a reply's JSON costs well under a microsecond)."""
+    return orjson.dumps(data, default=_plain)
+
+
+def loads(raw: bytes) -> Any:
+    """JSON from bytes; whatever orjson refuses, the standard library reads or explains."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)  # NaN and friends, or a ValueError that says what is wrong
 
 
 @dataclass(slots=True)
@@ -61,4 +83,4 @@ class StreamReply:
 
 
 def json_reply(status: int, data: Any, headers: list[tuple[str, str]] | None = None) -> Reply:
-    return Reply(status, dumps(data).encode(), headers or [])
+    return Reply(status, dumps(data), headers or [])

@@ -28,25 +28,23 @@ class Ingress:
 
     protocol: str  # the server codec's name
     native_provider: str  # a model named without "provider/" goes to this provider
+    route: str  # the path as a template, for traces
     stream: bool | None = None  # forced by the path (Gemini); None: the body says
     model: str | None = None  # from the path (Gemini); None: the body says
     include_usage: Callable[[Mapping[str, Any]], bool] = _always
     count_tokens: bool = False
 
 
-OPENAI_CHAT = Ingress("openai_chat", "openai", include_usage=_usage_asked)
-OPENAI_RESPONSES = Ingress("openai_responses", "openai")
-OPENAI_COMPLETIONS = Ingress("openai_completions", "openai", include_usage=_usage_asked)
-ANTHROPIC = Ingress("anthropic", "anthropic")
-ANTHROPIC_COUNT = Ingress("anthropic", "anthropic", count_tokens=True)
-
 _BY_PATH: Mapping[str, Ingress] = {
-    "/v1/chat/completions": OPENAI_CHAT,
-    "/chat/completions": OPENAI_CHAT,
-    "/v1/responses": OPENAI_RESPONSES,
-    "/v1/completions": OPENAI_COMPLETIONS,
-    "/v1/messages": ANTHROPIC,
-    "/v1/messages/count_tokens": ANTHROPIC_COUNT,
+    path: Ingress(protocol, provider, path, include_usage=usage, count_tokens=count)
+    for path, protocol, provider, usage, count in (
+        ("/v1/chat/completions", "openai_chat", "openai", _usage_asked, False),
+        ("/chat/completions", "openai_chat", "openai", _usage_asked, False),
+        ("/v1/responses", "openai_responses", "openai", _always, False),
+        ("/v1/completions", "openai_completions", "openai", _usage_asked, False),
+        ("/v1/messages", "anthropic", "anthropic", _always, False),
+        ("/v1/messages/count_tokens", "anthropic", "anthropic", _always, True),
+    )
 }
 _GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")
 _GEMINI_METHODS = {
@@ -68,6 +66,7 @@ def ingress_for(path: str) -> Ingress | None:
                 return Ingress(
                     "gemini",
                     "gemini",
+                    f"{prefix}{{model}}:{method}",
                     stream=_GEMINI_METHODS[method],
                     model=model,
                     count_tokens=method == "countTokens",

@@ -7,7 +7,6 @@ instance of a fleet the same one) or from a 0600 file made once in ``CALLM_HOME`
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
@@ -49,7 +48,7 @@ class KeyHasher:
         return "KeyHasher(***)"
 
     def hash(self, key: str) -> str:
-        return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._secret, key.encode(), "sha256").hex()  # one C call
 
 
 def server_secret(home: Path, environ: Mapping[str, str]) -> bytes:

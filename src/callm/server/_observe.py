@@ -1,20 +1,29 @@
 """What the gateway tells its operators: Prometheus metrics and one JSON access-log line per
 request. Labels and log fields carry the key's id, never the key.
+
+Both sit on every request's path, so both cost a few dictionary updates there: the metrics
+are plain counters read by a Prometheus collector only when ``/metrics`` is scraped, and
+access-log lines are buffered and written out together a few times a second (as nginx's
+``access_log … buffer=`` does) rather than one write and flush per request.
 """
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import sys
 import time
+from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import IO, Any
 
 from .._core.types import Usage
 from ._http import dumps
 
-access_log = logging.getLogger("callm.server.access")
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_FLUSH_EVERY = 0.1  # seconds an access-log line may wait in the buffer
+_FLUSH_LINES = 512  # … or until this many lines wait
 
 
 @dataclass(slots=True)
@@ -32,58 +41,69 @@ class Outcome:
     usage: Usage | None = None
     cost: Decimal | None = None
     code: str | None = None
+    span: Any = None  # the request's OpenTelemetry server span (see _tracing.py)
+    reported: bool = False
+
+
+class _Histogram:
+    """Counts of observations per bucket (non-cumulative), their sum and their number."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(_BUCKETS, value)] += 1
+        self.total += value
+
+
+class _Series:
+    """Everything counted for one (model, key id) pair."""
+
+    __slots__ = ("cost", "errors", "input_tokens", "latency", "output_tokens", "statuses", "ttft")
+
+    def __init__(self) -> None:
+        self.statuses: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+        self.latency = _Histogram()
+        self.ttft = _Histogram()
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cost = 0.0
 
 
 class Metrics:
-    """The gateway's Prometheus metrics, in a registry of its own."""
+    """The gateway's Prometheus metrics: counted in plain dicts, exposed in a registry."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import CollectorRegistry
 
+        self.series: dict[tuple[str, str], _Series] = {}
+        self.in_flight = 0
         self.registry = CollectorRegistry(auto_describe=True)
-        labels = ("model", "key_id")
-        self.requests = Counter(
-            "callm_requests", "Model requests", (*labels, "status"), registry=self.registry
-        )
-        self.errors = Counter(
-            "callm_errors", "Model requests that failed", (*labels, "code"), registry=self.registry
-        )
-        self.latency = Histogram(
-            "callm_request_seconds",
-            "Time to the whole reply",
-            labels,
-            registry=self.registry,
-            buckets=_BUCKETS,
-        )
-        self.ttft = Histogram(
-            "callm_time_to_first_token_seconds",
-            "Time to the first streamed event",
-            labels,
-            registry=self.registry,
-            buckets=_BUCKETS,
-        )
-        self.tokens = Counter(
-            "callm_tokens", "Tokens used", (*labels, "kind"), registry=self.registry
-        )
-        self.cost = Counter("callm_cost_usd", "Spend in USD", labels, registry=self.registry)
-        self.in_flight = Gauge(
-            "callm_requests_in_flight", "Model requests being served", registry=self.registry
-        )
+        self.registry.register(_Collector(self))
 
     def record(self, outcome: Outcome, seconds: float) -> None:
-        model, key_id = outcome.model or "-", outcome.key_id or "-"
-        self.requests.labels(model, key_id, str(outcome.status)).inc()
-        self.latency.labels(model, key_id).observe(seconds)
+        labels = (outcome.model or "-", outcome.key_id or "-")
+        series = self.series.get(labels)
+        if series is None:
+            series = self.series[labels] = _Series()
+        status = str(outcome.status)
+        series.statuses[status] = series.statuses.get(status, 0) + 1
+        series.latency.observe(seconds)
         if outcome.ttft_s is not None:
-            self.ttft.labels(model, key_id).observe(outcome.ttft_s)
+            series.ttft.observe(outcome.ttft_s)
         if outcome.code is not None or outcome.status >= 400:
-            self.errors.labels(model, key_id, outcome.code or str(outcome.status)).inc()
+            code = outcome.code or status
+            series.errors[code] = series.errors.get(code, 0) + 1
         usage = outcome.usage
         if usage is not None:
-            self.tokens.labels(model, key_id, "input").inc(usage.input_tokens)
-            self.tokens.labels(model, key_id, "output").inc(usage.output_tokens)
+            series.input_tokens += usage.input_tokens
+            series.output_tokens += usage.output_tokens
         if outcome.cost:
-            self.cost.labels(model, key_id).inc(float(outcome.cost))
+            series.cost += float(outcome.cost)
 
     def exposition(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -91,36 +111,191 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def report(metrics: Metrics | None, outcome: Outcome) -> None:
-    """Metrics and the access-log line of a finished model request."""
-    seconds = time.perf_counter() - outcome.started
-    if metrics is not None:
-        metrics.record(outcome, seconds)
-    if access_log.isEnabledFor(logging.INFO):
-        access_log.info(access_line(outcome, seconds))
+class _Collector:
+    """Reads :class:`Metrics` into Prometheus metric families when scraped."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        labels = ["model", "key_id"]
+        requests = CounterMetricFamily(
+            "callm_requests", "Model requests", labels=[*labels, "status"]
+        )
+        errors = CounterMetricFamily(
+            "callm_errors", "Model requests that failed", labels=[*labels, "code"]
+        )
+        latency = HistogramMetricFamily(
+            "callm_request_seconds", "Time to the whole reply", labels=labels
+        )
+        ttft = HistogramMetricFamily(
+            "callm_time_to_first_token_seconds", "Time to the first streamed event", labels=labels
+        )
+        tokens = CounterMetricFamily("callm_tokens", "Tokens used", labels=[*labels, "kind"])
+        cost = CounterMetricFamily("callm_cost_usd", "Spend in USD", labels=labels)
+        for (model, key_id), series in list(self.metrics.series.items()):
+            pair = [model, key_id]
+            for status, count in series.statuses.items():
+                requests.add_metric([*pair, status], count)
+            for code, count in series.errors.items():
+                errors.add_metric([*pair, code], count)
+            for family, histogram in ((latency, series.latency), (ttft, series.ttft)):
+                if sum(histogram.counts):
+                    family.add_metric(pair, _cumulative(histogram), histogram.total)
+            tokens.add_metric([*pair, "input"], series.input_tokens)
+            tokens.add_metric([*pair, "output"], series.output_tokens)
+            cost.add_metric(pair, series.cost)
+        yield from (requests, errors, latency, ttft, tokens, cost)
+        yield GaugeMetricFamily(
+            "callm_requests_in_flight", "Model requests being served", value=self.metrics.in_flight
+        )
 
 
-def access_line(outcome: Outcome, seconds: float) -> str:
-    line: dict[str, Any] = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "method": outcome.method,
-        "path": outcome.path,
-        "status": outcome.status,
-        "ms": round(seconds * 1000, 2),
-    }
+def _cumulative(histogram: _Histogram) -> list[tuple[str, float]]:
+    buckets: list[tuple[str, float]] = []
+    running = 0
+    for bound, count in zip((*_BUCKETS, float("inf")), histogram.counts, strict=True):
+        running += count
+        buckets.append(("+Inf" if bound == float("inf") else str(bound), running))
+    return buckets
+
+
+class AccessLog:
+    """One JSON line per request, buffered and written out together a few times a second."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self._lines: list[str] = []
+        self._scheduled = False
+        self._second = -1
+        self._stamp = ""
+
+    def write(self, outcome: Outcome, seconds: float) -> None:
+        self._lines.append(self.line(outcome, seconds))
+        if len(self._lines) >= _FLUSH_LINES:
+            self.flush()
+        elif not self._scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not in the event loop (a test, say): write now
+                self.flush()
+                return
+            self._scheduled = True
+            loop.call_later(_FLUSH_EVERY, self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self._lines:
+            return
+        lines, self._lines = self._lines, []
+        try:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # stderr closed: the log must never break a request
+            pass
+
+    def line(self, outcome: Outcome, seconds: float) -> str:
+        line: dict[str, Any] = {
+            "time": self._now(),
+            "method": outcome.method,
+            "path": outcome.path,
+            "status": outcome.status,
+            "ms": round(seconds * 1000, 2),
+        }
+        if outcome.model:
+            line["model"] = outcome.model
+        if outcome.key_id:
+            line["key_id"] = outcome.key_id
+        if outcome.stream:
+            line["stream"] = True
+        if outcome.ttft_s is not None:
+            line["ttft_ms"] = round(outcome.ttft_s * 1000, 2)
+        if outcome.usage is not None:
+            line["input_tokens"] = outcome.usage.input_tokens
+            line["output_tokens"] = outcome.usage.output_tokens
+        if outcome.cost is not None:
+            line["cost_usd"] = str(outcome.cost)
+        if outcome.code:
+            line["error"] = outcome.code
+        return dumps(line).decode()
+
+    def _now(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:  # one strftime a second, not one a request
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        return self._stamp
+
+
+class Observer:
+    """Metrics, the access log and the server span of every model request."""
+
+    def __init__(
+        self, metrics: Metrics | None, access_log: AccessLog | None, tracing: Any = None
+    ) -> None:
+        self.metrics = metrics
+        self.access_log = access_log
+        self.tracing = tracing
+
+    def begin(self, method: str, path: str, route: str) -> Outcome:
+        """The Outcome of a request starting now (its server span opened, if tracing)."""
+        from . import _tracing
+
+        outcome = Outcome(method, path)
+        if self.tracing is not None:
+            outcome.span = _tracing.start(self.tracing, method, path, route)
+        if self.metrics is not None:
+            self.metrics.in_flight += 1
+        return outcome
+
+    def report(self, outcome: Outcome) -> None:
+        """Count the finished request, log its line and end its span (once)."""
+        if outcome.reported:
+            return
+        outcome.reported = True
+        seconds = time.perf_counter() - outcome.started
+        if self.metrics is not None:
+            self.metrics.in_flight -= 1
+            self.metrics.record(outcome, seconds)
+        if self.access_log is not None:
+            self.access_log.write(outcome, seconds)
+        span, outcome.span = outcome.span, None
+        if span is not None:
+            from . import _tracing
+
+            _tracing.end(span, outcome.status, span_attributes(outcome), outcome.code)
+
+    def close(self) -> None:
+        if self.access_log is not None:
+            self.access_log.flush()
+
+
+def span_attributes(outcome: Outcome) -> dict[str, Any]:
+    """What the request's server span says of its outcome."""
+    attributes: dict[str, Any] = {"http.response.status_code": outcome.status}
     if outcome.model:
-        line["model"] = outcome.model
+        attributes["gen_ai.request.model"] = outcome.model
     if outcome.key_id:
-        line["key_id"] = outcome.key_id
+        attributes["callm.key_id"] = outcome.key_id
     if outcome.stream:
-        line["stream"] = True
-    if outcome.ttft_s is not None:
-        line["ttft_ms"] = round(outcome.ttft_s * 1000, 2)
-    if outcome.usage is not None:
-        line["input_tokens"] = outcome.usage.input_tokens
-        line["output_tokens"] = outcome.usage.output_tokens
-    if outcome.cost is not None:
-        line["cost_usd"] = str(outcome.cost)
+        attributes["callm.stream"] = True
     if outcome.code:
-        line["error"] = outcome.code
-    return str(dumps(line))
+        attributes["error.type"] = outcome.code
+    if outcome.usage is not None:
+        attributes["gen_ai.usage.input_tokens"] = outcome.usage.input_tokens
+        attributes["gen_ai.usage.output_tokens"] = outcome.usage.output_tokens
+    if outcome.cost is not None:
+        attributes["callm.cost_usd"] = float(outcome.cost)
+    if outcome.ttft_s is not None:
+        attributes["callm.ttft_s"] = outcome.ttft_s
+    return attributes

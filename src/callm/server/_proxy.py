@@ -9,8 +9,8 @@ problem and is reported as such (502), never as the caller's credentials.
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -26,10 +26,12 @@ from .._core.errors import (
     RateLimitError,
 )
 from .._core.types import Request, Response, Usage
-from . import _upstream
-from ._http import SSE_HEADERS, Incoming, Reply, StreamReply, dumps
+from .._store._redact import redact_text
+from ..protocols import server_codec_for
+from . import _tracing, _upstream
+from ._http import SSE_HEADERS, Incoming, Reply, StreamReply, dumps, loads
 from ._ledger import Refused, Reservation, VirtualKey
-from ._observe import Outcome, report
+from ._observe import Outcome
 
 if TYPE_CHECKING:
     from ..protocols import ServerCodec
@@ -58,15 +60,13 @@ async def model_request(
     gateway: Gateway, ingress: Ingress, incoming: Incoming
 ) -> Reply | StreamReply:
     """Serve one request to a model endpoint."""
-    from ..protocols import server_codec_for
-
-    outcome = Outcome(incoming.method, incoming.path)
+    outcome = gateway.observer.begin(incoming.method, incoming.path, ingress.route)
     try:
         codec = server_codec_for(ingress.protocol)
     except ConfigurationError as exc:
         outcome.status = 404
-        report(gateway.metrics, outcome)
-        return Reply(404, dumps({"error": {"message": str(exc)}}).encode())
+        gateway.observer.report(outcome)
+        return Reply(404, dumps({"error": {"message": str(exc)}}))
     call = Call(gateway, ingress, codec, outcome)
     try:
         body = await _admitted(call, incoming)
@@ -91,10 +91,9 @@ async def _admitted(call: Call, incoming: Incoming) -> Mapping[str, Any]:
     if ingress.stream is not None:
         request = replace(request, stream=ingress.stream)
     call.shown_model = request.model
-    call.model = gateway.resolve_model(request.model, ingress.native_provider)
+    call.model, candidates = gateway.route(request.model, ingress.native_provider)
     call.outcome.model, call.outcome.stream = call.model, request.stream
-    candidates = _candidates(gateway, call.model)
-    if not _allowed(key, call.model, candidates):
+    if not gateway.allowed(key, call.model, candidates):
         raise Refused(
             f"this key may not use the model {call.shown_model!r}",
             code="model_not_allowed",
@@ -109,7 +108,7 @@ async def _admitted(call: Call, incoming: Incoming) -> Mapping[str, Any]:
 
 def _json_body(raw: bytes) -> Mapping[str, Any]:
     try:
-        body = json.loads(raw)
+        body = loads(raw)
     except ValueError as exc:
         raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -125,24 +124,8 @@ def _too_large(limit: int) -> Refused:
     )
 
 
-def _candidates(gateway: Gateway, model: str) -> list[str]:
-    from ._settings import expand
-
-    return expand(gateway.settings, model)
-
-
-def _allowed(key: VirtualKey, model: str, candidates: list[str]) -> bool:
-    """Allowed when the name asked for matches a glob, or every model it may reach does."""
-    from fnmatch import fnmatchcase
-
-    patterns = key.limits.models
-    if any(fnmatchcase(model, p) for p in patterns):
-        return True
-    return bool(candidates) and all(any(fnmatchcase(m, p) for p in patterns) for m in candidates)
-
-
 async def _reserve(
-    call: Call, request: Request, candidates: list[str]
+    call: Call, request: Request, candidates: tuple[str, ...]
 ) -> tuple[Request, Reservation]:
     """Reserve the call's tokens and its highest possible cost (exact admission)."""
     gateway, limits = call.gateway, call.key.limits  # type: ignore[union-attr]
@@ -178,21 +161,25 @@ async def _counted(call: Call) -> Reply:
     try:
         if encode is None:
             raise InvalidRequestError(f"{call.ingress.protocol} has no token counting endpoint")
-        params = _upstream.call_params(request, _tags(call))
-        params.pop("tags", None)
-        count = await call.gateway.client.count_tokens(call.model, list(request.messages), **params)
+        with _tracing.current(call.outcome.span):
+            count = await call.gateway.client.count(
+                call.model, _upstream.engine_request(request), {}
+            )
     except CallmError as exc:
         return _finish_error(call, exc)
     call.outcome.status = 200
-    report(call.gateway.metrics, call.outcome)
-    return Reply(200, dumps(encode(count.tokens)).encode())
+    call.gateway.observer.report(call.outcome)
+    return Reply(200, dumps(encode(count.tokens)))
 
 
 async def _whole(call: Call) -> Reply:
     gateway, request = call.gateway, call.request
     assert request is not None
     try:
-        response = await _upstream.complete(gateway.client, call.model, request, _tags(call))
+        with _tracing.current(call.outcome.span):
+            response = await gateway.client.send(
+                call.model, _upstream.engine_request(request), {"tags": _tags(call)}
+            )
     except CallmError as exc:
         await _give_back(call, getattr(exc, "partial", None))
         return _finish_error(call, exc)
@@ -202,15 +189,18 @@ async def _whole(call: Call) -> Reply:
     await _settle(call, response)
     body = call.codec.encode_response(response, model=call.shown_model)
     call.outcome.status = 200
-    report(gateway.metrics, call.outcome)
-    return Reply(200, dumps(body).encode())
+    gateway.observer.report(call.outcome)
+    return Reply(200, dumps(body))
 
 
 async def _streamed(call: Call, body: Mapping[str, Any]) -> Reply | StreamReply:
     gateway, request = call.gateway, call.request
     assert request is not None
     try:
-        stream = await _upstream.open_stream(gateway.client, call.model, request, _tags(call))
+        with _tracing.current(call.outcome.span):
+            stream = await gateway.client.open(
+                call.model, _upstream.engine_request(request), {"tags": _tags(call)}
+            )
     except CallmError as exc:
         await _give_back(call, None)
         return _finish_error(call, exc)
@@ -226,8 +216,6 @@ async def _streamed(call: Call, body: Mapping[str, Any]) -> Reply | StreamReply:
 
 async def _frames(call: Call, stream: Any, encoder: Any) -> AsyncIterator[bytes]:
     """The SSE frames of a streamed reply; whatever happens, the ticket is settled once."""
-    import time
-
     finished = False
     try:
         yield encoder.start()
@@ -251,7 +239,7 @@ async def _frames(call: Call, stream: Any, encoder: Any) -> AsyncIterator[bytes]
             await stream.close()
             await _give_back(call, stream.response)
             call.outcome.code = call.outcome.code or "client_disconnected"
-        report(call.gateway.metrics, call.outcome)
+        call.gateway.observer.report(call.outcome)
 
 
 async def _settle(call: Call, response: Response) -> None:
@@ -280,12 +268,12 @@ def _finish_error(call: Call, exc: CallmError) -> Reply:
     status = _describe(call, exc)
     status, body = call.codec.encode_error(_shown_error(exc), status=status)
     call.outcome.status = status
-    report(call.gateway.metrics, call.outcome)
+    call.gateway.observer.report(call.outcome)
     headers = []
     retry_after = getattr(exc, "retry_after", None)
     if status == 429 and retry_after is not None:
         headers.append(("retry-after", str(max(1, round(retry_after + 0.499)))))
-    return Reply(status, dumps(body).encode(), headers)
+    return Reply(status, dumps(body), headers)
 
 
 def _describe(call: Call, exc: CallmError) -> int | None:
@@ -316,8 +304,6 @@ def _shown_error(exc: CallmError) -> CallmError:
         )
     if isinstance(exc, Refused):
         return exc
-    from .._store._redact import redact_text
-
     message = getattr(exc, "message", None) or str(exc)
     cleaned = redact_text(message)
     if isinstance(exc, RateLimitError):

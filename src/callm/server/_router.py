@@ -8,6 +8,7 @@ from ._gateway import Gateway
 from ._http import Incoming, Reply, StreamReply, json_reply
 from ._ingress import ingress_for
 from ._ledger import Refused
+from ._proxy import model_request
 
 
 async def handle(gateway: Gateway, request: Incoming) -> Reply | StreamReply:
@@ -16,8 +17,6 @@ async def handle(gateway: Gateway, request: Incoming) -> Reply | StreamReply:
     if method == "POST":
         ingress = ingress_for(path)
         if ingress is not None:
-            from ._proxy import model_request
-
             return await model_request(gateway, ingress, request)
     if path.startswith("/admin/"):
         from ._admin import admin_request

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
-import sys
 from pathlib import Path
 
 from .._core.errors import ConfigurationError
@@ -56,7 +54,6 @@ def serve(
         ) from None
     if config is not None:
         os.environ["CALLM_SERVE_CONFIG"] = str(config.resolve())
-    _access_log_to_stderr()
     settings = load_settings(config)
     Server(
         "callm.server._rsgi:app",
@@ -75,14 +72,3 @@ def _has_uvloop() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("uvloop") is not None
-
-
-def _access_log_to_stderr() -> None:
-    """One JSON line per request on stderr (the line is already JSON: no decoration)."""
-    log = logging.getLogger("callm.server.access")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False

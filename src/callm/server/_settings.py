@@ -10,6 +10,7 @@
     default_max_tokens = 4096     # set on calls without max_tokens when a key has a budget/tpm
     shutdown_grace = 30           # seconds in-flight streams get to finish on shutdown
     call_log = false              # also write every call to callm's call log
+    access_log = true             # one JSON line per request on stderr
 
     [aliases]
     fast = "openai/gpt-4o-mini"
@@ -54,6 +55,7 @@ _GATEWAY_FIELDS = {
     "default_max_tokens": (int,),
     "shutdown_grace": (int, float),
     "call_log": (bool,),
+    "access_log": (bool,),
 }
 # A model name a caller may send: no path tricks, no URL, nothing to escape.
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]*(/[A-Za-z0-9._:@+\-]+)*$")
@@ -70,6 +72,7 @@ class GatewaySettings:
     default_max_tokens: int = 4096
     shutdown_grace: float = 30.0
     call_log: bool = False
+    access_log: bool = True
     aliases: Mapping[str, str] = field(default_factory=dict)
     fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     groups: Mapping[str, Group] = field(default_factory=dict)

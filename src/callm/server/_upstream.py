@@ -4,7 +4,7 @@ are the library's. This module turns a decoded Request into a call and prices re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -14,15 +14,14 @@ from .._policies.base import Attempt, Policy
 
 if TYPE_CHECKING:
     from .. import AsyncClient
-    from .._core.types import Response
-    from .._engine.stream import AsyncStream
     from ._settings import GatewaySettings
 
-# The Request fields a call passes on as keyword arguments.
-_FIELDS = ("max_tokens", "temperature", "top_p", "top_k", "seed", "n", "user", "tool_choice")
 
-
-def make_client(settings: GatewaySettings, environ: Mapping[str, str] | None = None) -> AsyncClient:
+def make_client(
+    settings: GatewaySettings,
+    environ: Mapping[str, str] | None = None,
+    tracer_provider: Any = None,
+) -> AsyncClient:
     """The engine the gateway calls through: built once, shared by every request."""
     from .. import AsyncClient
 
@@ -36,6 +35,7 @@ def make_client(settings: GatewaySettings, environ: Mapping[str, str] | None = N
         groups=settings.groups,
         log=settings.call_log,
         policies=[ProtocolFields()],
+        tracer_provider=tracer_provider,
     )
 
 
@@ -50,36 +50,12 @@ class ProtocolFields(Policy):
             attempt.info = replace(info, request=replace(request, extra_body={}))
 
 
-def call_params(request: Request, tags: Mapping[str, str]) -> dict[str, Any]:
-    """The keyword arguments of ``AsyncClient.complete`` / ``stream`` for ``request``."""
-    params: dict[str, Any] = {"tags": tags}
-    for name in _FIELDS:
-        value = getattr(request, name)
-        if value is not None:
-            params[name] = value
-    if request.stop:
-        params["stop"] = list(request.stop)
-    if request.tools:
-        params["tools"] = list(request.tools)
-    if request.response_format is not None:
-        params["response_format"] = request.response_format
-    if request.cache is not None:
-        params["cache"] = request.cache
-    if request.extra_body:
-        params["extra_body"] = request.extra_body
-    return params
-
-
-async def complete(
-    client: AsyncClient, model: str, request: Request, tags: Mapping[str, str]
-) -> Response:
-    return await client.complete(model, list(request.messages), **call_params(request, tags))
-
-
-async def open_stream(
-    client: AsyncClient, model: str, request: Request, tags: Mapping[str, str]
-) -> AsyncStream:
-    return await client.stream(model, list(request.messages), **call_params(request, tags))
+def engine_request(request: Request) -> Request:
+    """A caller's decoded Request as the engine takes it: no header of the caller's goes
+    upstream (the engine fills in the provider's model name)."""
+    if request.extra_headers:
+        return replace(request, extra_headers={})
+    return request
 
 
 def input_tokens(request: Request) -> int:
@@ -101,7 +77,7 @@ def price(client: AsyncClient, model: str, usage: Usage) -> Decimal | None:
     return cost_of(provider, name, usage, protocol=protocol)
 
 
-def most_expensive(client: AsyncClient, models: list[str], usage: Usage) -> Decimal | None:
+def most_expensive(client: AsyncClient, models: Sequence[str], usage: Usage) -> Decimal | None:
     """The highest cost of ``usage`` over ``models``; None if any price is unknown."""
     costs = [price(client, m, usage) for m in models]
     if not costs or any(c is None for c in costs):
