@@ -22,9 +22,11 @@ SECTIONS = {
     "anthropic-stream": "4b. Anthropic Messages API: streamed text chunks",
     "policies": "5. callm's policies: sequential non-streaming requests, all off vs all on",
     "imports": "6. Import wall time (fresh interpreter, median)",
+    "sse-huge": "7a. SSE decoding alone: one 64 MiB event in 64 KiB chunks (quick: 8 in 8)",
+    "sse-stream": "7b. SSE decoding alone: 20,000 Chat Completions chunks in 16 KiB reads",
 }
 #: The row each section's ratio column divides by (raw httpx2 unless named here).
-BASES = {"policies": "callm-bare"}
+BASES = {"policies": "callm-bare", "sse-huge": "openai", "sse-stream": "openai"}
 BASE_HEADERS = {"callm-bare": "x off"}
 #: Sections with a peer that callm is compared with besides raw httpx2: section -> client.
 PEERS = {"anthropic-sync": "anthropic", "anthropic-stream": "anthropic"}
@@ -68,6 +70,15 @@ LABELS = {
         "callm-bare": "callm.Client, policies off",
         "callm-policies": "callm.Client, log + rate limits + cost",
     },
+    "sse-huge": {
+        "callm": "callm SSEDecoder.feed",
+        "openai": "openai SDK SSEDecoder.iter_bytes",
+    },
+    "sse-stream": {
+        "callm": "callm SSEDecoder.feed",
+        "openai": "openai SDK SSEDecoder.iter_bytes",
+        "anthropic": "anthropic SDK SSEDecoder.iter_bytes",
+    },
     "imports": {
         "baseline": "python -c pass",
         "callm": "import callm",
@@ -83,6 +94,8 @@ PER_UNIT = {
     "anthropic-sync": "µs/req",
     "anthropic-stream": "µs/chunk",
     "policies": "µs/req",
+    "sse-huge": "µs/MB",
+    "sse-stream": "µs/MB",
 }
 
 
@@ -138,6 +151,9 @@ TARGETS = (
         show_median=True,
     ),
     Target("imports", "import callm <= import httpx2", None),
+    # Linear decoding: within 2x of openai-python's decoder on a huge event.
+    Target("sse-huge", "SSE MB/s, one huge event, callm vs openai SDK", 0.5, "openai"),
+    Target("sse-stream", "SSE MB/s, typical stream, callm vs openai SDK", 0.5, "openai"),
 )
 
 

@@ -21,6 +21,7 @@ import _guard
 import _imports
 import _policies
 import _report
+import _sse
 import _stream
 import _sync
 from _common import (
@@ -36,7 +37,7 @@ from _rounds import Factory, run_interleaved
 from _server import FakeServer
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
-SECTION_NAMES = ("sync", "stream", "async", "anthropic", "policies", "imports")
+SECTION_NAMES = ("sync", "stream", "async", "anthropic", "policies", "imports", "sse")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -113,7 +114,7 @@ def _main(args: argparse.Namespace) -> int:
         with FakeServer(replay=args.server == "replay") as server:
             _progress(f"{args.server} server: {server.url} (subprocess)")
             if "sync" in sections:
-                _progress("1/6 sequential non-streaming requests …")
+                _progress("1/7 sequential non-streaming requests …")
                 results["sync"] = _rounds_run(
                     pick(_sync.FACTORIES),
                     server.url,
@@ -124,7 +125,7 @@ def _main(args: argparse.Namespace) -> int:
                     unit="req/s",
                 )
             if "stream" in sections:
-                _progress("2/6 streamed chunks …")
+                _progress("2/7 streamed chunks …")
                 results["stream"] = _rounds_run(
                     pick(_stream.FACTORIES),
                     server.url,
@@ -136,7 +137,7 @@ def _main(args: argparse.Namespace) -> int:
                     per_call="chunks_per_stream",
                 )
             if "async" in sections:
-                _progress(f"3/6 async requests, {CONCURRENCY} in flight …")
+                _progress(f"3/7 async requests, {CONCURRENCY} in flight …")
                 afactories = {n: f for n, f in _async.FACTORIES.items() if n in clients}
                 counts = {
                     n: settings.count(settings.async_requests, n, floor=CONCURRENCY * 2)
@@ -146,7 +147,7 @@ def _main(args: argparse.Namespace) -> int:
                     afactories, server.url, counts=counts, rounds=settings.async_rounds
                 )
             if "anthropic" in sections:
-                _progress("4/6 Anthropic Messages API: non-streaming requests, streamed chunks …")
+                _progress("4/7 Anthropic Messages API: non-streaming requests, streamed chunks …")
                 results["anthropic-sync"] = _rounds_run(
                     pick(_anthropic.SYNC_FACTORIES),
                     server.url,
@@ -167,13 +168,16 @@ def _main(args: argparse.Namespace) -> int:
                     per_call="chunks_per_stream",
                 )
             if "policies" in sections and "callm" in clients:
-                _progress("5/6 callm's policies: call log + rate limiter + cost, off vs on …")
+                _progress("5/7 callm's policies: call log + rate limiter + cost, off vs on …")
                 results["policies"] = _policies.run(server.url, settings)
     if "imports" in sections:
-        _progress("6/6 import times …")
+        _progress("6/7 import times …")
         results["imports"] = _imports.run(
             clients, settings.import_runs, settings.litellm_import_runs
         )
+    if "sse" in sections:
+        _progress("7/7 SSE decoding alone: one huge event, a typical stream …")
+        results.update(_sse.run(settings.quick, clients))
     elapsed = time.perf_counter() - started
     meta["elapsed_s"] = round(elapsed, 1)
     meta["blocked_network_attempts"] = list(_guard.blocked)

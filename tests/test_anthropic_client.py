@@ -328,7 +328,7 @@ async def test_mid_stream_error_keeps_the_partial_reply(
     server.queue(
         Fault.stream_error(after_chunks=5, message="Overloaded", reply=Reply("one two three four"))
     )
-    with pytest.raises(callm.APIResponseError) as info:
+    with pytest.raises(callm.InternalServerError) as info:
         await run(mode, True, server, "Hi")
     exc = info.value
     assert "Overloaded" in str(exc)

@@ -135,7 +135,7 @@ async def test_error_inside_the_stream(mode: str, fake_openai: FakeOpenAIServer)
             after_chunks=3, message="The server had an error", reply=Reply(chunks=["x", "y", "z"])
         )
     )
-    with pytest.raises(callm.APIResponseError) as info:
+    with pytest.raises(callm.InternalServerError) as info:
         await drive.stream(mode, fake_openai.base_url, "fake/m", "hi")
     assert "The server had an error" in str(info.value)
     assert info.value.partial is not None

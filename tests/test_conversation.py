@@ -269,7 +269,7 @@ async def test_failed_or_abandoned_stream_leaves_the_history_consistent(
         conv = client.conversation(MODELS[protocol], system="Be brief.")
         await say(conv, False, "first")
         before = conv.messages
-        server.queue(Fault.drop_mid_stream(after_chunks=2))
+        server.queue(Fault.drop_mid_stream(after_chunks=6))  # past the first text
         with pytest.raises(callm.APIError):
             await say(conv, True, "second")
         assert conv.messages == before

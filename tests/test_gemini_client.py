@@ -283,7 +283,7 @@ async def test_context_length(server: FakeOpenAIServer, mode: str, streamed: boo
 @pytest.mark.parametrize("mode", MODES)
 async def test_error_mid_stream_keeps_the_partial(server: FakeOpenAIServer, mode: str) -> None:
     server.queue(Fault.stream_error(2, "Internal error encountered.", reply=Reply("a b c d")))
-    with pytest.raises(callm.APIResponseError, match="Internal error encountered") as info:
+    with pytest.raises(callm.InternalServerError, match="Internal error encountered") as info:
         await run(mode, True, MODEL, "hi")
     assert info.value.partial is not None
     assert info.value.partial.text == "a b"

@@ -318,7 +318,7 @@ async def test_in_stream_failure_keeps_the_partial(mode: str, server: FakeOpenAI
     server.queue(
         Fault.stream_error(after_chunks=6, message="The engine broke.", reply=Reply("a b c d"))
     )
-    with pytest.raises(callm.APIResponseError, match="The engine broke") as info:
+    with pytest.raises(callm.InternalServerError, match="The engine broke") as info:
         await stream(mode, MODEL, "Hi")
     err = info.value
     assert err.code == "server_error"

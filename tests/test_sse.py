@@ -214,10 +214,77 @@ def test_bom_after_empty_first_chunk_still_dropped() -> None:
 
 
 @pytest.mark.parametrize("tail", [b"data: x", b"data: x\n", b"data: x\r", b"data: x\r\n"])
-def test_unterminated_event_at_eof_is_discarded(tail: bytes) -> None:
+def test_event_pending_at_eof_is_dispatched(tail: bytes) -> None:
+    # Unlike the WHATWG rule (discard), and like the SDKs' readers: a final event whose
+    # blank line never came still counts.
     decoder = SSEDecoder()
     assert decoder.feed(b"data: first\n\n" + tail) == [SSEEvent("first")]
-    assert decoder.close() == []
+    assert decoder.close() == [SSEEvent("x")]
+    assert decoder.close() == []  # once
+
+
+def test_eof_after_a_dispatched_event_adds_nothing() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"event: a\ndata: 1\n\nevent: b\n") == [SSEEvent("1", event="a")]
+    assert decoder.close() == []  # an event type alone is no event
+
+
+def test_pending_line_reports_the_unfinished_line() -> None:
+    decoder = SSEDecoder()
+    decoder.feed(b"data: one\ndata: tw")
+    assert decoder.pending == "data: tw"
+    decoder.feed(b"o\n")
+    assert decoder.pending == ""
+    assert decoder.close() == [SSEEvent("one\ntwo")]
+
+
+def test_huge_event_in_small_chunks_decodes_whole() -> None:
+    # 4 MiB in 1 KiB chunks: every piece is kept (the speed is measured in bench/, the
+    # linear bookkeeping is checked below).
+    payload = "x" * (4 * 1024 * 1024)
+    stream = ("data: " + payload + "\n\n").encode()
+    decoder = SSEDecoder()
+    events: list[SSEEvent] = []
+    for count, start in enumerate(range(0, len(stream) - 1024, 1024), 1):
+        events += decoder.feed(stream[start : start + 1024])
+        # The unfinished line is kept as pieces, not re-joined (and re-scanned) per chunk.
+        assert len(decoder._line) == count
+    events += decoder.feed(stream[start + 1024 :])
+    assert [len(e.data) for e in events] == [len(payload)]
+    assert events[0].data == payload
+
+
+def test_huge_event_split_into_lines_and_crlf_chunks() -> None:
+    lines = [f"data: {i:07d}" + "y" * 1000 for i in range(3000)]
+    stream = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    chunks = [stream[i : i + 777] for i in range(0, len(stream), 777)]
+    events = decode_all(*chunks)
+    assert len(events) == 1
+    assert events[0].data.split("\n") == [line[6:] for line in lines]
+
+
+# --- un-framed JSON (Gemini / Vertex errors mid-stream) -----------------------------------
+
+
+def test_unframed_json_line_is_one_event() -> None:
+    error = '{"error": {"code": 429, "message": "Exhausted", "status": "RESOURCE_EXHAUSTED"}}'
+    stream = b'data: {"a": 1}\r\n\r\n' + error.encode() + b"\n"
+    assert [e.data for e in decode_all(stream)] == ['{"a": 1}', error]
+
+
+def test_pretty_printed_unframed_json_is_read_whole() -> None:
+    body = (
+        '[{\n  "error": {\n    "code": 503,\n    "message": "a } and a { in text",\n'
+        '    "status": "UNAVAILABLE"\n  }\n}\n]'
+    )
+    stream = b'data: {"a": 1}\n\n' + body.encode() + b'\ndata: {"b": 2}\n\n'
+    whole = decode_all(stream)
+    assert [e.data for e in whole] == ['{"a": 1}', body, '{"b": 2}']
+    assert decode_bytewise(stream) == whole
+
+
+def test_unframed_json_cut_off_goes_out_at_eof() -> None:
+    assert decode_all(b'{\n  "error": {\n') == [SSEEvent('{\n  "error": {\n')]
 
 
 def test_multibyte_characters_split_anywhere() -> None:
@@ -262,10 +329,9 @@ def reference_decode(stream: bytes) -> list[SSEEvent]:
     text = stream.decode("utf-8", errors="replace")
     if text.startswith("\ufeff"):
         text = text[1:]
-    # Split into terminated lines; whatever follows the last line ending is unterminated
-    # and therefore discarded at EOF together with any pending event.
-    pieces = re.split(r"\r\n|\r|\n", text)
-    lines = pieces[:-1]
+    # Split into lines; the end of the body ends the last line, and a pending event is
+    # dispatched at EOF (callm's rule, like the SDKs', where WHATWG would discard it).
+    lines = [*re.split(r"\r\n|\r|\n", text), ""]
     events: list[SSEEvent] = []
     data = ""
     event_type = ""

@@ -374,10 +374,11 @@ def test_stream_error_event_carries_the_partial_reply() -> None:
         ],
     )
     error = {"type": "overloaded_error", "message": "Overloaded"}
-    with pytest.raises(callm.APIResponseError) as info:
+    with pytest.raises(callm.OverloadedError) as info:
         decoder.feed(sse("error", error=error))
     exc = info.value
     assert exc.code == "overloaded_error"
+    assert exc.status_code is None  # the HTTP status was a 200
     assert "Overloaded" in str(exc)
     assert exc.partial is not None
     assert exc.partial.text == "Half"

@@ -367,7 +367,7 @@ def test_error_inside_the_stream_carries_the_partial(ep: Endpoint) -> None:
     decoder = gemini.stream_decoder(ep, None)
     decoder.feed(SSEEvent(json.dumps(chunk([{"text": "par"}]))))
     error = {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}
-    with pytest.raises(callm.APIResponseError, match="overloaded") as info:
+    with pytest.raises(callm.OverloadedError, match="overloaded") as info:
         decoder.feed(SSEEvent(json.dumps(error)))
     assert info.value.partial is not None
     assert info.value.partial.text == "par"

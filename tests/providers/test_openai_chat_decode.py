@@ -806,7 +806,7 @@ def test_mid_stream_error_carries_partial() -> None:
     decoder.feed(SSEEvent(json.dumps(chunk({"content": "Partial "}))))
     decoder.feed(SSEEvent(json.dumps(chunk({"content": "answer"}))))
     error = {"error": {"code": 400, "message": "Provider returned error"}}
-    with pytest.raises(callm.APIResponseError) as info:
+    with pytest.raises(callm.BadRequestError) as info:
         decoder.feed(SSEEvent(json.dumps(error)))
     exc = info.value
     assert "Provider returned error" in str(exc)
@@ -822,7 +822,7 @@ def test_mid_stream_error_with_choices_still_raises() -> None:
     bad = chunk({"content": ""}, "error", error={"code": 502, "message": "upstream died"})
     decoder = ChatStreamDecoder(endpoint())
     decoder.feed(SSEEvent(json.dumps(chunk({"content": "so far"}))))
-    with pytest.raises(callm.APIResponseError) as info:
+    with pytest.raises(callm.InternalServerError) as info:
         decoder.feed(SSEEvent(json.dumps(bad)))
     assert info.value.partial is not None
     assert info.value.partial.text == "so far"
@@ -834,7 +834,7 @@ def test_groq_error_event() -> None:
         b'data: {"error":{"message":"Failed to call a function",'
         b'"type":"invalid_request_error","code":"tool_use_failed","status_code":400}}\n\n'
     )
-    with pytest.raises(callm.APIResponseError) as info:
+    with pytest.raises(callm.BadRequestError) as info:
         run_sse(stream)
     assert "Failed to call a function" in str(info.value)
     assert info.value.code == "tool_use_failed"

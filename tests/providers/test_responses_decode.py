@@ -214,7 +214,7 @@ def test_failed_response_raises_with_the_error_and_the_partial() -> None:
         status="failed",
         error={"code": "server_error", "message": "The model crashed."},
     )
-    with pytest.raises(callm.APIResponseError, match="The model crashed") as info:
+    with pytest.raises(callm.InternalServerError, match="The model crashed") as info:
         decode(data)
     err = info.value
     assert err.code == "server_error"
@@ -424,7 +424,7 @@ def test_failed_event_raises_with_partial() -> None:
         error={"code": "server_error", "message": "Boom."},
     )
     decoder = stream_decoder(EP, "req_f")
-    with pytest.raises(callm.APIResponseError, match="Boom") as info:
+    with pytest.raises(callm.InternalServerError, match="Boom") as info:
         feed_text(decoder, raw)
     err = info.value
     assert err.code == "server_error" and err.request_id == "req_f"
@@ -460,17 +460,25 @@ def test_error_event_raises_with_partial(data: dict[str, Any]) -> None:
             )
         )
     )
-    with pytest.raises(callm.APIResponseError, match="Slow down") as info:
+    with pytest.raises(callm.RateLimitError, match="Slow down") as info:
         decoder.feed(SSEEvent(json.dumps(data), event="error"))
     assert info.value.code == "rate_limit_exceeded"
+    assert info.value.status_code is None
     assert info.value.partial is not None and info.value.partial.text == "Hi"
     assert info.value.request_id == "req_e"
 
 
-def test_an_untyped_error_object_in_the_stream_raises() -> None:
+def test_an_error_object_in_the_stream_is_typed_by_its_status_code() -> None:
     decoder = stream_decoder(EP, None)
-    with pytest.raises(callm.APIResponseError, match="upstream failed"):
+    with pytest.raises(callm.InternalServerError, match="upstream failed"):
         decoder.feed(SSEEvent('{"error":{"message":"upstream failed","code":502}}'))
+
+
+def test_an_error_nothing_identifies_stays_an_api_response_error() -> None:
+    decoder = wire.stream_decoder(EP, None)
+    with pytest.raises(callm.APIResponseError, match="odd") as info:
+        decoder.feed(SSEEvent('{"error":{"message":"odd","code":"x_unknown"}}'))
+    assert type(info.value) is callm.APIResponseError
 
 
 def test_context_window_error_in_stream_is_typed() -> None:

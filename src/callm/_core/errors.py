@@ -21,13 +21,16 @@
         │   └── InternalServerError         5xx
         │       └── OverloadedError             529, 503
         ├── APIResponseError            a 2xx answer callm could not read (malformed JSON),
-        │                               or an error reported inside a stream
+        │                               or an error inside a stream nothing identifies
         └── APIConnectionError          no usable answer: DNS, refused, reset …
             ├── APITimeoutError             connect / read / total / idle timeout
             └── StreamInterruptedError      a stream broke off before it finished
 
 Every error raised after a stream has begun carries ``.partial``: the Response accumulated
-so far, so nothing already received is lost.
+so far, so nothing already received is lost. An error the provider reports inside a stream
+(Anthropic's ``event: error``, an OpenAI chunk holding ``{"error": …}``, a Gemini error
+object, a failed Responses reply) has the class the same error answered with an HTTP status
+would have — an ``overloaded_error`` is an OverloadedError — with ``status_code`` None.
 """
 
 from __future__ import annotations

@@ -368,7 +368,7 @@ class Engine(_EngineBase):
             finally:
                 body.close()
             raise failure(call, HttpResponse(body.status, body.headers, data))
-        return Stream(body, stream_state(call, body, started))
+        return Stream(body, stream_state(call, body, started)).start()
 
 
 class AsyncEngine(_EngineBase):
@@ -496,4 +496,4 @@ class AsyncEngine(_EngineBase):
             finally:
                 await body.close()
             raise failure(call, HttpResponse(body.status, body.headers, data))
-        return AsyncStream(body, stream_state(call, body, started))
+        return await AsyncStream(body, stream_state(call, body, started)).start()

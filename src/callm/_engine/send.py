@@ -88,9 +88,7 @@ def _retry_wait(call: Call, attempt: int, error: APIError, began: float) -> floa
         return None
     headers = error.headers
     hint = error.retry_after if isinstance(error, RateLimitError) else None
-    retryable = isinstance(error, APIConnectionError) or (
-        error.status_code is not None and _retry.should_retry(error.status_code, headers, hint)
-    )
+    retryable = isinstance(error, APIConnectionError) or _retry.should_retry_error(error, hint)
     if not retryable:
         return None
     delay = _retry.retry_delay(attempt, headers, hint)

@@ -8,7 +8,13 @@ from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._core.errors import APIConnectionError, APIError, APITimeoutError, StreamInterruptedError
+from .._core.errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseError,
+    APITimeoutError,
+    StreamInterruptedError,
+)
 from .._core.timeouts import Timeout
 from .._core.types import (
     FinishEvent,
@@ -21,7 +27,8 @@ from .._core.types import (
     ToolCallEvent,
     UsageEvent,
 )
-from ..protocols._shared.sse import SSEDecoder
+from ..protocols._shared.errors import is_unreadable
+from ..protocols._shared.sse import SSEDecoder, SSEEvent
 
 if TYPE_CHECKING:
     from .._transport import AsyncStreamBody, StreamBody
@@ -41,7 +48,12 @@ class OutputParser(Protocol):
 
 
 class StreamState:
-    """Pure stream logic shared by both clients: SSE framing, decoding, timing, deadlines."""
+    """Pure stream logic shared by both clients: SSE framing, decoding, timing, deadlines.
+
+    An error the provider reports after some events of the same network chunk is held in
+    :attr:`error` until those events are delivered, so what the caller sees never depends
+    on how the bytes happened to be cut into chunks.
+    """
 
     __slots__ = (
         "_deadline",
@@ -51,6 +63,7 @@ class StreamState:
         "_sse",
         "_started",
         "decoder",
+        "error",
         "on_abandon",
         "on_fail",
         "on_finish",
@@ -65,6 +78,7 @@ class StreamState:
         self._deadline = started + timeout.total if timeout.total is not None else None
         self._idle = timeout.idle
         self.ttft: float | None = None
+        self.error: APIError | None = None
         # The client's policies (cost, log, tracing …) hear how the stream ended, once.
         self.on_finish: Callable[[Response], Response] | None = None
         self.on_fail: Callable[[BaseException], None] | None = None
@@ -73,10 +87,7 @@ class StreamState:
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         """Events completed by one network chunk; raises on an in-stream error or a timeout."""
-        events: list[StreamEvent] = []
-        decode = self.decoder.feed
-        for sse in self._sse.feed(chunk):
-            events += decode(sse)
+        events = self._decode(self._sse.feed(chunk))
         now = _clock()
         if events:
             if self.ttft is None:
@@ -88,16 +99,45 @@ class StreamState:
             raise self.fail(APITimeoutError("the stream exceeded its total timeout"))
         return events
 
-    def end(self) -> None:
-        """The body ended: fine if the provider finished, otherwise the stream was cut off."""
-        self._sse.close()
-        if not self.decoder.finished:
+    def _decode(self, sse_events: list[SSEEvent]) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        decode = self.decoder.feed
+        for sse in sse_events:
+            try:
+                events += decode(sse)
+            except APIError as exc:
+                if not events:
+                    raise
+                self.error = exc  # raised once the events before it are delivered
+                break
+        return events
+
+    def raise_held(self) -> None:
+        """Raise the error held back while the events before it were delivered."""
+        if self.error is not None:
+            raise self.error
+
+    def end(self) -> list[StreamEvent]:
+        """The body ended: decode the event still pending, then check the reply finished.
+
+        A last line cut off without its line ending that does not decode is part of an
+        interrupted stream, not a malformed event.
+        """
+        cut_line = bool(self._sse.pending)
+        try:
+            events = self._decode(self._sse.close())
+        except APIResponseError as exc:
+            if not (cut_line and is_unreadable(exc)):
+                raise
+            events = []
+        if self.error is None and not self.decoder.finished:
             raise self.fail(
                 StreamInterruptedError(
                     "the stream ended before the provider finished its reply; the part that "
                     "arrived is in .partial"
                 )
             )
+        return events
 
     def fail(self, error: APIError) -> APIError:
         """Attach what has arrived so far to an error, so nothing received is lost."""
@@ -152,9 +192,28 @@ class Stream:
     def __init__(self, body: StreamBody, state: StreamState) -> None:
         self._body = body
         self._state = state
+        self._chunks = body.chunks()
+        self._head: list[StreamEvent] = []  # decoded by start(), not yet delivered
+        self._ended = False
         self._iterator = self._events()
         self._response: Response | None = None
         self._closed = False
+
+    def start(self) -> Stream:
+        """Read up to the first event, so an error sent before any content surfaces here,
+        where retries and fallbacks treat it as they treat an HTTP error."""
+        state = self._state
+        try:
+            for chunk in self._chunks:
+                self._head = state.feed(chunk)
+                if self._head or state.error is not None:
+                    return self
+            self._head, self._ended = state.end(), True
+        except APIError as exc:
+            self._body.close()
+            self._closed = True
+            raise state.fail(exc) from exc.__cause__
+        return self
 
     def __enter__(self) -> Stream:
         return self
@@ -173,9 +232,14 @@ class Stream:
     def _events(self) -> Iterator[StreamEvent]:
         state = self._state
         try:
-            for chunk in self._body.chunks():
-                yield from state.feed(chunk)
-            state.end()
+            yield from self._head
+            state.raise_held()
+            if not self._ended:
+                for chunk in self._chunks:
+                    yield from state.feed(chunk)
+                    state.raise_held()
+                yield from state.end()
+                state.raise_held()
             self._response = state.finished_response()
         except APIError as exc:
             error = state.fail(exc)
@@ -253,9 +317,27 @@ class AsyncStream:
     def __init__(self, body: AsyncStreamBody, state: StreamState) -> None:
         self._body = body
         self._state = state
+        self._chunks = body.chunks()
+        self._head: list[StreamEvent] = []  # decoded by start(), not yet delivered
+        self._ended = False
         self._iterator = self._events()
         self._response: Response | None = None
         self._closed = False
+
+    async def start(self) -> AsyncStream:
+        """Read up to the first event (see :meth:`Stream.start`)."""
+        state = self._state
+        try:
+            async for chunk in self._chunks:
+                self._head = state.feed(chunk)
+                if self._head or state.error is not None:
+                    return self
+            self._head, self._ended = state.end(), True
+        except APIError as exc:
+            await self._body.close()
+            self._closed = True
+            raise state.fail(exc) from exc.__cause__
+        return self
 
     async def __aenter__(self) -> AsyncStream:
         return self
@@ -274,10 +356,17 @@ class AsyncStream:
     async def _events(self) -> AsyncIterator[StreamEvent]:
         state = self._state
         try:
-            async for chunk in self._body.chunks():
-                for event in state.feed(chunk):
+            for event in self._head:
+                yield event
+            state.raise_held()
+            if not self._ended:
+                async for chunk in self._chunks:
+                    for event in state.feed(chunk):
+                        yield event
+                    state.raise_held()
+                for event in state.end():
                     yield event
-            state.end()
+                state.raise_held()
             self._response = state.finished_response()
         except APIError as exc:
             error = state.fail(exc)

@@ -12,12 +12,15 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
+from .._core.errors import APIError, ConflictError, InternalServerError, RateLimitError
 from ..protocols._shared.errors import retry_after_of
 
 INITIAL_DELAY = 0.5
 MAX_DELAY = 8.0
 MAX_RETRY_AFTER = 60.0
 RETRYABLE_STATUS = frozenset({408, 409, 429})
+# The classes of the retryable statuses, for errors reported inside a stream (no status).
+RETRYABLE_TWINS = (ConflictError, RateLimitError, InternalServerError)
 _rng = random.Random()  # jitter never disturbs the application's own random state
 
 
@@ -33,6 +36,19 @@ def should_retry(status: int, headers: Mapping[str, str], hint: float | None = N
     if verdict == "false":
         return False
     return status in RETRYABLE_STATUS or status >= 500
+
+
+def should_retry_error(error: APIError, hint: float | None = None) -> bool:
+    """Whether a provider's error answer is worth another attempt.
+
+    An error reported inside a stream before any content has no status of its own: it is
+    judged as its HTTP twin (the same class, answered with a status) would be.
+    """
+    if error.status_code is not None:
+        return should_retry(error.status_code, error.headers, hint)
+    if hint is not None and hint > MAX_RETRY_AFTER:
+        return False
+    return isinstance(error, RETRYABLE_TWINS)
 
 
 def retry_delay(

@@ -126,7 +126,8 @@ class _Routes:
             return await _stream(request, message.events(), headers, fault)
         if fault is not None and fault.kind == "stream_error":
             error = fault.error or {}
-            raise Rejected(error_response(500, str(error.get("message")), request_id))
+            status = fault.status_code
+            raise Rejected(error_response(status, str(error.get("message")), request_id))
         return await _whole(request, dumps(message.body()).encode(), headers, fault)
 
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
@@ -547,7 +548,7 @@ def _stream_rest(fault: Fault, rest: list[str]) -> str:
     if fault.kind == "stream_error":
         error = fault.error or {}
         given = error.get("type")
-        kind = str(given) if given in _KNOWN_TYPES else "api_error"
+        kind = str(given) if given in _KNOWN_TYPES else _error_type(fault.status_code)
         body = {"type": "error", "error": {"type": kind, "message": str(error.get("message"))}}
         return _frame("error", body)  # and the stream ends there, as Anthropic's does
     if fault.kind == "malformed_json":

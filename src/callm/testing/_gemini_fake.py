@@ -14,9 +14,10 @@ Auth is the ``x-goog-api-key`` header or ``?key=``. A wrong key is a 400
 ``PERMISSION_DENIED``, as on Google. Queued ``Reply`` / ``Fault`` items apply as on the
 OpenAI routes; a status Fault keeps its code and message in Google's
 ``{"error": {code, message, status, details}}`` shape (429 adds ``QuotaFailure`` and, given a
-retry-after, ``RetryInfo``); ``stream_error`` sends an error object mid-stream (a 500
-``INTERNAL`` when not streaming). With nothing queued, the offline model answers: the
-Gemini request is translated to the Chat Completions shape it understands. Function calls
+retry-after, ``RetryInfo``); ``stream_error`` sends an error object mid-stream (with
+``raw``, as un-framed JSON lines; a plain error answer when not streaming). With nothing
+queued, the offline model answers: the Gemini request is translated to the Chat
+Completions shape it understands. Function calls
 carry no id (as Gemini's usually do not) and the first one a ``thoughtSignature``.
 """
 
@@ -173,7 +174,7 @@ class _Routes:
         headers = dict(reply.headers)
         if not stream:
             if fault is not None and fault.kind == "stream_error":
-                return google_error(500, str((fault.error or {}).get("message")))
+                return google_error(fault.status_code, str((fault.error or {}).get("message")))
             return await _whole(request, dumps(whole_body(reply, ctx)).encode(), headers, fault)
         sse = request.query.get("alt") == "sse"
         return await _stream(request, stream_chunks(reply, ctx), headers, fault, sse)
@@ -510,7 +511,11 @@ def _spoiled(fault: Fault, sse: bool, *, first: bool) -> str:
     """The tail of a stream after a ``stream_error`` or ``malformed_json`` fault."""
     if fault.kind == "stream_error":
         message = str((fault.error or {}).get("message"))
-        payload = dumps({"error": {"code": 500, "message": message, "status": "INTERNAL"}})
+        status = fault.status_code
+        error = {"error": {"code": status, "message": message, "status": _status_name(status)}}
+        if sse and fault.raw:  # un-framed and pretty-printed, as Gemini and Vertex send it
+            return json.dumps(error, indent=2).replace("\n", "\r\n") + "\r\n"
+        payload = dumps(error)
     else:
         payload = "{not json"
     if sse:

@@ -117,7 +117,8 @@ async def _whole(
     if fault.kind == "stream_error":
         error = fault.error or {}
         message = str(error.get("message"))
-        return _error(500, message, headers["x-request-id"], type="server_error")
+        kind = str(error.get("type") or "server_error")
+        return _error(fault.status_code, message, headers["x-request-id"], type=kind)
     response = web.StreamResponse(headers={"Content-Type": _JSON, **headers})
     response.content_length = len(body)
     await response.prepare(request)

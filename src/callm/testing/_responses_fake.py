@@ -12,7 +12,8 @@ pauses there; ``slow_first_byte`` delays the status line; ``malformed_json`` sen
 ``data: {not json`` event (a truncated JSON body when not streaming); ``stream_error``
 ends the stream with ``response.failed`` — the terminal event the real API sends when a
 response fails after streaming began, carrying ``status: "failed"`` and
-``error: {code: "server_error", message}`` (a plain 500 when not streaming).
+``error: {code, message}``, the code by the fault's status (``rate_limit_exceeded`` for 429,
+``invalid_prompt`` for 400, else ``server_error``; a plain HTTP error when not streaming).
 """
 
 from __future__ import annotations
@@ -90,6 +91,10 @@ class _Handler:
         if body.get("stream") is True:
             return await _stream(request, builder, headers, fault)
         return await _http._whole(request, dumps(builder.response()).encode(), headers, fault)
+
+
+# response.error.code of a failed response, by the HTTP status of the same failure.
+_FAILURE_CODES = {429: "rate_limit_exceeded", 400: "invalid_prompt"}
 
 
 def _validate(body: Mapping[str, Any], request_id: str) -> None:
@@ -309,10 +314,10 @@ class _Builder:
         frames.append(self.event(terminal, response=self.response()))
         return frames
 
-    def failed(self, message: str) -> str:
+    def failed(self, message: str, status: int = 500) -> str:
         """The ``response.failed`` event that ends a stream the server gave up on."""
         response = self.response("failed", ())
-        response["error"] = {"code": "server_error", "message": message}
+        response["error"] = {"code": _FAILURE_CODES.get(status, "server_error"), "message": message}
         return self.event("response.failed", response=response)
 
     def _message_events(self, index: int, item: dict[str, Any]) -> list[str]:
@@ -520,7 +525,7 @@ async def _stream(
         await asyncio.sleep(fault.seconds)
         rest = "".join(frames[cut:])
     elif fault.kind == "stream_error":
-        rest = builder.failed(str((fault.error or {}).get("message")))
+        rest = builder.failed(str((fault.error or {}).get("message")), fault.status_code)
     else:  # malformed_json
         rest = "event: response.output_text.delta\ndata: {not json\n\n"
     await response.write(rest.encode())

@@ -99,6 +99,7 @@ class Fault:
     after_chunks: int = 0
     seconds: float = 0.0
     reply: Reply | None = None
+    raw: bool = False  # stream_error on Gemini: un-framed JSON lines, not a data: event
 
     @classmethod
     def status(
@@ -193,14 +194,33 @@ class Fault:
         after_chunks: int,
         message: str = "The server had an error while processing your request.",
         *,
+        status: int = 500,
+        raw: bool = False,
         reply: Reply | None = None,
     ) -> Fault:
-        """Send ``after_chunks`` events, then ``data: {"error": {...}}`` and ``[DONE]``.
+        """Send ``after_chunks`` events, then an error inside the stream, then end it.
 
-        On a non-streaming request this is a plain 500 ``server_error`` with ``message``.
+        The error is what each API sends mid-stream, typed as its answer with HTTP
+        ``status`` would be: OpenAI Chat a ``data: {"error": {...}}`` chunk then ``[DONE]``
+        (a status other than 500 goes in ``code``, as OpenRouter and vLLM send it);
+        Anthropic an ``event: error`` (``overloaded_error`` for 529, ``rate_limit_error``
+        for 429 …); Responses a ``response.failed`` (``rate_limit_exceeded``,
+        ``server_error`` …); Gemini an error object with Google's status name — with
+        ``raw=True`` written as pretty-printed JSON lines without ``data:`` framing, as
+        Gemini and Vertex do. On a non-streaming request it is a plain HTTP ``status``
+        error with ``message``.
         """
-        error = {"message": message, "type": "server_error", "param": None, "code": None}
-        return cls("stream_error", after_chunks=after_chunks, error=error, reply=reply)
+        error: dict[str, Any] = {"message": message, "type": _default_error_type(status)}
+        error["param"] = None
+        error["code"] = None if status == 500 else status
+        return cls(
+            "stream_error",
+            status_code=status,
+            after_chunks=after_chunks,
+            error=error,
+            reply=reply,
+            raw=raw,
+        )
 
     @classmethod
     def slow_first_byte(cls, seconds: float, *, reply: Reply | None = None) -> Fault:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -51,26 +52,59 @@ def request_id_of(headers: Mapping[str, str]) -> str | None:
 
 
 def retry_after_of(headers: Mapping[str, str]) -> float | None:
-    """The server's retry hint in seconds: ``retry-after-ms``, then ``retry-after``."""
+    """The server's retry hint in seconds: ``retry-after-ms``, then ``retry-after``.
+
+    A value that cannot be read (garbage, an HTTP date out of range, ``inf`` or ``nan``)
+    is no hint at all: None, and the normal backoff applies.
+    """
     value = headers.get("retry-after-ms")
     if value:
-        try:
-            return float(value) / 1000
-        except ValueError:
-            pass
+        millis = finite_float(value)
+        if millis is not None:
+            return millis / 1000
     value = headers.get("retry-after")
     if not value:
         return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
+    seconds = finite_float(value)
+    if seconds is not None:
+        return seconds
     import email.utils
 
     parsed = email.utils.parsedate_tz(value)
     if parsed is None:
         return None
-    return float(email.utils.mktime_tz(parsed) - time.time())
+    try:
+        return float(email.utils.mktime_tz(parsed) - time.time())
+    except (ValueError, OverflowError):  # a year out of range, an absurd offset
+        return None
+
+
+def finite_float(text: str) -> float | None:
+    """``float(text)`` when it is a finite number, else None."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+class UnreadableEventError(e.APIResponseError):
+    """A stream event that is not the JSON its protocol promises."""
+
+
+def unreadable_event(decoder: StreamDecoder, data: str, what: str = "JSON") -> e.APIResponseError:
+    """The error for a stream event whose data is not ``what`` (JSON, a JSON object …)."""
+    return UnreadableEventError(
+        f"the provider sent a stream event that is not {what}: {data[:200]!r}",
+        provider=decoder.endpoint.provider,
+        request_id=decoder.request_id,
+        partial=decoder.response(),
+    )
+
+
+def is_unreadable(error: BaseException) -> bool:
+    """Whether an error is an event that could not be read (see :func:`unreadable_event`)."""
+    return isinstance(error, UnreadableEventError)
 
 
 def stream_error(
@@ -90,6 +124,92 @@ def stream_error(
         code=str(code) if code else None,
         partial=decoder.response(),
     )
+
+
+# The HTTP status an error reported inside a stream would have had as an answer of its own,
+# by the error type or code the provider gave it (Anthropic's types, OpenAI's types and
+# codes, Google's canonical statuses, the type names of vLLM and llama.cpp servers).
+_TWIN_STATUS: Mapping[str, int] = {
+    "invalid_request_error": 400,
+    "badrequesterror": 400,
+    "invalid_argument": 400,
+    "failed_precondition": 400,
+    "out_of_range": 400,
+    "invalid_prompt": 400,
+    "context_length_exceeded": 400,
+    "exceed_context_size_error": 400,
+    "authentication_error": 401,
+    "invalid_api_key": 401,
+    "unauthenticated": 401,
+    "permission_error": 403,
+    "permission_denied": 403,
+    "not_found_error": 404,
+    "notfounderror": 404,
+    "not_found": 404,
+    "model_not_found": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "ratelimiterror": 429,
+    "insufficient_quota": 429,
+    "resource_exhausted": 429,
+    "tokens": 429,
+    "requests": 429,
+    "api_error": 500,
+    "server_error": 500,
+    "internal": 500,
+    "internal_error": 500,
+    "internalservererror": 500,
+    "timeout_error": 504,
+    "deadline_exceeded": 504,
+    "overloaded_error": 529,
+    "unavailable": 503,
+    "unavailable_error": 503,
+    "service_unavailable": 503,
+}
+
+
+def twin_status(error: Mapping[str, Any]) -> int:
+    """The HTTP status of an in-stream error's twin answer; 0 when nothing says which.
+
+    An integer ``code`` (OpenRouter, vLLM, Google) or ``status_code`` (Groq) is an HTTP
+    status already; otherwise the ``type``, ``status`` or ``code`` name decides.
+    """
+    for key in ("status_code", "code"):
+        number = error.get(key)
+        if isinstance(number, int) and not isinstance(number, bool) and 400 <= number < 600:
+            return number
+    for key in ("type", "status", "code"):
+        name = error.get(key)
+        if isinstance(name, str):
+            status = _TWIN_STATUS.get(name.lower())
+            if status is not None:
+                return status
+    return 0
+
+
+def in_stream_error(
+    decoder: StreamDecoder, error: Mapping[str, Any], body: Any, request_id: str | None = None
+) -> e.APIError:
+    """The typed error of an error the provider reported inside a stream.
+
+    It is the class its HTTP twin would raise (an ``overloaded_error`` event is an
+    :class:`~callm.OverloadedError`, a 429-coded chunk a :class:`~callm.RateLimitError`),
+    with ``status_code`` None — the HTTP status was a 200 — and ``.partial`` holding what
+    arrived before it. An error nothing identifies stays an :class:`~callm.APIResponseError`.
+    """
+    message = str(error.get("message") or "the provider reported an error mid-stream")
+    rid = decoder.request_id or request_id
+    headers = {"x-request-id": rid} if rid else {}
+    tagged = {**error, "message": f"error inside the stream: {message}"}
+    exc = decode_error(decoder.endpoint, twin_status(error), headers, {"error": tagged})
+    exc.status_code = None
+    exc.body = body
+    exc.partial = decoder.response()
+    if exc.code is None:
+        kind = error.get("type") or error.get("status")
+        exc.code = str(kind) if kind else None
+    return exc
 
 
 def decode_error(

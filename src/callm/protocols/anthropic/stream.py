@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..._core.endpoint import Endpoint
-from ..._core.errors import APIResponseError
+from ..._core.errors import APIError
 from ..._core.json import loads
 from ..._core.types import (
     FinishEvent,
@@ -30,7 +30,7 @@ from ..._core.types import (
     Usage,
     UsageEvent,
 )
-from .._shared.errors import stream_error
+from .._shared.errors import in_stream_error, unreadable_event
 from .._shared.sse import SSEEvent
 from ..openai_chat.client import parse_tool_call
 
@@ -166,15 +166,18 @@ class AnthropicStreamDecoder:
         return self.done
 
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
-        """Decode one SSE event; raises APIResponseError for an error sent in the stream."""
+        """Decode one SSE event; an error sent in the stream raises its typed APIError.
+
+        Nothing after ``message_stop`` is decoded.
+        """
+        if self.done:
+            return _NO_EVENTS
         try:
             chunk = loads(event.data)
         except ValueError:
-            raise self._error(
-                f"the provider sent a stream event that is not JSON: {event.data[:200]!r}"
-            ) from None
+            raise unreadable_event(self, event.data) from None
         if not isinstance(chunk, dict):
-            raise self._error(f"the provider sent a stream event that is not an object: {chunk!r}")
+            raise unreadable_event(self, event.data, "a JSON object")
         kind = chunk.get("type")
         if kind == "content_block_delta":
             delta = chunk.get("delta")
@@ -186,7 +189,7 @@ class AnthropicStreamDecoder:
                     block.pieces.setdefault("text", []).append(text)
                     return [TextDelta(text)] if text else _NO_EVENTS
             return self._delta(chunk)
-        if event.event == "error" or kind == "error":
+        if event.event == "error" or kind == "error" or isinstance(chunk.get("error"), dict):
             raise self._in_stream_error(chunk)
         handler = _HANDLERS.get(kind)  # type: ignore[arg-type]
         return handler(self, chunk) if handler is not None else _NO_EVENTS
@@ -324,18 +327,10 @@ class AnthropicStreamDecoder:
 
     # --- errors -------------------------------------------------------------------------
 
-    def _in_stream_error(self, chunk: dict[str, Any]) -> APIResponseError:
+    def _in_stream_error(self, chunk: dict[str, Any]) -> APIError:
         error = chunk.get("error")
-        error = error if isinstance(error, dict) else {}
-        message = error.get("message") or "the provider reported an error mid-stream"
-        message = f"error inside the stream: {message}"
-        request_id = chunk.get("request_id")
-        return stream_error(
-            self, message, body=chunk, code=error.get("type"), request_id=request_id
-        )
-
-    def _error(self, message: str) -> APIResponseError:
-        return stream_error(self, message)
+        error = error if isinstance(error, dict) else {"message": str(error or "")}
+        return in_stream_error(self, error, chunk, request_id=chunk.get("request_id"))
 
 
 # ``ping`` and event types callm does not know decode to nothing, as in Anthropic's SDK.

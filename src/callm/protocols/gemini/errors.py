@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..._core import errors as e
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIError
 from ..._core.http import HttpResponse
-from .._shared.errors import decode_error, parse_json
+from .._shared.errors import decode_error, finite_float, parse_json, twin_status
+
+if TYPE_CHECKING:
+    from .. import StreamDecoder
+
 
 # Which callm error a Google status string means, whatever the HTTP status says.
 _STATUS_AS_HTTP = {
@@ -64,13 +68,25 @@ def typed_error(endpoint: Endpoint, status: int, headers: Mapping[str, str], bod
     return exc
 
 
+def in_stream_error(decoder: StreamDecoder, body: Mapping[str, Any]) -> APIError:
+    """The typed error of an error object met inside a stream, as Google's status names it
+    (``RESOURCE_EXHAUSTED`` a RateLimitError …), with ``status_code`` None and ``.partial``."""
+    error = body.get("error")
+    error = dict(error) if isinstance(error, Mapping) else {"message": str(error)}
+    message = error.get("message") or "the provider reported an error mid-stream"
+    error["message"] = f"error inside the stream: {message}"
+    headers = {"x-request-id": decoder.request_id} if decoder.request_id else {}
+    exc = typed_error(decoder.endpoint, twin_status(error), headers, {"error": error})
+    exc.status_code = None
+    exc.body = dict(body)
+    exc.partial = decoder.response()
+    return exc
+
+
 def _retry_delay(details: Sequence[Mapping[str, Any]]) -> float | None:
     """``RetryInfo.retryDelay`` ("37s", "1.5s") in seconds."""
     for detail in details:
         delay = detail.get("retryDelay")
         if isinstance(delay, str) and delay.endswith("s"):
-            try:
-                return float(delay[:-1])
-            except ValueError:
-                return None
+            return finite_float(delay[:-1])
     return None

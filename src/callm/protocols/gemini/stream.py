@@ -14,7 +14,6 @@ from dataclasses import replace
 from typing import Any
 
 from ..._core.endpoint import Endpoint
-from ..._core.errors import APIResponseError
 from ..._core.json import loads
 from ..._core.types import (
     Document,
@@ -37,8 +36,9 @@ from ..._core.types import (
     Usage,
     UsageEvent,
 )
-from .._shared.errors import stream_error
+from .._shared.errors import unreadable_event
 from .._shared.sse import SSEEvent
+from .errors import in_stream_error
 
 PROTOCOL = "gemini"
 # Candidate-level metadata kept as RawParts (information only: never sent back).
@@ -248,19 +248,24 @@ class GeminiStreamDecoder:
         )
 
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
-        """Decode one SSE event; an error object in the stream raises APIResponseError."""
+        """Decode one SSE event; an error object in the stream raises its typed APIError.
+
+        Errors arrive as ``data:`` events or as un-framed JSON (an object, or one wrapped in
+        ``[…]`` as Vertex sends it), which the SSE layer hands over whole. Nothing is
+        decoded once every candidate has finished.
+        """
+        if self.ended:
+            return []
         try:
             chunk = loads(event.data)
         except ValueError:
-            raise self._stream_error(
-                f"the provider sent a stream chunk that is not JSON: {event.data[:200]!r}"
-            ) from None
+            raise unreadable_event(self, event.data) from None
+        if isinstance(chunk, list) and len(chunk) == 1:
+            chunk = chunk[0]  # Vertex wraps an error in [...]
         if not isinstance(chunk, dict):
-            raise self._stream_error(
-                f"the provider sent a stream chunk that is not a JSON object: {event.data[:200]!r}"
-            )
+            raise unreadable_event(self, event.data, "a JSON object")
         if "error" in chunk:
-            raise self._in_stream_error(chunk)
+            raise in_stream_error(self, chunk)
         return self.absorb(chunk)
 
     def absorb(self, chunk: dict[str, Any]) -> list[StreamEvent]:
@@ -345,6 +350,11 @@ class GeminiStreamDecoder:
         """True once candidate 0 carried a finishReason, or the prompt was blocked."""
         return self._done
 
+    @property
+    def ended(self) -> bool:
+        """True once every candidate has finished (or the prompt was blocked)."""
+        return self._done and all(c.finish is not None for c in self._candidates.values())
+
     def _usage_value(self) -> Usage:
         return decode_usage(self._usage) if self._usage else Usage()
 
@@ -371,15 +381,3 @@ class GeminiStreamDecoder:
             native_finish_reason=native,
             request_id=self.request_id,
         )
-
-    def _in_stream_error(self, chunk: Mapping[str, Any]) -> APIResponseError:
-        error = chunk.get("error")
-        if not isinstance(error, Mapping):
-            error = {"message": str(error)}
-        message = error.get("message") or "the provider reported an error mid-stream"
-        code = error.get("status") or error.get("code")
-        message = f"error inside the stream: {message}"
-        return stream_error(self, message, body=chunk, code=code)
-
-    def _stream_error(self, message: str) -> APIResponseError:
-        return stream_error(self, message)

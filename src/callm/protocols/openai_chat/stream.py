@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..._core.endpoint import Endpoint
-from ..._core.errors import APIResponseError
+from ..._core.errors import APIError
 from ..._core.json import dumps, loads
 from ..._core.types import (
     FinishEvent,
@@ -26,7 +26,7 @@ from ..._core.types import (
     Usage,
     UsageEvent,
 )
-from .._shared.errors import stream_error
+from .._shared.errors import in_stream_error, unreadable_event
 from .._shared.openai import (
     content_array_parts,
     decode_usage,
@@ -89,7 +89,13 @@ class ChatStreamDecoder:
         self._tools_sent = False
 
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
-        """Decode one SSE event; raises APIResponseError for an error sent in the stream."""
+        """Decode one SSE event; an error sent in the stream raises its typed APIError.
+
+        Nothing after ``[DONE]`` is decoded: a server that repeats a chunk past the end
+        does not add to the reply.
+        """
+        if self.done:
+            return []
         data = event.data
         if data[:6] == "[DONE]":
             self.done = True
@@ -97,13 +103,9 @@ class ChatStreamDecoder:
         try:
             chunk = loads(data)
         except ValueError:
-            raise self._stream_error(
-                f"the provider sent a stream chunk that is not JSON: {data[:200]!r}"
-            ) from None
+            raise unreadable_event(self, data) from None
         if not isinstance(chunk, dict):
-            raise self._stream_error(
-                f"the provider sent a stream chunk that is not a JSON object: {data[:200]!r}"
-            )
+            raise unreadable_event(self, data, "a JSON object")
         if event.event == "error" or chunk.get("error"):
             raise self._in_stream_error(chunk)
         return self._chunk(chunk)
@@ -187,16 +189,11 @@ class ChatStreamDecoder:
             request_id=self.request_id,
         )
 
-    def _in_stream_error(self, chunk: Any) -> APIResponseError:
-        error = chunk.get("error") if isinstance(chunk, dict) else None
+    def _in_stream_error(self, chunk: dict[str, Any]) -> APIError:
+        error = chunk.get("error")
         if not isinstance(error, dict):
-            error = chunk if isinstance(chunk, dict) else {"message": str(chunk)}
-        message = error.get("message") or "the provider reported an error mid-stream"
-        message = f"error inside the stream: {message}"
-        return stream_error(self, message, body=chunk, code=error.get("code"))
-
-    def _stream_error(self, message: str) -> APIResponseError:
-        return stream_error(self, message)
+            error = chunk if error is None else {"message": str(error)}
+        return in_stream_error(self, error, chunk)
 
 
 def _delta_events(state: _ChoiceState, delta: Mapping[str, Any]) -> list[StreamEvent]:

@@ -40,8 +40,11 @@ How callm's types map onto the wire, where a choice had to be made:
   ``extra_body``.
 - The protocol has no ``stop``, ``seed``, ``top_k`` or ``n > 1``: such a request raises
   :class:`~callm.InvalidRequestError` rather than being sent without them.
-- A reply whose ``status`` is ``failed`` raises :class:`~callm.APIResponseError` carrying
-  the provider's error message and the partial Response (``finish_reason="error"``).
+- A reply whose ``status`` is ``failed`` raises the error its ``error.code`` names, typed as
+  the same failure answered with an HTTP status would be (``server_error`` an
+  :class:`~callm.InternalServerError`, ``rate_limit_exceeded`` a :class:`~callm.RateLimitError`,
+  an unknown code an :class:`~callm.APIResponseError`), with ``status_code`` None, the
+  provider's message and the partial Response (``finish_reason="error"``).
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ from ..._core.types import (
     ToolResult,
     Usage,
 )
-from .._shared.errors import decode_error, parse_json, request_id_of
+from .._shared.errors import decode_error, parse_json, request_id_of, twin_status
 from .._shared.openai import prompt_cache_key
 from ..openai_chat import client as openai_chat
 from ..openai_chat.client import parse_tool_call
@@ -430,13 +433,14 @@ def response_of(
 def failure_error(
     endpoint: Endpoint, data: Mapping[str, Any], partial: Response, request_id: str | None = None
 ) -> APIError:
-    """The error of a ``failed`` response, its message taken from ``response.error``."""
+    """The error of a ``failed`` response, typed by ``response.error.code``."""
     error = data.get("error")
     error = error if isinstance(error, Mapping) else {}
     message = error.get("message") or "the provider did not say why"
     headers = {"x-request-id": request_id or partial.request_id or ""}
     body = {"error": {**error, "message": f"the response failed: {message}"}}
-    exc = decode_error(endpoint, 0, headers, body)
+    exc = decode_error(endpoint, twin_status(error), headers, body)
+    exc.status_code = None
     exc.body = dict(data)
     exc.partial = partial
     return exc

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..._core.endpoint import Endpoint
-from ..._core.errors import APIError, APIResponseError
+from ..._core.errors import APIError
 from ..._core.json import loads
 from ..._core.types import (
     FinishEvent,
@@ -26,7 +26,7 @@ from ..._core.types import (
     ToolCallEvent,
     UsageEvent,
 )
-from .._shared.errors import decode_error, stream_error
+from .._shared.errors import in_stream_error, unreadable_event
 from .._shared.sse import SSEEvent
 from .client import failure_error, response_of, tool_call_of
 
@@ -92,19 +92,19 @@ class ResponsesStreamDecoder:
         return self.done
 
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
-        """Decode one SSE event; raises APIResponseError for an error sent in the stream."""
-        if event.data[:6] == "[DONE]":  # not OpenAI's, but compatible servers send it
+        """Decode one SSE event; an error sent in the stream raises its typed APIError.
+
+        Nothing after the terminal event (``response.completed``, ``.incomplete`` or
+        ``.failed``) is decoded.
+        """
+        if self.done or event.data[:6] == "[DONE]":  # compatible servers send [DONE]
             return []
         try:
             data = loads(event.data)
         except ValueError:
-            raise self._stream_error(
-                f"the provider sent a stream event that is not JSON: {event.data[:200]!r}"
-            ) from None
+            raise unreadable_event(self, event.data) from None
         if not isinstance(data, dict):
-            raise self._stream_error(
-                f"the provider sent a stream event that is not a JSON object: {event.data[:200]!r}"
-            )
+            raise unreadable_event(self, event.data, "a JSON object")
         kind = data.get("type") or event.event
         if kind == _TEXT_DELTA:  # most events of a stream: keep them cheap
             delta = data.get("delta")
@@ -261,17 +261,8 @@ class ResponsesStreamDecoder:
 
     def _in_stream_error(self, data: Mapping[str, Any]) -> APIError:
         error = data.get("error")
-        error = dict(error) if isinstance(error, Mapping) else dict(data)
-        message = error.get("message") or "the provider reported an error mid-stream"
-        error["message"] = f"error inside the stream: {message}"
-        headers = {"x-request-id": self.request_id} if self.request_id else {}
-        exc = decode_error(self.endpoint, 0, headers, {"error": error})
-        exc.body = dict(data)
-        exc.partial = self.response()
-        return exc
-
-    def _stream_error(self, message: str) -> APIResponseError:
-        return stream_error(self, message)
+        error = error if isinstance(error, Mapping) else data
+        return in_stream_error(self, error, dict(data))
 
 
 def _output_index(data: Mapping[str, Any]) -> int:
