@@ -461,7 +461,7 @@ def test_an_error_after_the_stream_began_reaches_the_caller() -> None:
     data = encoder.start() + encoder.encode(callm.TextDelta("partial"))
     data += encoder.error(callm.OverloadedError("upstream overloaded", status_code=529))
     decoder = AnthropicStreamDecoder(ENDPOINT)
-    with pytest.raises(callm.APIResponseError) as caught:
+    with pytest.raises(callm.OverloadedError) as caught:  # typed as its HTTP twin
         feed_stream(data, decoder)
     assert "upstream overloaded" in str(caught.value)
     assert caught.value.code == "overloaded_error"

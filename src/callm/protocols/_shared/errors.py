@@ -107,25 +107,6 @@ def is_unreadable(error: BaseException) -> bool:
     return isinstance(error, UnreadableEventError)
 
 
-def stream_error(
-    decoder: StreamDecoder,
-    message: str,
-    *,
-    body: Any = None,
-    code: Any = None,
-    request_id: str | None = None,
-) -> e.APIResponseError:
-    """An error met inside a stream, carrying what the decoder accumulated so far."""
-    return e.APIResponseError(
-        message,
-        provider=decoder.endpoint.provider,
-        request_id=decoder.request_id or request_id,
-        body=body,
-        code=str(code) if code else None,
-        partial=decoder.response(),
-    )
-
-
 # The HTTP status an error reported inside a stream would have had as an answer of its own,
 # by the error type or code the provider gave it (Anthropic's types, OpenAI's types and
 # codes, Google's canonical statuses, the type names of vLLM and llama.cpp servers).
