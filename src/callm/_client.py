@@ -9,13 +9,13 @@ receive the client itself as their :class:`~callm._features.caller.Caller`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack, cast
 
 from ._core.http import HttpRequest
 from ._core.params import CallParams, MessagesInput
 from ._core.types import Response, ToolCall
 from ._engine.client import AsyncEngine, Engine
-from ._engine.stream import AsyncStream, Stream
+from ._engine.stream import AsyncStream, OpeningStream, Stream
 from ._features.request import draft_request
 
 if TYPE_CHECKING:
@@ -165,21 +165,28 @@ class AsyncClient(AsyncEngine):
             return await complete_async(self, model, messages, params)
         return await self.send(model, draft_request(messages, params, False), params)
 
-    async def stream(
+    def stream(
         self,
         model: str | None = None,
         messages: MessagesInput = "",
         **params: Unpack[CallParams],
-    ) -> AsyncStream:
-        """Stream a reply: ``async with await client.stream(…) as s: async for ev in s``.
+    ) -> OpeningStream:
+        """Stream a reply: ``async with client.stream(…) as s: async for ev in s``.
 
-        With ``output=``: PartialOutput events and ``parsed``, as in :meth:`Client.stream`.
+        ``s = await client.stream(…)`` works too (then ``async with s`` or ``await
+        s.close()``). With ``output=``: PartialOutput events and ``parsed``, as in
+        :meth:`Client.stream`.
         """
+        return OpeningStream(self._stream(model, messages, params))
+
+    async def _stream(
+        self, model: str | None, messages: MessagesInput, params: CallParams
+    ) -> AsyncStream:
         if params.get("output") is not None:
             from ._features.output import stream_params
 
             spec, inner = stream_params(params)
-            return _structured(await self.stream(model, messages, **inner), spec)
+            return _structured(await self._stream(model, messages, cast("CallParams", inner)), spec)
         return await self.open(model, draft_request(messages, params, True), params)
 
     async def run(

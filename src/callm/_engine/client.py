@@ -41,7 +41,7 @@ from .send import (
     stream_state,
     stream_timeout,
 )
-from .stream import AsyncReplayStream, AsyncStream, ReplayStream, Stream
+from .stream import AsyncReplayStream, AsyncStream, OpeningStream, ReplayStream, Stream
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -452,11 +452,11 @@ class AsyncEngine(_EngineBase):
         response = await self._send(call)
         return call.wire.decode(call.endpoint, response, _clock() - started)
 
-    async def stream_text_completion(
+    def stream_text_completion(
         self, model: str | None, prompt: str, **params: Any
-    ) -> AsyncStream:
-        """The legacy text completions endpoint, streamed."""
-        return await self._open_stream(self._text_call(model, prompt, True, params))
+    ) -> OpeningStream:
+        """The legacy text completions endpoint, streamed (``async with`` or ``await`` it)."""
+        return OpeningStream(self._open_stream(self._text_call(model, prompt, True, params)))
 
     async def models(self, provider: str = "openai") -> list[ModelInfo]:
         """The models a provider lists."""

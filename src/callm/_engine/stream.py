@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterator,
+    Mapping,
+)
 from dataclasses import replace
-from types import TracebackType
+from types import AsyncGeneratorType, GeneratorType, TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._core.errors import (
@@ -304,11 +311,14 @@ class Stream:
         return self._response
 
     def close(self) -> None:
-        """Stop reading and drop the connection."""
+        """Stop reading and drop the connection; iterating afterwards yields nothing more."""
         if not self._closed:
             self._closed = True
             self._body.close()
             self._state.report_abandoned()
+            iterator = self._iterator
+            if isinstance(iterator, GeneratorType) and not iterator.gi_running:
+                iterator.close()
 
 
 class AsyncStream:
@@ -433,11 +443,41 @@ class AsyncStream:
         return self.response
 
     async def close(self) -> None:
-        """Stop reading and drop the connection."""
+        """Stop reading and drop the connection; iterating afterwards yields nothing more."""
         if not self._closed:
             self._closed = True
             await self._body.close()
             self._state.report_abandoned()
+            iterator = self._iterator
+            if isinstance(iterator, AsyncGeneratorType) and not iterator.ag_running:
+                await iterator.aclose()
+
+
+class OpeningStream:
+    """An async stream being opened: ``async with`` it, or ``await`` it for the AsyncStream.
+
+    ``async with client.stream(…) as s`` (the habit of httpx and the Anthropic SDK) and
+    ``s = await client.stream(…)`` both work, as aiohttp's request objects do.
+    """
+
+    __slots__ = ("_opening", "_stream")
+
+    def __init__(self, opening: Coroutine[Any, Any, AsyncStream]) -> None:
+        self._opening = opening
+        self._stream: AsyncStream | None = None
+
+    def __await__(self) -> Generator[Any, None, AsyncStream]:
+        return self._opening.__await__()
+
+    async def __aenter__(self) -> AsyncStream:
+        self._stream = await self._opening
+        return self._stream
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._stream is not None:
+            await self._stream.close()
 
 
 def _chain(state: StreamState, step: Callable[[Response], Response]) -> None:

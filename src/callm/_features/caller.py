@@ -8,6 +8,7 @@ keeps its history in the client's store (:class:`ConversationHost`).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Protocol, Unpack
 
 if TYPE_CHECKING:
@@ -37,9 +38,9 @@ class AsyncCaller(Protocol):
         self, model: str | None = None, messages: MessagesInput = "", **params: Unpack[CallParams]
     ) -> Response: ...
 
-    async def stream(
+    def stream(
         self, model: str | None = None, messages: MessagesInput = "", **params: Unpack[CallParams]
-    ) -> AsyncStream: ...
+    ) -> Awaitable[AsyncStream]: ...
 
 
 class _HasStore(Protocol):

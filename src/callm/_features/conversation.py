@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, Unpack, cast
 
 from .._core.errors import CallmError, ContextWindowExceededError, InvalidRequestError
 from .._core.types import Message, Part, Request, Response, Text, Tool, ToolCall, ToolResult, Usage
-from .._engine.stream import AsyncStream, Stream
+from .._engine.stream import AsyncStream, OpeningStream, Stream
 from .._policies.tokens import local_count
 from .context import context_window as known_context_window
 from .context import output_reserve, summary_tokens
@@ -607,9 +607,12 @@ class AsyncConversation(_ConversationBase):
         window = await self._fitted(pending, params)
         return core.commit(pending, await self._client.complete(core.model, window, **params))
 
-    async def stream(self, *content: ContentInput, **params: Unpack[CallParams]) -> AsyncStream:
-        """Stream a reply: ``async with await conv.stream("…") as s``; it joins the history
-        when the stream completes."""
+    def stream(self, *content: ContentInput, **params: Unpack[CallParams]) -> OpeningStream:
+        """Stream a reply: ``async with conv.stream("…") as s`` (or ``await`` it); it joins
+        the history when the stream completes."""
+        return OpeningStream(self._stream(content, params))
+
+    async def _stream(self, content: tuple[ContentInput, ...], params: CallParams) -> AsyncStream:
         core = self._core
         pending, params = core.begin(content, params)
         window = await self._fitted(pending, params)

@@ -1,9 +1,17 @@
 """The default async transport, on aiohttp (several times httpx2's AsyncClient at high
-concurrency in bench/)."""
+concurrency in bench/).
+
+A client that is never closed still closes its connections quietly, as the official SDKs'
+do: each session is tied to the event loop it was made in (an async generator the loop
+finalizes when the client is dropped, or when ``asyncio.run`` shuts the loop down), and a
+finalizer silences what is left at interpreter exit — no "Unclosed client session" noise,
+no socket left open.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -58,14 +66,8 @@ class AiohttpTransport:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
-
-    def _session_now(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
-            )
-        return self._session
+        self._sessions = _Sessions()
+        weakref.finalize(self, self._sessions.abandon)
 
     def _timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
         cached = self._timeouts.get(timeout)
@@ -79,7 +81,10 @@ class AiohttpTransport:
         return cached
 
     async def _request(self, request: HttpRequest, timeout: Timeout) -> Any:
-        return await self._session_now().request(
+        session = self._session
+        if session is None or session.closed:
+            session = self._session = await self._sessions.open(self._max_connections)
+        return await session.request(
             request.method,
             request.url,
             data=request.body,
@@ -111,6 +116,54 @@ class AiohttpTransport:
         return _AiohttpStream(response, request.url)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._session = None
+        await self._sessions.close()
+
+
+class _Sessions:
+    """The transport's sessions, each closed with the event loop it belongs to.
+
+    It holds no reference to the transport, so the transport's finalizer can call it.
+    """
+
+    __slots__ = ("_guards", "_open")
+
+    def __init__(self) -> None:
+        self._open: list[aiohttp.ClientSession] = []
+        self._guards: list[AsyncGenerator[None, None]] = []
+
+    async def open(self, max_connections: int) -> aiohttp.ClientSession:
+        self._open = [s for s in self._open if not s.closed]
+        connector = aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300)
+        session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
+        )
+        # A started async generator is one the running loop finalizes (``aclose()``) when
+        # it is dropped or at ``shutdown_asyncgens()``: the session closes inside its loop.
+        guard = _closed_with_the_loop(session)
+        await anext(guard)
+        self._open.append(session)
+        self._guards = [*self._guards[-7:], guard]  # older loops' guards: already finalized
+        return session
+
+    async def close(self) -> None:
+        guards, self._guards, self._open = self._guards, [], []
+        for guard in guards:
+            await guard.aclose()
+
+    def abandon(self) -> None:
+        """The transport was dropped unclosed (or the interpreter exits): close what is
+        left without awaiting, so neither aiohttp nor asyncio complains about it."""
+        for session in self._open:
+            connector = session.connector
+            if connector is not None and not connector.closed:
+                connector._close()  # the synchronous half of close(); no event loop needed
+            session.detach()
+        self._open = []
+
+
+async def _closed_with_the_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await session.close()
