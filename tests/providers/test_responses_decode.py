@@ -475,7 +475,7 @@ def test_an_error_object_in_the_stream_is_typed_by_its_status_code() -> None:
 
 
 def test_an_error_nothing_identifies_stays_an_api_response_error() -> None:
-    decoder = wire.stream_decoder(EP, None)
+    decoder = stream_decoder(EP, None)
     with pytest.raises(callm.APIResponseError, match="odd") as info:
         decoder.feed(SSEEvent('{"error":{"message":"odd","code":"x_unknown"}}'))
     assert type(info.value) is callm.APIResponseError
