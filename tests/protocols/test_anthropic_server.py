@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 
 import callm
 from callm._core.http import HttpResponse
+from callm._core.options import ResponseFormat, ToolChoice
 from callm._core.types import (
     Document,
     Image,
@@ -223,7 +224,7 @@ def test_a_typical_sdk_body_decodes_field_by_field() -> None:
         Message("user", (Text("Thanks"),), cache=True),
     )
     assert request.tools == (Tool("weather", parameters={"type": "object"}),)
-    assert request.tool_choice == "required"
+    assert request.tool_choice == ToolChoice("required")
     assert request.user == "u-1"
     assert request.stream is True
     assert request.max_tokens == 1024
@@ -247,8 +248,8 @@ def test_what_callm_models_only_in_part_is_also_kept_whole_for_anthropic() -> No
     }
     request = server.decode_request(body)
     assert request.tools == (Tool("f", parameters={"type": "object"}),)
-    assert request.tool_choice == "auto"
-    assert request.response_format == {"type": "json_schema", "schema": {"type": "object"}}
+    assert request.tool_choice == ToolChoice("auto")
+    assert request.response_format == ResponseFormat("json_schema", {"type": "object"})
     assert request.user == "u"
     # Sent again over Anthropic, the body is the caller's, field for field.
     assert client.encode_body(request) == body

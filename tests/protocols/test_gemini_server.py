@@ -39,6 +39,7 @@ from hypothesis import strategies as st
 
 import callm
 from callm._core.http import HttpResponse
+from callm._core.options import ToolChoice
 from callm._core.types import (
     Document,
     Image,
@@ -237,7 +238,7 @@ def test_an_sdk_body_in_snake_case_decodes_and_pairs_calls_without_ids() -> None
     assert first.content == (ToolResult(paris.id, "sunny", "weather"),)
     assert second.content == (ToolResult(rome.id, '{"temp":20}', "weather"),)
     assert request.max_tokens == 50
-    assert request.tool_choice == "required"
+    assert request.tool_choice == ToolChoice("required")
     assert request.tools == (Tool("weather", parameters=_JSON_SCHEMA),)
     assert request.extra_body == {
         "generationConfig": {"thinkingConfig": {"include_thoughts": 1}},
@@ -276,7 +277,7 @@ def test_what_callm_reads_only_in_part_is_also_kept_whole_for_gemini() -> None:
     }
     request = server.decode_request(body, model="gemini-2.5-flash")
     assert request.tools == (Tool("f", parameters={"type": "object"}),)
-    assert request.tool_choice == "required"
+    assert request.tool_choice == ToolChoice("required")
     assert request.temperature == 0.5
     assert client.encode_body(ENDPOINT, request) == body
 

@@ -109,7 +109,7 @@ def test_a_client_encoded_request_decodes_to_the_same_request() -> None:
         assert getattr(decoded, name) == getattr(original, name), name
     assert decoded.tools == original.tools
     assert decoded.response_format is not None
-    assert decoded.response_format["schema"] == {"type": "object"}
+    assert decoded.response_format.schema == {"type": "object"}
     assert not decoded.stream
     # And once more around: the decoded request encodes to the very same body.
     assert client_body(decoded) == client_body(original)

@@ -9,6 +9,7 @@ import pytest
 
 import callm
 from callm._core.endpoint import Endpoint
+from callm._core.options import response_format_of, tool_choice_of
 from callm._core.types import (
     Document,
     Image,
@@ -270,7 +271,7 @@ def test_sampling_tools_and_structured_output() -> None:
     ],
 )
 def test_tool_choice(choice: Any, wire_choice: Any) -> None:
-    assert wire.encode_tool_choice(choice) == wire_choice
+    assert wire.encode_tool_choice(tool_choice_of(choice)) == wire_choice
 
 
 @pytest.mark.parametrize(
@@ -289,7 +290,7 @@ def test_tool_choice(choice: Any, wire_choice: Any) -> None:
     ],
 )
 def test_text_format(fmt: dict[str, Any], expected: dict[str, Any]) -> None:
-    assert wire.encode_text_format(fmt) == expected
+    assert wire.encode_text_format(response_format_of(fmt)) == expected
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias, TypedDict
 
+from .options import ResponseFormat, ToolChoice
 from .timeouts import Timeout
 from .types import Message, Tool
 
@@ -30,8 +31,10 @@ class CallParams(TypedDict, total=False):
     n: int
     user: str
     tools: Sequence[ToolInput]
-    tool_choice: str | Mapping[str, Any]
-    response_format: Mapping[str, Any]
+    # A mode ("auto", "none", "required"), a tool's name, OpenAI's dict, or a ToolChoice.
+    tool_choice: str | Mapping[str, Any] | ToolChoice
+    # OpenAI's dict ({"type": "json_object"}, {"type": "json_schema", …}) or a ResponseFormat.
+    response_format: Mapping[str, Any] | ResponseFormat
     extra_body: Mapping[str, Any]
     extra_headers: Mapping[str, str]
     timeout: float | Timeout | None

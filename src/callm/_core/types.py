@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+from .options import ResponseFormat, ToolChoice, response_format_of, tool_choice_of
+
 if TYPE_CHECKING:
     from decimal import Decimal
 
@@ -286,8 +288,8 @@ class Request:
     n: int | None = None
     user: str | None = None
     tools: tuple[Tool, ...] = ()
-    tool_choice: str | Mapping[str, Any] | None = None
-    response_format: Mapping[str, Any] | None = None
+    tool_choice: ToolChoice | None = None
+    response_format: ResponseFormat | None = None
     stream: bool = False
     # Prompt caching: True places cache breakpoints (Anthropic) and a derived
     # prompt_cache_key (OpenAI); a string is used as the cache key itself.
@@ -295,6 +297,15 @@ class Request:
     # Provider-specific body fields, merged into the JSON body as given (they win on clash).
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     extra_headers: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A Request made by hand may give these as callers pass them (a tool's name, an
+        # OpenAI-style dict): read once here, so every protocol sees the typed value.
+        choice, fmt = self.tool_choice, self.response_format
+        if choice is not None and not isinstance(choice, ToolChoice):
+            object.__setattr__(self, "tool_choice", tool_choice_of(choice))
+        if fmt is not None and not isinstance(fmt, ResponseFormat):
+            object.__setattr__(self, "response_format", response_format_of(fmt))
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from .._core.errors import InvalidRequestError, StructuredOutputError
+from .._core.options import ResponseFormat
 from .._core.params import MessagesInput
 from .._core.types import Message, Response
 from .messages import to_messages
@@ -68,14 +69,9 @@ class OutputSpec:
     validate: Callable[[Any], Any]
 
     @property
-    def response_format(self) -> dict[str, Any]:
-        """callm's flat ``json_schema`` response format, which every protocol translates."""
-        return {
-            "type": "json_schema",
-            "name": self.name,
-            "schema": self.schema,
-            "strict": self.strict,
-        }
+    def response_format(self) -> ResponseFormat:
+        """The ``json_schema`` response format, which every protocol translates."""
+        return ResponseFormat("json_schema", self.schema, self.name, self.strict)
 
     def parse(self, text: str) -> Any:
         """The reply text → the validated value; raises InvalidOutput."""
@@ -104,7 +100,7 @@ _NOT_AN_OUTPUT = (
 )
 
 
-def response_format(params: CallParams) -> dict[str, Any]:
+def response_format(params: CallParams) -> ResponseFormat:
     """The response format of a call with ``output=``; refuses a second format beside it."""
     return _checked_spec(params).response_format
 

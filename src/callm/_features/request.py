@@ -10,32 +10,26 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from .._core.options import ResponseFormat, response_format_of, tool_choice_of
 from .._core.params import CallParams, MessagesInput
 from .._core.types import Request
 from .messages import to_messages, to_tools
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-_REQUEST_FIELDS = (
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "seed",
-    "n",
-    "user",
-    "tool_choice",
-)
+_REQUEST_FIELDS = ("max_tokens", "temperature", "top_p", "top_k", "seed", "n", "user")
 
 
 def draft_request(messages: MessagesInput, params: CallParams, stream: bool) -> Request:
     """The Request of a call, its ``model`` left empty for the engine to fill in."""
     fields: dict[str, Any] = {k: params[k] for k in _REQUEST_FIELDS if k in params}  # type: ignore[literal-required]
     stop = params.get("stop")
+    choice = params.get("tool_choice")
     return Request(
         model="",
         messages=to_messages(messages, params.get("system")),
         stop=(stop,) if isinstance(stop, str) else tuple(stop) if stop else None,
         tools=to_tools(params.get("tools")),
+        tool_choice=tool_choice_of(choice) if choice is not None else None,
         response_format=_response_format(params),
         stream=stream,
         extra_body=params.get("extra_body") or _EMPTY,
@@ -45,10 +39,11 @@ def draft_request(messages: MessagesInput, params: CallParams, stream: bool) -> 
     )
 
 
-def _response_format(params: CallParams) -> Mapping[str, Any] | None:
+def _response_format(params: CallParams) -> ResponseFormat | None:
     """The response format of a call: the one given, or the one ``output=`` implies."""
     if params.get("output") is None:
-        return params.get("response_format")
+        given = params.get("response_format")
+        return response_format_of(given) if given is not None else None
     from .output import response_format
 
     return response_format(params)

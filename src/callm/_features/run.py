@@ -42,6 +42,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._core.errors import CallmError, InvalidRequestError, MaxStepsExceededError
+from .._core.options import tool_choice_of
 from .._core.params import MessagesInput
 from .._core.types import (
     Message,
@@ -91,7 +92,7 @@ class _Loop:
     def step_params(self) -> CallParams:
         """The parameters of the next model call: a forced tool_choice holds once only."""
         choice = self.params.get("tool_choice")
-        if self.steps and choice is not None and choice not in ("auto", "none"):
+        if self.steps and choice is not None and tool_choice_of(choice).forced:
             return {**self.params, "tool_choice": "auto"}
         return self.params
 

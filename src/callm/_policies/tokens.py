@@ -77,7 +77,7 @@ def estimate(request: Request) -> TokenCount:
     for tool in request.tools:
         chars += len(tool.name) + len(tool.description) + len(json.dumps(tool.parameters))
     if request.response_format:
-        chars += len(json.dumps(request.response_format, default=str))
+        chars += len(json.dumps(request.response_format.as_json(), default=str))
     return TokenCount(tokens + math.ceil(chars / CHARS_PER_TOKEN), False, ESTIMATE_METHOD)
 
 
@@ -140,7 +140,8 @@ def tokenizer_count(encoding: Encoding, request: Request) -> TokenCount:
     if request.tools:
         tally.add("tool definitions", TOOLS_OVERHEAD)
     if request.response_format:
-        tally.add("output schema", 0, json.dumps(request.response_format, default=str))
+        schema = json.dumps(request.response_format.as_json(), default=str)
+        tally.add("output schema", 0, schema)
     method = f"local tokenizer: tiktoken {encoding.name}"
     if tally.estimated:
         method += f" (estimated: {', '.join(sorted(tally.estimated))})"

@@ -11,6 +11,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, TypedDict, Unpack
 
+from .._core.options import ResponseFormat, ToolChoice
 from .._core.types import (
     Document,
     Image,
@@ -189,6 +190,8 @@ def request_json(request: Request) -> dict[str, Any]:
     params = {}
     for name in _PARAMETERS:
         value = getattr(request, name)
+        if isinstance(value, ToolChoice | ResponseFormat):
+            value = value.as_json()  # as the call parameter takes it
         if value is not None and not (isinstance(value, Mapping) and not value):
             params[name] = _plain(value)
     return {

@@ -56,6 +56,7 @@ from ..._core.errors import (
 )
 from ..._core.http import HttpRequest, HttpResponse
 from ..._core.media import PDF, is_text
+from ..._core.options import ResponseFormat, ToolChoice
 from ..._core.types import (
     Document,
     Image,
@@ -492,33 +493,28 @@ def encode_tool(tool: Tool) -> dict[str, Any]:
     return entry
 
 
-def encode_tool_choice(choice: str | Mapping[str, Any]) -> dict[str, Any]:
-    """``auto``/``none`` as they are, ``required`` → ``any``, a name → that tool; dicts as given."""
-    if not isinstance(choice, str):
-        return dict(choice)
-    if choice in ("auto", "none"):
-        return {"type": choice}
-    if choice == "required":
-        return {"type": "any"}
-    return {"type": "tool", "name": choice}
+def encode_tool_choice(choice: ToolChoice) -> dict[str, object]:
+    """``auto``/``none`` as they are, ``required`` → ``any``, a name → that tool; a native
+    object as given."""
+    if choice.native is not None:
+        return dict(choice.native)
+    if choice.name is not None:
+        return {"type": "tool", "name": choice.name}
+    return {"type": "any" if choice.mode == "required" else choice.mode}
 
 
-def encode_response_format(fmt: Mapping[str, Any]) -> dict[str, Any] | None:
-    """callm's ``{"type": "json_schema", "schema", …}`` (or OpenAI's nested one) → the
-    ``output_config.format`` object; ``{"type": "text"}`` asks for nothing."""
-    kind = fmt.get("type")
-    if kind == "text":
+def encode_response_format(fmt: ResponseFormat) -> dict[str, object] | None:
+    """A JSON schema → the ``output_config.format`` object; ``text`` asks for nothing."""
+    if fmt.type == "text" and fmt.native is None:
         return None
-    if kind != "json_schema":
+    if fmt.type != "json_schema":
         raise InvalidRequestError(
             "Anthropic has no JSON mode without a schema: pass "
             '{"type": "json_schema", "schema": {...}} (or output=YourModel) instead'
         )
-    nested = fmt.get("json_schema")
-    schema = (nested if isinstance(nested, Mapping) else fmt).get("schema")
-    if not isinstance(schema, Mapping):
+    if fmt.schema is None:
         raise InvalidRequestError("a json_schema response_format needs a 'schema' object")
-    return {"type": "json_schema", "schema": to_anthropic_schema(schema)}
+    return {"type": "json_schema", "schema": to_anthropic_schema(fmt.schema)}
 
 
 # --- decoding ---------------------------------------------------------------------------

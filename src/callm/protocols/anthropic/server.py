@@ -42,6 +42,7 @@ from typing import Any
 
 from ..._core.errors import InvalidRequestError
 from ..._core.media import guess_from_name
+from ..._core.options import ResponseFormat, ToolChoice, tool_choice_of
 from ..._core.types import (
     Document,
     Image,
@@ -380,7 +381,7 @@ def _tools(value: Any, extra: dict[str, Any]) -> tuple[Tool, ...]:
     return tuple(tools)
 
 
-def _tool_choice(value: Any, extra: dict[str, Any]) -> str | None:
+def _tool_choice(value: Any, extra: dict[str, Any]) -> ToolChoice | None:
     if value is None:
         return None
     choice = {"type": value} if isinstance(value, str) else an_object(value, "tool_choice")
@@ -393,12 +394,13 @@ def _tool_choice(value: Any, extra: dict[str, Any]) -> str | None:
         raise InvalidRequestError(
             f"tool_choice.type must be 'auto', 'any', 'tool' or 'none', not {kind!r}"
         )
-    if client.encode_tool_choice(mapped) != choice:
+    typed = tool_choice_of(mapped)
+    if client.encode_tool_choice(typed) != choice:
         extra["tool_choice"] = dict(choice)  # disable_parallel_tool_use …
-    return mapped
+    return typed
 
 
-def _response_format(value: Any, extra: dict[str, Any]) -> dict[str, Any] | None:
+def _response_format(value: Any, extra: dict[str, Any]) -> ResponseFormat | None:
     if value is None:
         return None
     config = an_object(value, "output_config")
@@ -408,13 +410,13 @@ def _response_format(value: Any, extra: dict[str, Any]) -> dict[str, Any] | None
         fmt = an_object(fmt, "output_config.format")
         if fmt.get("type") == "json_schema":
             schema = an_object(fmt.get("schema"), "output_config.format.schema")
-            response_format = {"type": "json_schema", "schema": dict(schema)}
+            response_format = ResponseFormat("json_schema", dict(schema))
     if response_format is None or config != {"format": _reencoded(response_format)}:
         extra["output_config"] = dict(config)  # effort, or a format callm cannot re-create
     return response_format
 
 
-def _reencoded(response_format: Mapping[str, Any]) -> Any:
+def _reencoded(response_format: ResponseFormat) -> Any:
     try:
         return client.encode_response_format(response_format)
     except InvalidRequestError:

@@ -58,6 +58,7 @@ from typing import Any, assert_never
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIResponseError, InvalidRequestError
 from ..._core.http import HttpRequest, HttpResponse
+from ..._core.options import ResponseFormat, ToolChoice
 from ..._core.types import (
     Document,
     Image,
@@ -186,22 +187,20 @@ def _generation_config(request: Request, quirks: frozenset[str]) -> dict[str, An
 
 
 def _encode_response_format(
-    config: dict[str, Any], fmt: Mapping[str, Any], quirks: frozenset[str]
+    config: dict[str, Any], fmt: ResponseFormat, quirks: frozenset[str]
 ) -> None:
-    """callm's ``{"type": "json_schema", "schema": …}`` (or OpenAI's nested form) → Gemini."""
-    kind = fmt.get("type")
-    if kind == "text":
+    """A JSON schema (or any JSON) as Gemini's response MIME type and schema."""
+    if fmt.type == "text":
         return
-    if kind not in ("json_schema", "json_object"):
+    if fmt.type is None:
         raise InvalidRequestError(
-            f"response_format type {kind!r} is not supported: use json_schema or json_object"
+            f"response_format type {fmt.given_type!r} is not supported: "
+            "use json_schema or json_object"
         )
     config["responseMimeType"] = "application/json"
-    if kind == "json_object":
+    if fmt.type == "json_object":
         return
-    nested = fmt.get("json_schema")
-    spec = nested if isinstance(nested, Mapping) else fmt
-    schema = spec.get("schema") or {}
+    schema = fmt.schema or {}
     if OPENAPI_SCHEMA in quirks:
         config["responseSchema"] = to_openapi_schema(schema)
     else:
@@ -433,24 +432,20 @@ def encode_tool(tool: Tool, quirks: frozenset[str] = frozenset()) -> dict[str, A
     return declaration
 
 
-def encode_tool_choice(choice: str | Mapping[str, Any]) -> dict[str, Any]:
-    """``toolConfig``: auto/none/required → AUTO/NONE/ANY; a tool name → ANY, that tool only.
+def encode_tool_choice(choice: ToolChoice) -> dict[str, object]:
+    """``toolConfig``: auto/none/required → AUTO/NONE/ANY; a named tool → ANY, that tool only.
 
-    A dict is passed through: as ``toolConfig`` when it has ``functionCallingConfig``, as
-    an OpenAI-style ``{"type": "function", "function": {"name": …}}``, or else as the
-    ``functionCallingConfig`` itself.
+    A native object is sent as ``toolConfig`` when it has ``functionCallingConfig``, else
+    as the ``functionCallingConfig`` itself.
     """
-    if isinstance(choice, Mapping):
-        if "functionCallingConfig" in choice:
-            return dict(choice)
-        function = choice.get("function")
-        if choice.get("type") == "function" and isinstance(function, Mapping):
-            return _only(str(function.get("name")))
-        return {"functionCallingConfig": dict(choice)}
-    mode = _TOOL_CHOICE_MODES.get(choice)
-    if mode is not None:
-        return {"functionCallingConfig": {"mode": mode}}
-    return _only(choice)
+    native = choice.native
+    if native is not None:
+        if "functionCallingConfig" in native:
+            return dict(native)
+        return {"functionCallingConfig": dict(native)}
+    if choice.name is not None:
+        return _only(choice.name)
+    return {"functionCallingConfig": {"mode": _TOOL_CHOICE_MODES[choice.mode]}}
 
 
 def _only(name: str) -> dict[str, Any]:

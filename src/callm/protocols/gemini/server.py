@@ -42,6 +42,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..._core.errors import InvalidRequestError
+from ..._core.options import ResponseFormat, ToolChoice, tool_choice_of
 from ..._core.types import (
     Document,
     Image,
@@ -381,7 +382,7 @@ def _tool(declaration: Mapping[str, Any], where: str) -> Tool:
     )
 
 
-def _tool_choice(value: Any, extra: dict[str, Any]) -> str | None:
+def _tool_choice(value: Any, extra: dict[str, Any]) -> ToolChoice | None:
     if value is None:
         return None
     config = _fields(an_object(value, "toolConfig"))
@@ -393,12 +394,15 @@ def _tool_choice(value: Any, extra: dict[str, Any]) -> str | None:
         choice = names[0] if len(names) == 1 and isinstance(names[0], str) else "required"
     else:
         choice = _MODES.get(mode)
-    if choice is None or client.encode_tool_choice(choice) != value:
+    typed = tool_choice_of(choice) if choice is not None else None
+    if typed is None or client.encode_tool_choice(typed) != value:
         extra["toolConfig"] = value  # several allowed functions, retrieval settings …
-    return choice
+    return typed
 
 
-def _response_format(config: Mapping[str, Any], unmodelled: dict[str, Any]) -> Any:
+def _response_format(
+    config: Mapping[str, Any], unmodelled: dict[str, Any]
+) -> ResponseFormat | None:
     mime = config.get("responseMimeType")
     schema = config.get("responseJsonSchema")
     if schema is None and config.get("responseSchema") is not None:
@@ -408,8 +412,8 @@ def _response_format(config: Mapping[str, Any], unmodelled: dict[str, Any]) -> A
             unmodelled["responseMimeType"] = mime  # text/x.enum, text/plain …
         return None
     if schema is None:
-        return {"type": "json_object"}
-    return {"type": "json_schema", "schema": dict(an_object(schema, "responseJsonSchema"))}
+        return ResponseFormat("json_object")
+    return ResponseFormat("json_schema", dict(an_object(schema, "responseJsonSchema")))
 
 
 # --- Gemini's OpenAPI-subset schemas ------------------------------------------------------

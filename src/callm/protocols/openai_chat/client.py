@@ -22,6 +22,7 @@ from ..._core.endpoint import Endpoint
 from ..._core.errors import APIError, APIResponseError, InvalidRequestError
 from ..._core.http import HttpRequest, HttpResponse
 from ..._core.json import dumps
+from ..._core.options import ResponseFormat, ToolChoice
 from ..._core.types import (
     Document,
     Image,
@@ -335,21 +336,28 @@ def encode_tool(tool: Tool) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def encode_tool_choice(choice: str | Mapping[str, Any]) -> Any:
-    """``"auto" | "none" | "required"`` pass through; any other string names a tool."""
-    if not isinstance(choice, str):
-        return dict(choice)
-    if choice in ("auto", "none", "required"):
-        return choice
-    return {"type": "function", "function": {"name": choice}}
+def encode_tool_choice(choice: ToolChoice) -> str | dict[str, object]:
+    """A mode as it is, a named tool as Chat's function object, a native object as given."""
+    if choice.native is not None:
+        return dict(choice.native)
+    if choice.name is not None:
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice.mode
 
 
-def encode_response_format(fmt: Mapping[str, Any]) -> dict[str, Any]:
-    """callm's flat ``{"type": "json_schema", "name", "schema", "strict"}`` → the nested shape."""
-    if fmt.get("type") != "json_schema" or "json_schema" in fmt:
-        return dict(fmt)
-    inner = {k: v for k, v in fmt.items() if k != "type"}
-    inner.setdefault("name", "output")
+def encode_response_format(fmt: ResponseFormat) -> dict[str, object]:
+    """A JSON schema in Chat's nested shape (named "output" unless named); others as given."""
+    if fmt.native is not None:
+        return dict(fmt.native)
+    if fmt.type != "json_schema":
+        return {"type": fmt.type}
+    inner: dict[str, object] = {"name": fmt.name or "output"}
+    if fmt.description is not None:
+        inner["description"] = fmt.description
+    if fmt.schema is not None:
+        inner["schema"] = fmt.schema
+    if fmt.strict is not None:
+        inner["strict"] = fmt.strict
     return {"type": "json_schema", "json_schema": inner}
 
 

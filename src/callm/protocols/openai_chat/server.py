@@ -31,6 +31,7 @@ from ..._core.errors import (
     RateLimitError,
 )
 from ..._core.json import dumps
+from ..._core.options import ResponseFormat, ToolChoice, response_format_of, tool_choice_of
 from ..._core.types import (
     Document,
     FinishEvent,
@@ -266,22 +267,24 @@ def _tools(tools: Any) -> tuple[Tool, ...]:
     return tuple(out)
 
 
-def _tool_choice(choice: Any) -> str | None:
+def _tool_choice(choice: Any) -> ToolChoice | None:
     """callm's tool choice: auto | none | required, or the name of the one tool to call."""
     if choice is None:
         return None
     if choice in ("auto", "none", "required"):
-        return str(choice)
+        return tool_choice_of(str(choice))
     if isinstance(choice, Mapping) and choice.get("type") == "function":
         function = require_mapping(choice.get("function"), "tool_choice.function")
-        return require_str(function.get("name"), "tool_choice.function.name")
+        return ToolChoice(
+            "required", require_str(function.get("name"), "tool_choice.function.name")
+        )
     raise InvalidRequestError(
         "tool_choice must be auto, none, required or {'type': 'function', 'function': {'name': …}}"
     )
 
 
-def _response_format(fmt: Any) -> Mapping[str, Any] | None:
-    """callm's flat response format (``{"type": "json_schema", "name", "schema", …}``)."""
+def _response_format(fmt: Any) -> ResponseFormat | None:
+    """callm's response format (a JSON schema with its name, strictness, description)."""
     if fmt is None:
         return None
     fmt = require_mapping(fmt, "response_format")
@@ -289,11 +292,11 @@ def _response_format(fmt: Any) -> Mapping[str, Any] | None:
     if kind == "text":
         return None
     if kind == "json_object":
-        return {"type": "json_object"}
+        return ResponseFormat("json_object")
     if kind == "json_schema":
         inner = require_mapping(fmt.get("json_schema"), "response_format.json_schema")
         require_mapping(inner.get("schema"), "response_format.json_schema.schema")
-        return {"type": "json_schema", **inner}
+        return response_format_of({"type": "json_schema", **inner})
     raise InvalidRequestError("response_format.type must be text, json_object or json_schema")
 
 

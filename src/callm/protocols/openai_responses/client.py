@@ -55,6 +55,7 @@ from typing import Any, assert_never
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIError, APIResponseError, InvalidRequestError
 from ..._core.http import HttpRequest, HttpResponse
+from ..._core.options import ResponseFormat, ToolChoice
 from ..._core.types import (
     Document,
     FinishReason,
@@ -347,31 +348,29 @@ def encode_tool(tool: Tool) -> dict[str, Any]:
     return entry
 
 
-def encode_tool_choice(choice: str | Mapping[str, Any]) -> Any:
-    """``"auto" | "none" | "required"`` pass through; another string names a function.
-
-    A dict passes through, except Chat Completions' nested forced-function shape, which is
-    flattened so a tool_choice written for Chat works here too.
-    """
-    if isinstance(choice, str):
-        if choice in ("auto", "none", "required"):
-            return choice
-        return {"type": "function", "name": choice}
-    function = choice.get("function")
-    if choice.get("type") == "function" and isinstance(function, Mapping) and "name" not in choice:
-        return {"type": "function", "name": function.get("name")}
-    return dict(choice)
+def encode_tool_choice(choice: ToolChoice) -> str | dict[str, object]:
+    """A mode as it is, a named tool as Responses' flat function object, a native one as given."""
+    if choice.native is not None:
+        return dict(choice.native)
+    if choice.name is not None:
+        return {"type": "function", "name": choice.name}
+    return choice.mode
 
 
-def encode_text_format(fmt: Mapping[str, Any]) -> dict[str, Any]:
-    """callm's flat ``response_format`` as ``text.format`` (Chat's nested shape flattened)."""
-    if fmt.get("type") != "json_schema":
-        return dict(fmt)
-    nested = fmt.get("json_schema")
-    flat = dict(nested) if isinstance(nested, Mapping) else dict(fmt)
-    flat.pop("type", None)
-    flat.setdefault("name", "output")
-    return {"type": "json_schema", **flat}
+def encode_text_format(fmt: ResponseFormat) -> dict[str, object]:
+    """The response format as ``text.format``: a JSON schema flat, named "output" unless named."""
+    if fmt.native is not None:
+        return dict(fmt.native)
+    if fmt.type != "json_schema":
+        return {"type": fmt.type}
+    out: dict[str, object] = {"type": "json_schema", "name": fmt.name or "output"}
+    if fmt.description is not None:
+        out["description"] = fmt.description
+    if fmt.schema is not None:
+        out["schema"] = fmt.schema
+    if fmt.strict is not None:
+        out["strict"] = fmt.strict
+    return out
 
 
 def encode_models(endpoint: Endpoint) -> HttpRequest:
