@@ -1,4 +1,5 @@
-"""``callm serve``: the gateway (OpenAI, Anthropic and Gemini endpoints, virtual keys)."""
+"""``callm serve``: the gateway (OpenAI, Anthropic and Gemini endpoints, virtual keys), and
+``callm serve keys …`` / ``callm serve usage`` to administer a running one."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from pathlib import Path
 import click
 
 from .._core.errors import ConfigurationError
+from ._gateway_keys import gateway_keys_group, gateway_usage
 from ._group import CLIUsageError
 
 
-@click.command("serve")
+@click.group("serve", invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=4000, show_default=True, type=int, help="Port to listen on.")
 @click.option(
@@ -20,15 +22,25 @@ from ._group import CLIUsageError
     help="TOML file: models, aliases, fallbacks, groups, limits (never keys).",
 )
 @click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
-def serve_command(host: str, port: int, config: Path | None, workers: int) -> None:
+@click.pass_context
+def serve_command(
+    ctx: click.Context, host: str, port: int, config: Path | None, workers: int
+) -> None:
     """Run the gateway: callers use virtual keys, the gateway holds the provider keys.
 
-    CALLM_MASTER_KEY administers keys (POST /admin/keys); provider keys come from the
-    usual environment variables, .env or `callm keys set`.
+    CALLM_MASTER_KEY administers keys: `callm serve keys create --name app --models
+    'openai/*' --budget 10` against a running gateway (or POST /admin/keys). Provider keys
+    come from the usual environment variables, .env or `callm keys set`.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from ..server import serve
 
     try:
         serve(host=host, port=port, config=config, workers=workers)
     except ConfigurationError as exc:
         raise CLIUsageError(str(exc)) from None
+
+
+serve_command.add_command(gateway_keys_group)
+serve_command.add_command(gateway_usage)
