@@ -1,4 +1,5 @@
-"""Fixtures: one fake upstream and one gateway process per module, fresh keys per test."""
+"""Fixtures: one fake upstream and one gateway process per module, fresh keys per test;
+throwaway PostgreSQL and Redis servers for the fleet (``fleet_servers.py``)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fleet_servers import postgres_server, postgres_url, redis_server, redis_url
 from gateway_process import GatewayProcess
 
 from callm.testing import FakeOpenAIServer
 
 pytest.importorskip("granian")
+__all__ = ["postgres_server", "postgres_url", "redis_server", "redis_url"]  # fixtures
 
 CONFIG = """
 [gateway]

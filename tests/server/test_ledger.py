@@ -20,9 +20,21 @@ from callm.server._local_ledger import LocalLedger
 MODEL = "openai/gpt-4o-mini"
 
 
-@pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
-    found = LocalLedger(tmp_path / "gateway.db")
+def open_ledger(kind: str, request: pytest.FixtureRequest) -> Ledger:
+    """A ledger of ``kind``: in process over SQLite, or a fleet's over PostgreSQL and Redis."""
+    if kind == "local":
+        tmp_path: Path = request.getfixturevalue("tmp_path")
+        return LocalLedger(tmp_path / "gateway.db")
+    from callm.server._fleet import FleetConfig, FleetLedger
+
+    database: str = request.getfixturevalue("postgres_url")
+    redis: str = request.getfixturevalue("redis_url")
+    return FleetLedger(FleetConfig(database, redis))
+
+
+@pytest.fixture(params=["local", "fleet"])
+async def ledger(request: pytest.FixtureRequest) -> AsyncIterator[Ledger]:
+    found = open_ledger(request.param, request)
     await found.start()
     yield found
     await found.close()
@@ -158,9 +170,11 @@ async def test_limit_changes_apply_to_the_next_request(ledger: Ledger) -> None:
         await ledger.reserve(changed, MODEL, tokens=0, cost=None)
 
 
-async def test_spend_keys_and_usage_survive_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "g.db"
-    first = LocalLedger(path)
+@pytest.mark.parametrize("kind", ["local", "fleet"])
+async def test_spend_keys_and_usage_survive_a_restart(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    first = open_ledger(kind, request)
     await first.start()
     key = await make(first, budget_usd=Decimal("5"))
     gone = await make(first)
@@ -171,7 +185,7 @@ async def test_spend_keys_and_usage_survive_a_restart(tmp_path: Path) -> None:
     await first.release(failed)
     await first.close()
 
-    second = LocalLedger(path)
+    second = open_ledger(kind, request)  # the same database (and Redis)
     await second.start()
     try:
         assert await second.find_key("hash-" + key.id) == key

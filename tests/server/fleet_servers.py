@@ -5,6 +5,7 @@ machine's own servers (if any) are never touched. PostgreSQL refuses to run as r
 under root ``initdb`` and ``postgres`` run as the unprivileged user ``nobody`` in a data
 directory it owns.
 
+The fixtures at the end are imported by the conftest of each directory that uses them.
 When a binary is missing: in CI (``CI`` or ``CALLM_REQUIRE_SERVERS`` set) the tests that
 need it fail and say how to install it; elsewhere they skip with that reason.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import itertools
 import os
 import shutil
 import signal
@@ -20,6 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +81,10 @@ def _stop(proc: subprocess.Popen[bytes] | None, sig: int) -> None:
         proc.wait()
 
 
+def _pg_env() -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "TZ": "UTC"}
+
+
 class PostgresServer:
     """``initdb`` + ``postgres`` in a temporary directory; ``url`` reaches database ``callm``."""
 
@@ -103,41 +110,31 @@ class PostgresServer:
         initdb, postgres = find_binary("initdb"), find_binary("postgres")
         if initdb is None or postgres is None:
             raise FileNotFoundError("PostgreSQL's initdb/postgres are not installed")
-        env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "TZ": "UTC"}
-        subprocess.run(
-            [
-                initdb,
-                "-D",
-                str(self.data),
-                "-U",
-                "callm",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-            check=True,
-            capture_output=True,
-            env=env,
-            **self._as,
-        )
-        command = [postgres, "-D", str(self.data), "-p", str(self.port)]
-        command += [
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            f"unix_socket_directories={self.root}",
-        ]
-        # A throwaway server: durability costs time and buys nothing here.
-        command += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-        command += ["-c", "max_connections=200"]
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                command, stdout=log, stderr=log, env=env, start_new_session=True, **self._as
-            )
-        _wait_for_port(self.port, self.proc, self.log, "postgres")
+        command = [initdb, "-D", str(self.data), "-U", "callm", "--auth=trust", "-E", "UTF8"]
+        command.append("--no-sync")
+        subprocess.run(command, check=True, capture_output=True, env=_pg_env(), **self._as)
+        self._run(postgres)
         self._createdb("callm")
         return self
+
+    def _run(self, postgres: str) -> None:
+        command = [postgres, "-D", str(self.data), "-p", str(self.port)]
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "unix_socket_directories": str(self.root),
+            "max_connections": "200",
+            # A throwaway server: no machine crash to survive (a crash of postgres itself,
+            # as the outage tests make, keeps every commit: commits stay synchronous).
+            "fsync": "off",
+            "full_page_writes": "off",
+        }
+        for name, value in settings.items():
+            command += ["-c", f"{name}={value}"]
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                command, stdout=log, stderr=log, env=_pg_env(), start_new_session=True, **self._as
+            )
+        _wait_for_port(self.port, self.proc, self.log, "postgres")
 
     def _createdb(self, name: str) -> None:
         psql = find_binary("psql")
@@ -161,6 +158,16 @@ class PostgresServer:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"could not create database {name}: {done.stderr.decode()}")
             time.sleep(0.1)
+
+    def halt(self) -> None:
+        """Die at once (an outage); ``restart()`` brings it back with its data."""
+        proc, self.proc = self.proc, None
+        _stop(proc, signal.SIGQUIT)
+
+    def restart(self) -> None:
+        postgres = find_binary("postgres")
+        assert postgres is not None
+        self._run(postgres)
 
     def new_database(self, name: str) -> str:
         """A fresh, empty database on this server; its URL."""
@@ -204,6 +211,7 @@ class RedisServer:
         command += ["--save", "", "--appendonly", "no", "--protected-mode", "no"]
         if self.cluster:
             command += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            command += ["--cluster-port", str(free_port())]  # else port + 10000, maybe > 65535
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
         _wait_for_port(self.port, self.proc, self.log, "redis-server")
@@ -263,3 +271,38 @@ def start_or_report(server: PostgresServer | RedisServer) -> Any:
             else ""
         )
         pytest.fail(f"could not start {type(server).__name__}: {exc} {detail}", pytrace=False)
+
+
+# --- fixtures (imported by the conftest of each directory whose tests use them) ---------
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = start_or_report(PostgresServer())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = start_or_report(RedisServer())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A new, empty database for this test."""
+    return postgres_server.new_database(f"test_{next(_databases)}")
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test."""
+    import redis
+
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url
