@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from typing import IO, TYPE_CHECKING, Any
 
-from .._core.errors import CallmError, InvalidRequestError
+from .._core.errors import CallmError, ConfigurationError, InvalidRequestError
 from .._policies.tracing import TracingPolicy
 from ._http import Incoming
 from ._ingress import caller_key
@@ -28,6 +28,29 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("callm.server")
 _MAX_REMEMBERED = 4096  # routes and permissions remembered (model names come from callers)
+
+
+def make_ledger(settings: GatewaySettings) -> Ledger:
+    """The fleet's ledger when a PostgreSQL URL is set, else the in-process one over SQLite."""
+    if settings.database_url is None:
+        from ._local_ledger import LocalLedger
+
+        return LocalLedger(settings.database)
+    import importlib.util
+
+    from ._fleet import FleetConfig, FleetLedger
+
+    if not all(importlib.util.find_spec(m) for m in ("asyncpg", "redis")):
+        raise ConfigurationError(
+            "a gateway fleet needs its database drivers: pip install 'callm[server,fleet]'"
+        )
+    config = FleetConfig(
+        settings.database_url,
+        settings.redis_url,
+        "local" if settings.redis_unavailable == "local" else "refuse",
+        lease_s=settings.lease_seconds,
+    )
+    return FleetLedger(config)
 
 
 class Gateway:
@@ -46,12 +69,11 @@ class Gateway:
         """``access_log``: where request lines go (default: stderr when the settings say
         ``access_log``; tests pass their own); ``tracer_provider``: OpenTelemetry's, else
         the global one."""
-        from ._local_ledger import LocalLedger
         from ._upstream import make_client
 
         env = os.environ if environ is None else environ
         self.settings = settings
-        self.ledger: Ledger = ledger or LocalLedger(settings.database)
+        self.ledger: Ledger = ledger or make_ledger(settings)
         self.hasher = KeyHasher(server_secret(settings.home, env))
         self.client: AsyncClient = make_client(settings, environ, tracer_provider)
         self.metrics = Metrics() if metrics else None

@@ -127,6 +127,12 @@ class Ledger(Protocol):
     async def close(self) -> None:
         """Write out everything pending and close the store."""
 
+    def health(self) -> dict[str, Any]:
+        """The state of the stores, for ``/ready`` and the metrics: ``ready`` (False while
+        calls are refused), ``limits`` ("exact" in one process, "shared" across a fleet,
+        "per_instance" or "refusing" without Redis), and ``usage_queued`` (rows not yet
+        written)."""
+
     async def find_key(self, key_hash: str) -> VirtualKey | None:
         """The live key with this hash (None when unknown or revoked)."""
 

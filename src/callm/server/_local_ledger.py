@@ -91,6 +91,9 @@ class LocalLedger:
             self._store = None
         self._executor.shutdown(wait=True)
 
+    def health(self) -> dict[str, Any]:
+        return {"ready": True, "limits": "exact", "usage_queued": len(self._pending)}
+
     async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(self.flush_every)

@@ -82,6 +82,8 @@ class Metrics:
 
         self.series: dict[tuple[str, str], _Series] = {}
         self.in_flight = 0
+        self.usage_queued = 0  # the ledger's, as of the last scrape
+        self.limits_shared = 1
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_Collector(self))
 
@@ -104,6 +106,11 @@ class Metrics:
             series.output_tokens += usage.output_tokens
         if outcome.cost:
             series.cost += float(outcome.cost)
+
+    def stores(self, health: dict[str, Any]) -> None:
+        """The ledger's state, read when the metrics are scraped."""
+        self.usage_queued = int(health.get("usage_queued", 0))
+        self.limits_shared = 1 if health.get("limits") in ("exact", "shared") else 0
 
     def exposition(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -157,6 +164,16 @@ class _Collector:
         yield from (requests, errors, latency, ttft, tokens, cost)
         yield GaugeMetricFamily(
             "callm_requests_in_flight", "Model requests being served", value=self.metrics.in_flight
+        )
+        yield GaugeMetricFamily(
+            "callm_usage_queued",
+            "Usage rows waiting to be written to the database",
+            value=self.metrics.usage_queued,
+        )
+        yield GaugeMetricFamily(
+            "callm_limits_shared",
+            "1 while limits are exact (one process, or a fleet with Redis reachable), else 0",
+            value=self.metrics.limits_shared,
         )
 
 

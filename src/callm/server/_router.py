@@ -42,14 +42,20 @@ def _health(gateway: Gateway, request: Incoming) -> Reply:
 
 
 def _ready(gateway: Gateway, request: Incoming) -> Reply:
-    if gateway.ready and not gateway.draining:
-        return json_reply(200, {"status": "ready"})
-    return json_reply(503, {"status": "draining" if gateway.draining else "starting"})
+    if not gateway.ready or gateway.draining:
+        return json_reply(503, {"status": "draining" if gateway.draining else "starting"})
+    # The stores' state is always shown: limits held per instance (Redis unreachable, the
+    # fleet configured to carry on) is ready, but says so; refusing calls is not ready.
+    stores = gateway.ledger.health()
+    if stores["ready"]:
+        return json_reply(200, {"status": "ready", "stores": stores})
+    return json_reply(503, {"status": "unavailable", "stores": stores})
 
 
 def _metrics(gateway: Gateway, request: Incoming) -> Reply:
     if gateway.metrics is None:
         return json_reply(404, {"error": {"message": "metrics are off"}})
+    gateway.metrics.stores(gateway.ledger.health())
     body, content_type = gateway.metrics.exposition()
     return Reply(200, body, content_type=content_type)
 

@@ -30,10 +30,11 @@ def check(host: str, config: Path | None, workers: int) -> None:
             f"set {MASTER_KEY_ENV} to serve on {host}: beyond loopback the gateway needs "
             "an administrator"
         )
-    if workers != 1:
+    if workers != 1 and settings.database_url is None:
         raise ConfigurationError(
             "the SQLite ledger keeps exact limits in one process: run one worker per "
-            "gateway (--workers 1)"
+            "gateway (--workers 1), or set CALLM_DATABASE_URL=postgresql://… (and "
+            "CALLM_REDIS_URL) to run a fleet, whose workers share their limits"
         )
 
 
@@ -60,7 +61,7 @@ def serve(
         address=host,
         port=port,
         interface=Interfaces.RSGI,
-        workers=1,
+        workers=workers,  # with a fleet's stores each worker is one more instance
         loop=Loops.uvloop if _has_uvloop() else Loops.asyncio,
         factory=True,
         log_access=False,

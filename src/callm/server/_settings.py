@@ -11,6 +11,8 @@
     shutdown_grace = 30           # seconds in-flight streams get to finish on shutdown
     call_log = false              # also write every call to callm's call log
     access_log = true             # one JSON line per request on stderr
+    redis_unavailable = "refuse"  # a fleet without Redis: refuse calls, or "local" limits
+    lease_seconds = 30            # a dead fleet instance's reservations expire after this
 
     [aliases]
     fast = "openai/gpt-4o-mini"
@@ -46,6 +48,8 @@ from .._policies.routing import Group
 
 MASTER_KEY_ENV = "CALLM_MASTER_KEY"
 DATABASE_ENV = "CALLM_DATABASE_URL"
+REDIS_ENV = "CALLM_REDIS_URL"
+_REDIS_UNAVAILABLE = ("refuse", "local")
 _SECRET_FIELDS = ("api_key", "key", "token", "secret", "password")
 _GATEWAY_FIELDS = {
     "models": (list,),
@@ -56,6 +60,8 @@ _GATEWAY_FIELDS = {
     "shutdown_grace": (int, float),
     "call_log": (bool,),
     "access_log": (bool,),
+    "redis_unavailable": (str,),  # "refuse" or "local": what a fleet does without Redis
+    "lease_seconds": (int, float),  # a dead fleet instance's reservations expire after this
 }
 # A model name a caller may send: no path tricks, no URL, nothing to escape.
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]*(/[A-Za-z0-9._:@+\-]+)*$")
@@ -79,6 +85,11 @@ class GatewaySettings:
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     master_key: str | None = field(default=None, repr=False)
     database: Path = Path("gateway.db")
+    # A fleet: PostgreSQL for keys and usage, Redis for counters (URLs may hold passwords).
+    database_url: str | None = field(default=None, repr=False)
+    redis_url: str | None = field(default=None, repr=False)
+    redis_unavailable: str = "refuse"
+    lease_seconds: float = 30.0
     home: Path = Path(".")
 
     def __repr__(self) -> str:
@@ -115,7 +126,7 @@ def settings_from(
         groups=_groups(_table(data, "groups", where), where),
         providers=_providers(_table(data, "providers", where), where),
         master_key=environ.get(MASTER_KEY_ENV) or None,
-        database=_database(environ.get(DATABASE_ENV), home),
+        **_stores(environ, home),
         home=home,
     )
 
@@ -137,6 +148,11 @@ def _gateway_table(table: Mapping[str, Any], where: str) -> dict[str, Any]:
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             raise ConfigurationError(f"{where}: [gateway] {name} has the wrong type")
         out[name] = tuple(str(v) for v in value) if isinstance(value, list) else value
+    if out.get("redis_unavailable", "refuse") not in _REDIS_UNAVAILABLE:
+        raise ConfigurationError(
+            f'{where}: [gateway] redis_unavailable must be "refuse" (calls get 503 while '
+            'Redis is unreachable) or "local" (each instance holds the limits alone)'
+        )
     return out
 
 
@@ -183,7 +199,24 @@ def _providers(table: Mapping[str, Any], where: str) -> dict[str, Mapping[str, A
     return dict(table)
 
 
-def _database(url: str | None, home: Path) -> Path:
+def _stores(environ: Mapping[str, str], home: Path) -> dict[str, Any]:
+    """Where keys, usage and counters live: SQLite in CALLM_HOME, or a fleet's servers."""
+    url = environ.get(DATABASE_ENV) or ""
+    redis = environ.get(REDIS_ENV) or None
+    postgres = url.startswith(("postgresql://", "postgres://"))
+    if redis is not None and not postgres:
+        raise ConfigurationError(
+            f"{REDIS_ENV} is for a fleet, whose keys and usage live in PostgreSQL: set "
+            f"{DATABASE_ENV}=postgresql://… as well (or unset {REDIS_ENV} for one instance)"
+        )
+    if redis is not None and not redis.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError(f"{REDIS_ENV} must be a redis://, rediss:// or unix:// URL")
+    if postgres:
+        return {"database_url": url, "redis_url": redis}
+    return {"database": _database(url, home)}
+
+
+def _database(url: str, home: Path) -> Path:
     if not url:
         return home / "gateway.db"
     if url.startswith("sqlite:///"):
@@ -191,8 +224,8 @@ def _database(url: str | None, home: Path) -> Path:
     if "://" in url:
         scheme = url.split("://", 1)[0]
         raise ConfigurationError(
-            f"{DATABASE_ENV}: {scheme} is not supported by this version of the gateway; "
-            "use sqlite:///PATH or leave it unset for SQLite in CALLM_HOME"
+            f"{DATABASE_ENV}: {scheme} is not supported; use postgresql://… for a fleet, "
+            "sqlite:///PATH, or leave it unset for SQLite in CALLM_HOME"
         )
     return Path(url)
 
