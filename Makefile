@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test check lint format bench bench-quick bench-gateway clean install dev
+.PHONY: demo test check lint format bench bench-quick bench-gateway bench-fleet clean install dev
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,7 @@ bench: dev
 	$(PIP) install -e '.[bench]'
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) bench/run.py $(BENCH_ARGS)
 	$(MAKE) bench-gateway
+	$(MAKE) bench-fleet
 
 ## bench-gateway: callm serve against a direct call, nginx proxy_pass and LiteLLM's proxy
 ## (installs nginx and wrk with apt-get when run as root; LiteLLM in .venv-litellm)
@@ -55,6 +56,14 @@ bench-gateway: dev
 	-[ -x .venv-litellm/bin/litellm ] || \
 		{ $(PYTHON) -m venv .venv-litellm && .venv-litellm/bin/pip install -q 'litellm[proxy]'; }
 	$(PY) bench/gateway.py $(GATEWAY_BENCH_ARGS)
+
+## bench-fleet: two callm serve on PostgreSQL + Redis against one on SQLite, limits enforced
+## (installs postgresql, redis-server and wrk with apt-get when run as root and missing)
+bench-fleet: dev
+	-command -v redis-server >/dev/null && command -v wrk >/dev/null \
+		&& ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ [ "$$(id -u)" = 0 ] && apt-get install -y -qq postgresql redis-server wrk >/dev/null; }
+	$(PY) bench/fleet.py $(FLEET_BENCH_ARGS)
 
 ## bench-quick: the same comparison with small counts (a smoke run, under a minute)
 bench-quick: BENCH_ARGS = --quick
