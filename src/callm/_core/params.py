@@ -32,10 +32,10 @@ class CallParams(TypedDict, total=False):
     user: str
     tools: Sequence[ToolInput]
     # A mode ("auto", "none", "required"), a tool's name, OpenAI's dict, or a ToolChoice.
-    tool_choice: str | Mapping[str, Any] | ToolChoice
+    tool_choice: str | Mapping[str, object] | ToolChoice
     # OpenAI's dict ({"type": "json_object"}, {"type": "json_schema", …}) or a ResponseFormat.
-    response_format: Mapping[str, Any] | ResponseFormat
-    extra_body: Mapping[str, Any]
+    response_format: Mapping[str, object] | ResponseFormat
+    extra_body: Mapping[str, object]
     extra_headers: Mapping[str, str]
     timeout: float | Timeout | None
     max_retries: int

@@ -149,7 +149,7 @@ class ToolCall:
 
     id: str
     name: str
-    arguments: Mapping[str, Any]
+    arguments: Mapping[str, object]
     raw_arguments: str | None = None
     invalid_arguments: bool = False
     kind: Literal["tool_call"] = "tool_call"
@@ -258,7 +258,7 @@ class Tool:
 
     name: str
     description: str = ""
-    parameters: Mapping[str, Any] = field(
+    parameters: Mapping[str, object] = field(
         default_factory=lambda: {"type": "object", "properties": {}}
     )
     strict: bool | None = None
@@ -295,7 +295,7 @@ class Request:
     # prompt_cache_key (OpenAI); a string is used as the cache key itself.
     cache: bool | str | None = None
     # Provider-specific body fields, merged into the JSON body as given (they win on clash).
-    extra_body: Mapping[str, Any] = field(default_factory=dict)
+    extra_body: Mapping[str, object] = field(default_factory=dict)
     extra_headers: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -67,7 +67,7 @@ class _EngineBase:
         *,
         max_retries: int = 2,
         timeout: float | Timeout | None = DEFAULT_TIMEOUT,
-        providers: Mapping[str, ProviderSpec | Mapping[str, Any]] | None = None,
+        providers: Mapping[str, ProviderSpec | Mapping[str, object]] | None = None,
         env_file: str | Path | None = ".env",
         environ: Mapping[str, str] | None = None,
         aliases: Mapping[str, str] | None = None,

@@ -399,9 +399,9 @@ def _part_text(part: Part) -> str:
     return f"[{part.kind}]"
 
 
-def _storable(params: CallParams) -> dict[str, Any]:
+def _storable(params: CallParams) -> dict[str, object]:
     """The call defaults that can be stored as JSON and hold no secret (see _STORED_PARAMS)."""
-    kept: dict[str, Any] = {}
+    kept: dict[str, object] = {}
     for key in _STORED_PARAMS:
         if key in params:
             try:

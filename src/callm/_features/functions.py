@@ -101,7 +101,7 @@ def _make_tool(
     )
 
 
-def _strict(schema: Mapping[str, Any], name: str) -> dict[str, Any]:
+def _strict(schema: Mapping[str, object], name: str) -> dict[str, object]:
     """The schema in OpenAI's strict subset (the one structured output uses, see _output):
     every property required — so the model fills in the defaulted ones too — and closed."""
     from .schema import strict_schema
@@ -119,13 +119,13 @@ def _strict(schema: Mapping[str, Any], name: str) -> dict[str, Any]:
 class Signature:
     """What callm knows about a tool function: its schema and how to call it."""
 
-    schema: Mapping[str, Any]
+    schema: Mapping[str, object]
     description: str
     model: type[BaseModel]
     # (parameter name, model field name, positional only?) in signature order.
     params: tuple[tuple[str, str, bool], ...]
 
-    def bind(self, arguments: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    def bind(self, arguments: Mapping[str, object]) -> tuple[list[Any], dict[str, object]]:
         """The call's positional and keyword arguments, validated and converted to the hints.
 
         Raises pydantic's ValidationError when the arguments do not fit.
@@ -133,7 +133,7 @@ class Signature:
         values = self.model.model_validate(dict(arguments))
         given = values.model_fields_set
         args: list[Any] = []
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, object] = {}
         for name, field, positional in self.params:
             if positional:
                 args.append(getattr(values, field))

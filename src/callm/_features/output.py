@@ -62,7 +62,7 @@ class OutputSpec:
     """What ``output=`` asks for: the format sent, and how a reply is checked."""
 
     name: str
-    schema: Mapping[str, Any]
+    schema: Mapping[str, object]
     strict: bool
     wrapped: bool
     # Decoded JSON (already unwrapped) → the typed value; raises InvalidOutput.
@@ -164,7 +164,7 @@ def _dict_spec(output: Mapping[str, Any]) -> OutputSpec:
     return OutputSpec(name, _wrap(sent) if wrapped else sent, ok, wrapped, check)
 
 
-def _schema_checker(schema: Mapping[str, Any]) -> Callable[[Any], Any]:
+def _schema_checker(schema: Mapping[str, object]) -> Callable[[Any], Any]:
     """A validator for a JSON schema: jsonschema's when installed, else a minimal check."""
     try:
         import jsonschema  # type: ignore[import-untyped]
@@ -208,14 +208,14 @@ def _minimal_check(schema: Mapping[str, Any], data: Any) -> Any:
     return data
 
 
-def _needs_wrap(schema: Mapping[str, Any]) -> bool:
+def _needs_wrap(schema: Mapping[str, object]) -> bool:
     return schema.get("type") != "object"
 
 
-def _wrap(schema: dict[str, Any]) -> dict[str, Any]:
+def _wrap(schema: dict[str, object]) -> dict[str, object]:
     """A non-object root as ``{"value": …}`` (its ``$defs`` stay at the root)."""
     defs = schema.pop("$defs", None)
-    wrapped: dict[str, Any] = {
+    wrapped: dict[str, object] = {
         "type": "object",
         "properties": {_WRAP_KEY: schema},
         "required": [_WRAP_KEY],

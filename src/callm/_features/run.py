@@ -139,7 +139,7 @@ class _Ready:
     call: ToolCall
     function: Callable[..., Any]
     args: list[Any] = field(default_factory=list)
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, object] = field(default_factory=dict)
 
 
 def _prepare(loop: _Loop, call: ToolCall) -> _Ready | ToolResult:

@@ -32,7 +32,7 @@ _STRICT_FORMATS = frozenset(
 _DROPPED = ("title", "default", "$schema", "discriminator")
 
 
-def strict_schema(schema: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+def strict_schema(schema: Mapping[str, object]) -> tuple[dict[str, object], bool]:
     """A strict-compatible copy of ``schema``, and whether ``strict: true`` can be asked."""
     root = copy.deepcopy(dict(schema))
     ref = root.pop("$ref", None)
@@ -43,7 +43,7 @@ def strict_schema(schema: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     return root, flags["strict"]
 
 
-def _resolve(root: Mapping[str, Any], ref: str) -> dict[str, Any]:
+def _resolve(root: Mapping[str, object], ref: str) -> dict[str, object]:
     target: Any = root
     for key in ref.removeprefix("#/").split("/"):
         target = target.get(key) if isinstance(target, Mapping) else None
@@ -70,14 +70,14 @@ def _strictify(node: Any, flags: dict[str, bool]) -> None:
         _strictify(child, flags)
 
 
-def _inline_single_all_of(node: dict[str, Any]) -> None:
+def _inline_single_all_of(node: dict[str, object]) -> None:
     all_of = node.get("allOf")
     if isinstance(all_of, list) and len(all_of) == 1 and isinstance(all_of[0], dict):
         del node["allOf"]
         node.update({k: v for k, v in all_of[0].items() if k not in node})
 
 
-def _move_to_description(node: dict[str, Any]) -> None:
+def _move_to_description(node: dict[str, object]) -> None:
     """Constraints outside the strict subset become words the model can still follow."""
     notes = [f"{k}={node.pop(k)!r}" for k in _UNSTRICT_KEYS if k in node]
     if "format" in node and node["format"] not in _STRICT_FORMATS:

@@ -323,7 +323,7 @@ def _request_attributes(
 ) -> dict[str, Any]:
     """The attributes known before the call is sent (given at start, so samplers see them)."""
     name = _PROVIDER_NAMES.get(provider, provider)
-    attributes: dict[str, Any] = {
+    attributes: dict[str, object] = {
         "gen_ai.operation.name": operation,
         "gen_ai.provider.name": name,
         "gen_ai.system": _LEGACY_SYSTEM_NAMES.get(name, name),
@@ -345,7 +345,7 @@ def _request_attributes(
 
 
 @lru_cache(maxsize=64)
-def _server_attributes(base_url: str) -> Mapping[str, Any]:
+def _server_attributes(base_url: str) -> Mapping[str, object]:
     """``server.address`` and ``server.port`` of a base URL (parsed once per URL)."""
     try:
         parts = urlsplit(base_url)
@@ -359,7 +359,7 @@ def _server_attributes(base_url: str) -> Mapping[str, Any]:
 
 def _response_attributes(response: Response) -> dict[str, Any]:
     usage = response.usage
-    attributes: dict[str, Any] = {
+    attributes: dict[str, object] = {
         "gen_ai.response.model": response.model,
         "gen_ai.usage.input_tokens": usage.input_tokens,
         "gen_ai.usage.output_tokens": usage.output_tokens,
@@ -432,18 +432,18 @@ def _set_output_content(span: Span, response: Response) -> None:
     span.set_attribute("gen_ai.output.messages", json.dumps(messages))
 
 
-def _message_json(message: Message) -> dict[str, Any]:
-    shaped: dict[str, Any] = {"role": message.role, "parts": _parts_json(message.content)}
+def _message_json(message: Message) -> dict[str, object]:
+    shaped: dict[str, object] = {"role": message.role, "parts": _parts_json(message.content)}
     if message.name:
         shaped["name"] = message.name
     return shaped
 
 
-def _parts_json(parts: tuple[Part, ...] | list[Part]) -> list[dict[str, Any]]:
+def _parts_json(parts: tuple[Part, ...] | list[Part]) -> list[dict[str, object]]:
     return [_part_json(p) for p in parts]
 
 
-def _part_json(part: Part) -> dict[str, Any]:
+def _part_json(part: Part) -> dict[str, object]:
     """One part in the conventions' message JSON shape; inline (base64) data is left out."""
     match part:
         case Text():

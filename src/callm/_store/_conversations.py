@@ -42,7 +42,7 @@ class StoredConversation:
     id: str
     model: str | None
     system: str | None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, object] = field(default_factory=dict)
     summary: str | None = None
     summary_covers: int = 0
     usage: Usage = field(default_factory=Usage)

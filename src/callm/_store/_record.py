@@ -93,7 +93,7 @@ class CallRecord:
     model: str
     request: Mapping[str, Any]
     response_text: str | None = None
-    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    tool_calls: tuple[Mapping[str, object], ...] = ()
     finish_reason: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
@@ -185,7 +185,7 @@ def record_fields(
     }
 
 
-def request_json(request: Request) -> dict[str, Any]:
+def request_json(request: Request) -> dict[str, object]:
     """The JSON-like form of a request as stored: messages, parameters and tools."""
     params = {}
     for name in _PARAMETERS:
@@ -201,9 +201,12 @@ def request_json(request: Request) -> dict[str, Any]:
     }
 
 
-def message_json(message: Message) -> dict[str, Any]:
+def message_json(message: Message) -> dict[str, object]:
     """A message as a plain dict: role, content parts (each with its ``kind``), name, cache."""
-    out: dict[str, Any] = {"role": message.role, "content": [part_json(p) for p in message.content]}
+    out: dict[str, object] = {
+        "role": message.role,
+        "content": [part_json(p) for p in message.content],
+    }
     if message.name is not None:
         out["name"] = message.name
     if message.cache:
@@ -211,7 +214,7 @@ def message_json(message: Message) -> dict[str, Any]:
     return out
 
 
-def part_json(part: Part) -> dict[str, Any]:
+def part_json(part: Part) -> dict[str, object]:
     """A content part as a plain dict of its set fields (``kind`` always included)."""
     # A walk over the dataclass fields covers every part type, present and future, so a
     # new field can never be silently left out of the log.
@@ -222,7 +225,7 @@ def part_json(part: Part) -> dict[str, Any]:
     names = _FIELD_NAMES.get(type(part))
     if names is None:
         names = _FIELD_NAMES[type(part)] = tuple(f.name for f in fields(part))
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for name in names:
         value = getattr(part, name)
         if name == "kind" or not _unset(value):
@@ -234,7 +237,7 @@ def _unset(value: Any) -> bool:
     return value is None or value is False or (isinstance(value, str | Mapping) and not value)
 
 
-def _tool_json(tool: Tool) -> dict[str, Any]:
+def _tool_json(tool: Tool) -> dict[str, object]:
     return {
         "name": tool.name,
         "description": tool.description,
@@ -242,8 +245,8 @@ def _tool_json(tool: Tool) -> dict[str, Any]:
     }
 
 
-def _tool_call_json(call: ToolCall) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": call.id, "name": call.name, "arguments": _plain(call.arguments)}
+def _tool_call_json(call: ToolCall) -> dict[str, object]:
+    out: dict[str, object] = {"id": call.id, "name": call.name, "arguments": _plain(call.arguments)}
     if call.invalid_arguments:
         out["raw_arguments"] = call.raw_arguments
     return out

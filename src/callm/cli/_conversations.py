@@ -68,7 +68,7 @@ def _line(conversation: StoredConversation) -> str:
     )
 
 
-def _json(conversation: StoredConversation) -> dict[str, Any]:
+def _json(conversation: StoredConversation) -> dict[str, object]:
     return {
         "id": conversation.id,
         "model": conversation.model,

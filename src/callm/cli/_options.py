@@ -38,11 +38,11 @@ def _stop(key: str, raw: str, value: Any) -> str | list[str]:
     return raw
 
 
-def _tool_choice(key: str, raw: str, value: Any) -> str | dict[str, Any]:
+def _tool_choice(key: str, raw: str, value: Any) -> str | dict[str, object]:
     return value if isinstance(value, dict) else raw
 
 
-def _response_format(key: str, raw: str, value: Any) -> dict[str, Any]:
+def _response_format(key: str, raw: str, value: Any) -> dict[str, object]:
     # The shorthand -o response_format=json_object means {"type": "json_object"}.
     return value if isinstance(value, dict) else {"type": raw}
 
@@ -77,10 +77,10 @@ def split_option(item: str) -> tuple[str, str]:
     return key, raw
 
 
-def parse_options(items: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def parse_options(items: Iterable[str]) -> tuple[dict[str, object], dict[str, object]]:
     """The ``-o`` options as (call parameters, extra_body fields); a repeated key is an error."""
-    params: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
+    params: dict[str, object] = {}
+    extra: dict[str, object] = {}
     for item in items:
         key, raw = split_option(item)
         if key in params or key in extra:

@@ -32,7 +32,7 @@ class LineWriter:
         return bool(self._last)
 
 
-def response_json(response: Response) -> dict[str, Any]:
+def response_json(response: Response) -> dict[str, object]:
     """The normalised Response as a JSON-ready dict (what ``callm --json`` prints)."""
     return {
         "text": response.text,

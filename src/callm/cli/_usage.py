@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import cast
 
 import click
 
@@ -121,7 +121,7 @@ def _cells(row: UsageRow) -> tuple[str, ...]:
     return (row.key, *(f"{n:,}" for n in counts), cost_cell(row))
 
 
-def usage_json(rows: Sequence[UsageRow], *, by: str, since: datetime | None) -> dict[str, Any]:
+def usage_json(rows: Sequence[UsageRow], *, by: str, since: datetime | None) -> dict[str, object]:
     """The summary for machines: every row, the total, and what it was grouped by."""
     return {
         "by": by,
@@ -131,7 +131,7 @@ def usage_json(rows: Sequence[UsageRow], *, by: str, since: datetime | None) -> 
     }
 
 
-def row_json(row: UsageRow) -> dict[str, Any]:
+def row_json(row: UsageRow) -> dict[str, object]:
     """One row with its amounts as exact strings (``cost`` is null when some are unpriced)."""
     return {
         "key": row.key,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .._core.errors import ConfigurationError
 
@@ -110,15 +110,17 @@ class ServerStreamEncoder(Protocol):
 class ServerCodec(Protocol):
     """What every protocol's server module provides (module-level, pure, no I/O)."""
 
-    def decode_request(self, body: Mapping[str, Any], *, model: str | None = None) -> Request: ...
+    def decode_request(
+        self, body: Mapping[str, object], *, model: str | None = None
+    ) -> Request: ...
 
-    def encode_response(self, response: Response, *, model: str) -> dict[str, Any]: ...
+    def encode_response(self, response: Response, *, model: str) -> dict[str, object]: ...
 
     def StreamEncoder(self, *, model: str, include_usage: bool = True) -> ServerStreamEncoder: ...
 
     def encode_error(
         self, error: CallmError, *, status: int | None = None
-    ) -> tuple[int, dict[str, Any]]: ...
+    ) -> tuple[int, dict[str, object]]: ...
 
 
 _servers: dict[str, ServerCodec] = {}

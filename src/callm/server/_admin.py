@@ -79,7 +79,7 @@ async def _route(gateway: Gateway, request: Incoming) -> Reply:
     return _error(404, f"no admin endpoint {method} {request.path}", "not_found_error")
 
 
-def _body(request: Incoming) -> dict[str, Any]:
+def _body(request: Incoming) -> dict[str, object]:
     try:
         body = json.loads(request.body or b"{}")
     except ValueError:
@@ -152,7 +152,7 @@ def _no_key(key_id: str) -> Reply:
     return _error(404, f"no live key with id {key_id!r}", "not_found_error")
 
 
-async def _shown(gateway: Gateway, key: VirtualKey) -> dict[str, Any]:
+async def _shown(gateway: Gateway, key: VirtualKey) -> dict[str, object]:
     usage = await gateway.ledger.key_usage(key.id)
     return {
         "id": key.id,

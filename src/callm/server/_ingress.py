@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ._http import Incoming
 
 
-def _usage_asked(body: Mapping[str, Any]) -> bool:
+def _usage_asked(body: Mapping[str, object]) -> bool:
     options = body.get("stream_options")
     return isinstance(options, Mapping) and options.get("include_usage") is True
 
 
-def _always(body: Mapping[str, Any]) -> bool:
+def _always(body: Mapping[str, object]) -> bool:
     return True
 
 
@@ -31,7 +30,7 @@ class Ingress:
     route: str  # the path as a template, for traces
     stream: bool | None = None  # forced by the path (Gemini); None: the body says
     model: str | None = None  # from the path (Gemini); None: the body says
-    include_usage: Callable[[Mapping[str, Any]], bool] = _always
+    include_usage: Callable[[Mapping[str, object]], bool] = _always
     count_tokens: bool = False
 
 

@@ -165,7 +165,7 @@ class Ledger(Protocol):
     async def usage(self, since_day: str | None = None) -> list[UsageRow]: ...
 
 
-def limits_to_json(limits: KeyLimits) -> dict[str, Any]:
+def limits_to_json(limits: KeyLimits) -> dict[str, object]:
     """Limits as the admin API shows and the store keeps them."""
     return {
         "models": list(limits.models),

@@ -7,8 +7,6 @@ is required and leave the rest open.
 
 from __future__ import annotations
 
-from typing import Any
-
 _ERROR = {
     "description": "An error in the caller's protocol's shape",
     "content": {"application/json": {"schema": {"type": "object"}}},
@@ -31,7 +29,9 @@ _MESSAGES = {
 }
 
 
-def _model_call(summary: str, required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+def _model_call(
+    summary: str, required: list[str], properties: dict[str, object]
+) -> dict[str, object]:
     return {
         "post": {
             "summary": summary,
@@ -60,8 +60,8 @@ def _model_call(summary: str, required: list[str], properties: dict[str, Any]) -
     }
 
 
-def _admin(method: str, summary: str, body: bool = False) -> dict[str, Any]:
-    operation: dict[str, Any] = {
+def _admin(method: str, summary: str, body: bool = False) -> dict[str, object]:
+    operation: dict[str, object] = {
         "summary": summary,
         "security": [{"bearer": []}],
         "responses": {
@@ -77,11 +77,11 @@ def _admin(method: str, summary: str, body: bool = False) -> dict[str, Any]:
     return {method: operation}
 
 
-def _page(summary: str) -> dict[str, Any]:
+def _page(summary: str) -> dict[str, object]:
     return {"get": {"summary": summary, "responses": {"200": _JSON_REPLY, "503": _ERROR}}}
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document() -> dict[str, object]:
     """The OpenAPI 3.1 description of every endpoint the gateway serves."""
     chat = {"model": {"type": "string"}, "messages": _MESSAGES, "stream": {"type": "boolean"}}
     anthropic = {**chat, "max_tokens": {"type": "integer", "minimum": 1}}

@@ -79,7 +79,7 @@ async def model_request(
     return await _whole(call)
 
 
-async def _admitted(call: Call, incoming: Incoming) -> Mapping[str, Any]:
+async def _admitted(call: Call, incoming: Incoming) -> Mapping[str, object]:
     """Authenticate, read, route and admit the request; sets the call's fields."""
     gateway, ingress = call.gateway, call.ingress
     call.key = key = await gateway.authenticate(incoming)
@@ -106,7 +106,7 @@ async def _admitted(call: Call, incoming: Incoming) -> Mapping[str, Any]:
     return body
 
 
-def _json_body(raw: bytes) -> Mapping[str, Any]:
+def _json_body(raw: bytes) -> Mapping[str, object]:
     try:
         body = loads(raw)
     except ValueError as exc:
@@ -193,7 +193,7 @@ async def _whole(call: Call) -> Reply:
     return Reply(200, dumps(body))
 
 
-async def _streamed(call: Call, body: Mapping[str, Any]) -> Reply | StreamReply:
+async def _streamed(call: Call, body: Mapping[str, object]) -> Reply | StreamReply:
     gateway, request = call.gateway, call.request
     assert request is not None
     try:

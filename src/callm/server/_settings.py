@@ -82,7 +82,7 @@ class GatewaySettings:
     aliases: Mapping[str, str] = field(default_factory=dict)
     fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     groups: Mapping[str, Group] = field(default_factory=dict)
-    providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    providers: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     master_key: str | None = field(default=None, repr=False)
     database: Path = Path("gateway.db")
     # A fleet: PostgreSQL for keys and usage, Redis for counters (URLs may hold passwords).
@@ -100,7 +100,7 @@ class GatewaySettings:
 def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> GatewaySettings:
     """Settings from the TOML file at ``path`` (none: defaults) and the environment."""
     env = os.environ if environ is None else environ
-    data: Mapping[str, Any] = {}
+    data: Mapping[str, object] = {}
     if path is not None:
         if not path.is_file():
             raise ConfigurationError(f"the gateway config file {path} does not exist")
@@ -139,7 +139,7 @@ def _table(data: Mapping[str, Any], name: str, where: str) -> Mapping[str, Any]:
 
 
 def _gateway_table(table: Mapping[str, Any], where: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for name, value in table.items():
         kinds = _GATEWAY_FIELDS.get(name)
         if kinds is None:
@@ -163,7 +163,7 @@ def _names(table: Mapping[str, Any], where: str, section: str) -> dict[str, str]
     return dict(table)
 
 
-def _fallbacks(table: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...]]:
+def _fallbacks(table: Mapping[str, object], where: str) -> dict[str, tuple[str, ...]]:
     out = {}
     for name, value in table.items():
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -172,7 +172,7 @@ def _fallbacks(table: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...
     return out
 
 
-def _groups(table: Mapping[str, Any], where: str) -> dict[str, Group]:
+def _groups(table: Mapping[str, object], where: str) -> dict[str, Group]:
     out = {}
     for name, value in table.items():
         if not isinstance(value, Mapping) or not isinstance(value.get("models"), list):

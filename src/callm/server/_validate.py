@@ -44,14 +44,14 @@ def key_limit_fields(data: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidRequestError(
             f"unknown field(s) {', '.join(sorted(unknown))}; a key takes {', '.join(KEY_FIELDS)}"
         )
-    fields: dict[str, Any] = {}
+    fields: dict[str, object] = {}
     for name in LIMIT_FIELDS:
         if name in data:
             fields[name] = _CHECKS[name](data[name], name)
     return fields
 
 
-def key_name(data: Mapping[str, Any], default: str = "") -> str:
+def key_name(data: Mapping[str, object], default: str = "") -> str:
     name = data.get("name", default)
     if not isinstance(name, str) or len(name) > 200:
         raise InvalidRequestError("name must be a string of at most 200 characters")

@@ -48,14 +48,14 @@ def invalid(where: str, wanted: str, value: Any) -> InvalidRequestError:
     return InvalidRequestError(f"{where} must be {wanted}, not {describe(value)}")
 
 
-def body_object(body: Any) -> Mapping[str, Any]:
+def body_object(body: Any) -> Mapping[str, object]:
     """The request body itself, which must be a JSON object."""
     if not isinstance(body, Mapping):
         raise invalid("the request body", "a JSON object", body)
     return body
 
 
-def an_object(value: Any, where: str) -> Mapping[str, Any]:
+def an_object(value: Any, where: str) -> Mapping[str, object]:
     if not isinstance(value, Mapping):
         raise invalid(where, "an object", value)
     return value
@@ -67,7 +67,7 @@ def an_array(value: Any, where: str) -> list[Any]:
     return value
 
 
-def objects(value: Any, where: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+def objects(value: Any, where: str) -> Iterator[tuple[str, Mapping[str, object]]]:
     """``(path, object)`` for each item of an array that must hold objects."""
     for i, item in enumerate(an_array(value, where)):
         at = f"{where}[{i}]"
@@ -80,13 +80,13 @@ def a_string(value: Any, where: str) -> str:
     return value
 
 
-def required(body: Mapping[str, Any], key: str, where: str = "") -> Any:
+def required(body: Mapping[str, object], key: str, where: str = "") -> Any:
     if key not in body or body[key] is None:
         raise InvalidRequestError(f"{where}{key} is required")
     return body[key]
 
 
-def optional_int(body: Mapping[str, Any], key: str, where: str = "") -> int | None:
+def optional_int(body: Mapping[str, object], key: str, where: str = "") -> int | None:
     value = body.get(key)
     if value is None:
         return None
@@ -97,7 +97,7 @@ def optional_int(body: Mapping[str, Any], key: str, where: str = "") -> int | No
     return value
 
 
-def optional_number(body: Mapping[str, Any], key: str, where: str = "") -> float | None:
+def optional_number(body: Mapping[str, object], key: str, where: str = "") -> float | None:
     value = body.get(key)
     if value is None:
         return None
@@ -106,7 +106,7 @@ def optional_number(body: Mapping[str, Any], key: str, where: str = "") -> float
     return value
 
 
-def optional_bool(body: Mapping[str, Any], key: str, where: str = "") -> bool | None:
+def optional_bool(body: Mapping[str, object], key: str, where: str = "") -> bool | None:
     value = body.get(key)
     if value is None:
         return None
@@ -115,7 +115,7 @@ def optional_bool(body: Mapping[str, Any], key: str, where: str = "") -> bool | 
     return value
 
 
-def optional_string(body: Mapping[str, Any], key: str, where: str = "") -> str | None:
+def optional_string(body: Mapping[str, object], key: str, where: str = "") -> str | None:
     value = body.get(key)
     if value is None:
         return None
@@ -130,7 +130,7 @@ def string_list(value: Any, where: str) -> tuple[str, ...]:
     return tuple(a_string(item, f"{where}[{i}]") for i, item in enumerate(items))
 
 
-def model_of(body: Mapping[str, Any], model: str | None) -> str:
+def model_of(body: Mapping[str, object], model: str | None) -> str:
     """The model: the one given (from the URL) or the body's ``model``."""
     if model is not None:
         return model

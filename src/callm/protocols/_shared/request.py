@@ -12,7 +12,7 @@ from typing import Any
 from ..._core.errors import InvalidRequestError
 
 
-def require_mapping(value: Any, where: str) -> Mapping[str, Any]:
+def require_mapping(value: Any, where: str) -> Mapping[str, object]:
     """``value`` when it is a JSON object."""
     if not isinstance(value, Mapping):
         raise InvalidRequestError(f"{where} must be a JSON object, not {_kind(value)}")

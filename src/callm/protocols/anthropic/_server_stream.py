@@ -66,7 +66,7 @@ class StreamEncoder:
         if self._started:
             return b""
         self._started = True
-        message: dict[str, Any] = {
+        message: dict[str, object] = {
             "id": self.id,
             "type": "message",
             "role": "assistant",
@@ -177,10 +177,10 @@ class StreamEncoder:
         self._open = None
         return sse({"type": "content_block_stop", "index": index}, "content_block_stop")
 
-    def _whole(self, block: dict[str, Any]) -> bytes:
+    def _whole(self, block: dict[str, object]) -> bytes:
         return self._begin("whole", block) + self._close()
 
-    def _unstreamed(self, response: Response) -> list[dict[str, Any]]:
+    def _unstreamed(self, response: Response) -> list[dict[str, object]]:
         """Blocks of the final reply that no event carried (server tool blocks, redacted
         thinking, signatures without text): sent whole at the end."""
         blocks = []

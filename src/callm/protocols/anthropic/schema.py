@@ -33,7 +33,7 @@ _LISTS = ("anyOf", "allOf", "oneOf", "prefixItems")
 _NODES = ("items", "additionalProperties", "not")
 
 
-def to_anthropic_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+def to_anthropic_schema(schema: Mapping[str, object]) -> dict[str, object]:
     """A copy of ``schema`` with the constraints Anthropic lacks moved into descriptions."""
     return _node(schema)
 

@@ -121,7 +121,7 @@ _TOOL_RESULT_MEDIA = frozenset({"image", "document"})
 # --- decoding a caller's request ---------------------------------------------------------
 
 
-def decode_request(body: Mapping[str, Any], *, model: str | None = None) -> Request:
+def decode_request(body: Mapping[str, object], *, model: str | None = None) -> Request:
     """A caller's Messages (or count_tokens) body as a callm Request."""
     body = body_object(body)
     extra = {key: value for key, value in body.items() if key not in _MODELLED}
@@ -160,7 +160,7 @@ def _system_messages(system: Any) -> list[Message]:
     return out
 
 
-def _cached(block: Mapping[str, Any]) -> bool:
+def _cached(block: Mapping[str, object]) -> bool:
     return block.get("cache_control") is not None
 
 
@@ -238,7 +238,7 @@ def _system_turn(blocks: Any, where: str) -> list[Message]:
     return turn.done()
 
 
-def _user_part(block: Mapping[str, Any], where: str) -> Part:
+def _user_part(block: Mapping[str, object], where: str) -> Part:
     kind = block.get("type")
     if kind == "text":
         return Text(a_string(block.get("text"), where + ".text"))
@@ -255,7 +255,7 @@ def _user_part(block: Mapping[str, Any], where: str) -> Part:
     return RawPart(PROTOCOL, kind, dict(block))
 
 
-def _assistant_parts(block: Mapping[str, Any], where: str) -> list[Part]:
+def _assistant_parts(block: Mapping[str, object], where: str) -> list[Part]:
     kind = block.get("type")
     if kind == "text":
         parts: list[Part] = [Text(a_string(block.get("text"), where + ".text"))]
@@ -273,14 +273,14 @@ def _assistant_parts(block: Mapping[str, Any], where: str) -> list[Part]:
     return [_user_part(block, where)]
 
 
-def _tool_call(block: Mapping[str, Any], where: str) -> ToolCall:
+def _tool_call(block: Mapping[str, object], where: str) -> ToolCall:
     call_id = a_string(block.get("id"), where + ".id")
     name = a_string(block.get("name"), where + ".name")
     arguments = an_object(block.get("input", {}), where + ".input")
     return ToolCall(call_id, name, dict(arguments))
 
 
-def _thinking(block: Mapping[str, Any], where: str) -> Reasoning:
+def _thinking(block: Mapping[str, object], where: str) -> Reasoning:
     text = a_string(block.get("thinking", ""), where + ".thinking")
     signature = optional_string(block, "signature", where + ".")
     sealed = unseal(signature, text)
@@ -289,7 +289,7 @@ def _thinking(block: Mapping[str, Any], where: str) -> Reasoning:
     return Reasoning(text, signature=signature or None, protocol=PROTOCOL)
 
 
-def _image(block: Mapping[str, Any], where: str) -> Part:
+def _image(block: Mapping[str, object], where: str) -> Part:
     source = an_object(required(block, "source", where + "."), where + ".source")
     kind = source.get("type")
     if kind == "base64":
@@ -301,7 +301,7 @@ def _image(block: Mapping[str, Any], where: str) -> Part:
     return RawPart(PROTOCOL, "image", dict(block))  # a Files API id: Anthropic's own
 
 
-def _document(block: Mapping[str, Any], where: str) -> Part:
+def _document(block: Mapping[str, object], where: str) -> Part:
     source = an_object(required(block, "source", where + "."), where + ".source")
     title = optional_string(block, "title", where + ".")
     kind = source.get("type")
@@ -321,7 +321,7 @@ def _document(block: Mapping[str, Any], where: str) -> Part:
     return RawPart(PROTOCOL, "document", dict(block))
 
 
-def _plain_tool_result(block: Mapping[str, Any]) -> bool:
+def _plain_tool_result(block: Mapping[str, object]) -> bool:
     """A tool result callm can hold: text, plus images or documents that follow it."""
     content = block.get("content")
     if not isinstance(content, list):
@@ -331,7 +331,7 @@ def _plain_tool_result(block: Mapping[str, Any]) -> bool:
     )
 
 
-def _tool_result(block: Mapping[str, Any], where: str) -> tuple[ToolResult, list[Part]]:
+def _tool_result(block: Mapping[str, object], where: str) -> tuple[ToolResult, list[Part]]:
     call_id = a_string(block.get("tool_use_id"), where + ".tool_use_id")
     content = block.get("content")
     texts: list[str] = []
@@ -348,7 +348,7 @@ def _tool_result(block: Mapping[str, Any], where: str) -> tuple[ToolResult, list
     return ToolResult(call_id, "\n".join(texts), is_error=is_error), media
 
 
-def _user(metadata: Any, extra: dict[str, Any]) -> str | None:
+def _user(metadata: Any, extra: dict[str, object]) -> str | None:
     if metadata is None:
         return None
     metadata = an_object(metadata, "metadata")
@@ -358,7 +358,7 @@ def _user(metadata: Any, extra: dict[str, Any]) -> str | None:
     return user if isinstance(user, str) else None
 
 
-def _tools(value: Any, extra: dict[str, Any]) -> tuple[Tool, ...]:
+def _tools(value: Any, extra: dict[str, object]) -> tuple[Tool, ...]:
     if value is None:
         return ()
     items = an_array(value, "tools")
@@ -381,7 +381,7 @@ def _tools(value: Any, extra: dict[str, Any]) -> tuple[Tool, ...]:
     return tuple(tools)
 
 
-def _tool_choice(value: Any, extra: dict[str, Any]) -> ToolChoice | None:
+def _tool_choice(value: Any, extra: dict[str, object]) -> ToolChoice | None:
     if value is None:
         return None
     choice = {"type": value} if isinstance(value, str) else an_object(value, "tool_choice")
@@ -400,7 +400,7 @@ def _tool_choice(value: Any, extra: dict[str, Any]) -> ToolChoice | None:
     return typed
 
 
-def _response_format(value: Any, extra: dict[str, Any]) -> ResponseFormat | None:
+def _response_format(value: Any, extra: dict[str, object]) -> ResponseFormat | None:
     if value is None:
         return None
     config = an_object(value, "output_config")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from ..._core.errors import CallmError, InvalidRequestError, RateLimitError
 from ..._core.types import (
@@ -39,9 +38,9 @@ __all__ = [
 ]
 
 
-def encode_response(response: Response, *, model: str) -> dict[str, Any]:
+def encode_response(response: Response, *, model: str) -> dict[str, object]:
     """The GenerateContentResponse a Gemini SDK reads for ``response`` (and its choices)."""
-    body: dict[str, Any] = {}
+    body: dict[str, object] = {}
     feedback = prompt_feedback(response)
     if feedback is None:
         replies = (response, *response.choices)
@@ -54,7 +53,7 @@ def encode_response(response: Response, *, model: str) -> dict[str, Any]:
     return body
 
 
-def prompt_feedback(response: Response) -> dict[str, Any] | None:
+def prompt_feedback(response: Response) -> dict[str, object] | None:
     """A Gemini upstream's ``promptFeedback`` when it blocked the prompt (no candidates)."""
     raw = response.raw
     if not isinstance(raw, Mapping) or raw.get("candidates"):
@@ -69,9 +68,9 @@ def response_id(upstream_id: str) -> str:
     return upstream_id or os.urandom(12).hex()
 
 
-def candidate(response: Response, index: int = 0) -> dict[str, Any]:
+def candidate(response: Response, index: int = 0) -> dict[str, object]:
     """One candidate: its content, finish reason and any metadata Gemini attached."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     filtered = response.finish_reason == "content_filter"
     parts = model_parts([p for p in response.content if not (filtered and p.kind == "refusal")])
     if parts:
@@ -85,7 +84,7 @@ def candidate(response: Response, index: int = 0) -> dict[str, Any]:
     return out
 
 
-def metadata(parts: Sequence[Part]) -> dict[str, Any]:
+def metadata(parts: Sequence[Part]) -> dict[str, object]:
     """Candidate metadata (grounding, citations) a Gemini upstream sent, as it sent it."""
     return {
         p.type: p.data
@@ -94,7 +93,7 @@ def metadata(parts: Sequence[Part]) -> dict[str, Any]:
     }
 
 
-def model_parts(parts: Sequence[Part]) -> list[dict[str, Any]]:
+def model_parts(parts: Sequence[Part]) -> list[dict[str, object]]:
     """A model turn's wire parts; signatures go onto the part that follows them."""
     prepared = [p for p in (_prepared(part) for part in parts) if p is not None]
     return client._model_parts(Message("assistant", tuple(prepared)))
@@ -140,9 +139,9 @@ def finish_reason(response: Response) -> str:
     return _FINISH[response.finish_reason]
 
 
-def encode_usage(usage: Usage) -> dict[str, Any]:
+def encode_usage(usage: Usage) -> dict[str, object]:
     """``usageMetadata``: thoughts apart from the candidates, the cached part of the prompt."""
-    out: dict[str, Any] = {
+    out: dict[str, object] = {
         "promptTokenCount": usage.input_tokens,
         "candidatesTokenCount": max(usage.output_tokens - usage.reasoning_tokens, 0),
         "totalTokenCount": usage.input_tokens + usage.output_tokens,
@@ -154,7 +153,7 @@ def encode_usage(usage: Usage) -> dict[str, Any]:
     return out
 
 
-def encode_count_tokens(total_tokens: int) -> dict[str, Any]:
+def encode_count_tokens(total_tokens: int) -> dict[str, object]:
     """The body of a ``:countTokens`` answer."""
     return {"totalTokens": total_tokens}
 
@@ -180,7 +179,7 @@ _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
 
-def encode_error(error: CallmError, *, status: int | None = None) -> tuple[int, dict[str, Any]]:
+def encode_error(error: CallmError, *, status: int | None = None) -> tuple[int, dict[str, object]]:
     """The status and ``{"error": {code, message, status}}`` body a Gemini SDK reads."""
     if status is None:
         status = status_for(error)
@@ -189,10 +188,10 @@ def encode_error(error: CallmError, *, status: int | None = None) -> tuple[int, 
     return status, error_body(error, status)
 
 
-def error_body(error: CallmError, status: int) -> dict[str, Any]:
+def error_body(error: CallmError, status: int) -> dict[str, object]:
     """Google's error object, also sent as a chunk inside a stream."""
     canonical = _STATUS.get(status) or ("INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
-    inner: dict[str, Any] = {"code": status, "message": message_of(error), "status": canonical}
+    inner: dict[str, object] = {"code": status, "message": message_of(error), "status": canonical}
     details = []
     code = code_of(error)
     if code is not None and code != canonical:

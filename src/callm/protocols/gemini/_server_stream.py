@@ -55,7 +55,7 @@ class StreamEncoder:
 
     def finish(self, response: Response) -> bytes:
         """The last chunk: unstreamed parts, finish reason, usage and metadata."""
-        candidate: dict[str, Any] = {}
+        candidate: dict[str, object] = {}
         parts = model_parts([p for p in response.content if _whole(p)])
         if parts:
             candidate["content"] = {"role": "model", "parts": parts}
@@ -70,7 +70,7 @@ class StreamEncoder:
         """An error chunk, as Google sends a failure after the stream began."""
         return f"data: {dumps(encode_error(error)[1])}\r\n\r\n".encode()
 
-    def _chunk(self, part: dict[str, Any]) -> bytes:
+    def _chunk(self, part: dict[str, object]) -> bytes:
         content = f'{{"role":"model","parts":[{dumps(part)}]}}'
         return f'data: {{"candidates":[{{"content":{content},"index":0}}]'.encode() + self._tail
 

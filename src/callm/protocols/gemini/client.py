@@ -119,11 +119,11 @@ def encode(endpoint: Endpoint, request: Request) -> HttpRequest:
     return _post(endpoint, url, body, request.extra_headers)
 
 
-def encode_body(endpoint: Endpoint, request: Request) -> dict[str, Any]:
+def encode_body(endpoint: Endpoint, request: Request) -> dict[str, object]:
     """The JSON body of a ``generateContent`` request, ``extra_body`` merged in last."""
     quirks = endpoint.quirks
     contents, system = encode_messages(request.messages)
-    body: dict[str, Any] = {"contents": contents}
+    body: dict[str, object] = {"contents": contents}
     if system:
         body["systemInstruction"] = {"parts": system}
     config = _generation_config(request, quirks)
@@ -150,13 +150,13 @@ def _model_path(model: str) -> str:
 
 
 def _post(
-    endpoint: Endpoint, url: str, body: Mapping[str, Any], extra: Mapping[str, str]
+    endpoint: Endpoint, url: str, body: Mapping[str, object], extra: Mapping[str, str]
 ) -> HttpRequest:
     headers = endpoint.request_headers(extra or None)
     return HttpRequest("POST", url, headers, _dumps(body).encode(), endpoint.secret_headers)
 
 
-def _merge_extra(body: dict[str, Any], extra: Mapping[str, Any]) -> None:
+def _merge_extra(body: dict[str, object], extra: Mapping[str, object]) -> None:
     for key, value in extra.items():
         current = body.get(key)
         if key in _MERGED_EXTRA_KEYS and isinstance(current, dict) and isinstance(value, Mapping):
@@ -165,8 +165,8 @@ def _merge_extra(body: dict[str, Any], extra: Mapping[str, Any]) -> None:
             body[key] = value
 
 
-def _generation_config(request: Request, quirks: frozenset[str]) -> dict[str, Any]:
-    config: dict[str, Any] = {}
+def _generation_config(request: Request, quirks: frozenset[str]) -> dict[str, object]:
+    config: dict[str, object] = {}
     if request.temperature is not None:
         config["temperature"] = request.temperature
     if request.top_p is not None:
@@ -187,7 +187,7 @@ def _generation_config(request: Request, quirks: frozenset[str]) -> dict[str, An
 
 
 def _encode_response_format(
-    config: dict[str, Any], fmt: ResponseFormat, quirks: frozenset[str]
+    config: dict[str, object], fmt: ResponseFormat, quirks: frozenset[str]
 ) -> None:
     """A JSON schema (or any JSON) as Gemini's response MIME type and schema."""
     if fmt.type == "text":
@@ -258,8 +258,8 @@ def _system_parts(message: Message) -> list[dict[str, Any]]:
     return parts
 
 
-def _user_parts(message: Message, names: Mapping[str, str]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+def _user_parts(message: Message, names: Mapping[str, str]) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
     for part in message.content:
         match part:
             case Text(text=text):
@@ -284,7 +284,7 @@ def _user_parts(message: Message, names: Mapping[str, str]) -> list[dict[str, An
     return out
 
 
-def _tool_parts(message: Message, names: Mapping[str, str]) -> list[dict[str, Any]]:
+def _tool_parts(message: Message, names: Mapping[str, str]) -> list[dict[str, object]]:
     out = []
     for part in message.content:
         if not isinstance(part, ToolResult):
@@ -295,9 +295,9 @@ def _tool_parts(message: Message, names: Mapping[str, str]) -> list[dict[str, An
     return out
 
 
-def _model_parts(message: Message) -> list[dict[str, Any]]:
+def _model_parts(message: Message) -> list[dict[str, object]]:
     """A model turn; a signature-only Reasoning goes onto the part that follows it."""
-    out: list[dict[str, Any]] = []
+    out: list[dict[str, object]] = []
     pending: str | None = None
     for part in message.content:
         if isinstance(part, Reasoning) and part.protocol not in (None, "gemini"):
@@ -323,12 +323,12 @@ def _model_parts(message: Message) -> list[dict[str, Any]]:
     return out
 
 
-def _model_part(part: Part) -> dict[str, Any] | None:
+def _model_part(part: Part) -> dict[str, object] | None:
     match part:
         case Text(text=text) | Refusal(text=text):
             return {"text": text}
         case Reasoning(text=text, signature=signature):
-            thought: dict[str, Any] = {"text": text, "thought": True}
+            thought: dict[str, object] = {"text": text, "thought": True}
             if signature:
                 thought["thoughtSignature"] = signature
             return thought
@@ -348,7 +348,7 @@ def _model_part(part: Part) -> dict[str, Any] | None:
             assert_never(part)
 
 
-def _function_call(call: ToolCall) -> dict[str, Any]:
+def _function_call(call: ToolCall) -> dict[str, object]:
     if call.invalid_arguments:
         raise InvalidRequestError(
             f"tool call {call.name!r} ({call.id}) has arguments that are not a JSON object "
@@ -357,7 +357,7 @@ def _function_call(call: ToolCall) -> dict[str, Any]:
     return {"functionCall": {"id": call.id, "name": call.name, "args": dict(call.arguments)}}
 
 
-def _function_response(result: ToolResult, names: Mapping[str, str]) -> dict[str, Any]:
+def _function_response(result: ToolResult, names: Mapping[str, str]) -> dict[str, object]:
     name = result.name or names.get(result.tool_call_id)
     if not name:
         raise InvalidRequestError(
@@ -369,7 +369,7 @@ def _function_response(result: ToolResult, names: Mapping[str, str]) -> dict[str
     return {"functionResponse": {"id": result.tool_call_id, "name": name, "response": response}}
 
 
-def _media(url: str, media_type: str | None) -> dict[str, Any]:
+def _media(url: str, media_type: str | None) -> dict[str, object]:
     """``inlineData`` for a ``data:`` URL, ``fileData`` (a URI reference) for anything else."""
     if url.startswith("data:"):
         header, _, data = url.partition(",")
@@ -380,7 +380,7 @@ def _media(url: str, media_type: str | None) -> dict[str, Any]:
 
             data = base64.b64encode(urllib.parse.unquote_to_bytes(data)).decode("ascii")
         return {"inlineData": {"mimeType": mime, "data": data}}
-    file: dict[str, Any] = {"fileUri": url}
+    file: dict[str, object] = {"fileUri": url}
     media_type = media_type or _guess_type(url)
     if media_type:
         file["mimeType"] = media_type
@@ -405,7 +405,7 @@ def _knows_its_type(url: str) -> bool:
     return host in _TYPED_HOSTS or host.endswith(".youtube.com")
 
 
-def _raw(part: RawPart) -> dict[str, Any] | None:
+def _raw(part: RawPart) -> dict[str, object] | None:
     """A raw part goes back only to Gemini; candidate metadata is not content, so not sent."""
     if part.protocol != PROTOCOL:
         raise InvalidRequestError(
@@ -420,9 +420,9 @@ def _raw(part: RawPart) -> dict[str, Any] | None:
 # --- tools ------------------------------------------------------------------------------
 
 
-def encode_tool(tool: Tool, quirks: frozenset[str] = frozenset()) -> dict[str, Any]:
+def encode_tool(tool: Tool, quirks: frozenset[str] = frozenset()) -> dict[str, object]:
     """One ``functionDeclarations`` entry."""
-    declaration: dict[str, Any] = {"name": tool.name}
+    declaration: dict[str, object] = {"name": tool.name}
     if tool.description:
         declaration["description"] = tool.description
     if OPENAPI_SCHEMA in quirks:
@@ -448,7 +448,7 @@ def encode_tool_choice(choice: ToolChoice) -> dict[str, object]:
     return {"functionCallingConfig": {"mode": _TOOL_CHOICE_MODES[choice.mode]}}
 
 
-def _only(name: str) -> dict[str, Any]:
+def _only(name: str) -> dict[str, object]:
     return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
 
 
@@ -523,7 +523,7 @@ def encode_count_tokens(endpoint: Endpoint, request: Request) -> HttpRequest:
     generation settings the whole ``generateContentRequest`` goes, so they are counted too.
     """
     body = encode_body(endpoint, request)
-    payload: dict[str, Any]
+    payload: dict[str, object]
     if set(body) == {"contents"}:
         payload = body
     else:

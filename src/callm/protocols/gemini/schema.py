@@ -30,7 +30,7 @@ _OPENAPI_KEEP = frozenset(
 _MAX_SCHEMA_DEPTH = 32
 
 
-def to_openapi_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+def to_openapi_schema(schema: Mapping[str, object]) -> dict[str, object]:
     """JSON Schema → Gemini's OpenAPI-subset ``Schema``.
 
     ``$ref`` is inlined, types are upper-cased, ``null`` in a type list or ``anyOf`` becomes
@@ -41,7 +41,7 @@ def to_openapi_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     return _openapi(schema, schema, 0)
 
 
-def _openapi(node: Any, root: Mapping[str, Any], depth: int) -> dict[str, Any]:
+def _openapi(node: Any, root: Mapping[str, object], depth: int) -> dict[str, object]:
     if depth > _MAX_SCHEMA_DEPTH:
         raise InvalidRequestError(
             "the schema is recursive or too deep for Gemini's OpenAPI schema subset; "
@@ -50,7 +50,7 @@ def _openapi(node: Any, root: Mapping[str, Any], depth: int) -> dict[str, Any]:
     node = _resolve_ref(node, root)
     if not isinstance(node, Mapping):
         return {}
-    out: dict[str, Any] = {k: v for k, v in node.items() if k in _OPENAPI_KEEP}
+    out: dict[str, object] = {k: v for k, v in node.items() if k in _OPENAPI_KEEP}
     kind = node.get("type")
     if isinstance(kind, list):
         if "null" in kind:
@@ -73,7 +73,7 @@ def _openapi(node: Any, root: Mapping[str, Any], depth: int) -> dict[str, Any]:
 
 
 def _openapi_variants(
-    out: dict[str, Any], variants: list[Any], root: Mapping[str, Any], depth: int
+    out: dict[str, object], variants: list[Any], root: Mapping[str, object], depth: int
 ) -> None:
     kept = [v for v in variants if not (isinstance(v, Mapping) and v.get("type") == "null")]
     if len(kept) < len(variants):
@@ -85,7 +85,7 @@ def _openapi_variants(
         out["anyOf"] = converted
 
 
-def _resolve_ref(node: Any, root: Mapping[str, Any]) -> Any:
+def _resolve_ref(node: Any, root: Mapping[str, object]) -> Any:
     ref = node.get("$ref") if isinstance(node, Mapping) else None
     if not isinstance(ref, str) or not ref.startswith("#/"):
         return node

@@ -101,7 +101,7 @@ _UNSUPPORTED = {
 # --- decoding a caller's request ---------------------------------------------------------
 
 
-def decode_request(body: Mapping[str, Any], *, model: str | None = None) -> Request:
+def decode_request(body: Mapping[str, object], *, model: str | None = None) -> Request:
     """A Chat Completions request body as a callm Request (bad input: InvalidRequestError)."""
     body = require_mapping(body, "the request body")
     for field, message in _UNSUPPORTED.items():
@@ -185,7 +185,7 @@ def _input_part(item: Any, where: str) -> Part:
     )
 
 
-def _file_part(file: Mapping[str, Any], where: str) -> Document:
+def _file_part(file: Mapping[str, object], where: str) -> Document:
     data = file.get("file_data")
     if not isinstance(data, str) or not data.startswith("data:"):
         raise InvalidRequestError(
@@ -197,7 +197,7 @@ def _file_part(file: Mapping[str, Any], where: str) -> Document:
     return Document(data, media_type, title)
 
 
-def _assistant_parts(entry: Mapping[str, Any], where: str) -> tuple[Part, ...]:
+def _assistant_parts(entry: Mapping[str, object], where: str) -> tuple[Part, ...]:
     parts: list[Part] = []
     reasoning = entry.get("reasoning_content")
     if isinstance(reasoning, str) and reasoning:
@@ -317,7 +317,7 @@ def finish_reason(reason: FinishReason | None) -> str:
     return _FINISH.get(reason, "stop") if reason is not None else "stop"
 
 
-def encode_usage(usage: Usage) -> dict[str, Any]:
+def encode_usage(usage: Usage) -> dict[str, object]:
     """Usage in the Chat Completions shape, cache and reasoning details included."""
     return {
         "prompt_tokens": usage.input_tokens,
@@ -328,7 +328,7 @@ def encode_usage(usage: Usage) -> dict[str, Any]:
     }
 
 
-def encode_response(response: Response, *, model: str) -> dict[str, Any]:
+def encode_response(response: Response, *, model: str) -> dict[str, object]:
     """The ``chat.completion`` body of a reply (every choice when n > 1)."""
     choices = [_choice(response, 0)]
     choices += [_choice(extra, i) for i, extra in enumerate(response.choices, 1)]
@@ -348,7 +348,7 @@ def _completion_id(upstream: str) -> str:
 
 
 def _choice(response: Response, index: int) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": response.refusal}
+    message: dict[str, object] = {"role": "assistant", "content": None, "refusal": response.refusal}
     texts = [p.text for p in response.content if isinstance(p, Text)]
     if texts or not response.tool_calls:
         message["content"] = "".join(texts)
@@ -364,7 +364,7 @@ def _choice(response: Response, index: int) -> dict[str, Any]:
     }
 
 
-def _encode_tool_call(call: ToolCall) -> dict[str, Any]:
+def _encode_tool_call(call: ToolCall) -> dict[str, object]:
     return {
         "id": call.id,
         "type": "function",
@@ -405,7 +405,7 @@ class StreamEncoder:
     def _frame(self, choices: str, tail: str = "") -> bytes:
         return f"data: {self._head}{choices}{tail}}}\n\n".encode()
 
-    def _delta(self, delta: Mapping[str, Any]) -> bytes:
+    def _delta(self, delta: Mapping[str, object]) -> bytes:
         return self._frame(
             '[{"index":0,"delta":' + dumps(delta) + ',"logprobs":null,"finish_reason":null}]'
         )
@@ -433,7 +433,7 @@ class StreamEncoder:
 
     def _tool_fragment(self, event: ToolCallDelta) -> bytes:
         index = self._indexes.get(event.index)
-        fragment: dict[str, Any] = {"index": 0}
+        fragment: dict[str, object] = {"index": 0}
         if index is None:
             index = self._indexes[event.index] = len(self._indexes)
             # The first fragment names the call; an id is required by the SDKs.
@@ -509,7 +509,7 @@ def error_status(error: CallmError) -> int:
     return 502 if isinstance(error, APIError) else 500
 
 
-def encode_error(error: CallmError, *, status: int | None = None) -> tuple[int, dict[str, Any]]:
+def encode_error(error: CallmError, *, status: int | None = None) -> tuple[int, dict[str, object]]:
     """The status and ``{"error": {"message", "type", "param", "code"}}`` body of an error."""
     status = status if status is not None else error_status(error)
     message = error.message if isinstance(error, APIError) else str(error)
