@@ -49,6 +49,7 @@ PUBLIC = {
     "PartialOutput",
     "PermissionDeniedError",
     "ProviderSpec",
+    "Quirks",
     "RateLimit",
     "RateLimitError",
     "RawPart",

@@ -44,6 +44,7 @@ from ._core.errors import (
     StructuredOutputError,
 )
 from ._core.params import MessagesInput
+from ._core.quirks import Quirks
 from ._policies.base import CallInfo
 from ._policies.budget import Budget
 from ._policies.routing import Group
@@ -124,6 +125,7 @@ __all__ = [
     "PartialOutput",
     "PermissionDeniedError",
     "ProviderSpec",
+    "Quirks",
     "RateLimit",
     "RateLimitError",
     "RawPart",

@@ -201,7 +201,7 @@ def test_tool_choice(ep: Endpoint, choice: Any, config: dict[str, Any]) -> None:
 
 
 def test_openapi_quirk_converts_schemas(ep: Endpoint) -> None:
-    quirky = replace(ep, quirks=frozenset({gemini.OPENAPI_SCHEMA}))
+    quirky = replace(ep, quirks=callm.Quirks(openapi_schema=True))
     schema = {
         "$defs": {"Unit": {"enum": ["c", "f"], "type": "string"}},
         "type": "object",

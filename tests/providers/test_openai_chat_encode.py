@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import callm
+from callm import Quirks
 from callm._config.providers import BUILTIN, ProviderSpec, build_endpoint
 from callm._core.endpoint import Endpoint
 from callm._core.types import (
@@ -40,7 +41,16 @@ HEADERS = {
 }
 
 
-def endpoint(quirks: frozenset[str] = frozenset(), **kw: Any) -> Endpoint:
+# OpenAI's own quirks (the built-in "openai" entry's, minus prompt_cache_key).
+OPENAI = Quirks(max_tokens_field="max_completion_tokens")
+
+
+def flags(*names: str) -> Quirks:
+    """Quirks from the older flag names, as a config's ``quirks = [...]`` list gives them."""
+    return Quirks.of(list(names), Quirks())
+
+
+def endpoint(quirks: Quirks = OPENAI, **kw: Any) -> Endpoint:
     values: dict[str, Any] = {
         "provider": "openai",
         "protocol": "openai_chat",
@@ -338,7 +348,7 @@ def test_max_tokens_uses_max_completion_tokens_by_default() -> None:
 
 
 def test_max_tokens_legacy_quirk() -> None:
-    body = body_of(request(max_tokens=256), endpoint(frozenset({LEGACY_MAX_TOKENS})))
+    body = body_of(request(max_tokens=256), endpoint(flags(LEGACY_MAX_TOKENS)))
     assert body["max_tokens"] == 256
     assert "max_completion_tokens" not in body
 
@@ -365,7 +375,7 @@ def test_unset_parameters_are_omitted() -> None:
 
 
 def test_random_seed_quirk() -> None:
-    body = body_of(request(seed=11), endpoint(frozenset({RANDOM_SEED})))
+    body = body_of(request(seed=11), endpoint(flags(RANDOM_SEED)))
     assert body["random_seed"] == 11
     assert "seed" not in body
 
@@ -377,7 +387,7 @@ def test_stream_requests_usage() -> None:
 
 
 def test_no_stream_options_quirk() -> None:
-    body = body_of(request(stream=True), endpoint(frozenset({NO_STREAM_OPTIONS})))
+    body = body_of(request(stream=True), endpoint(flags(NO_STREAM_OPTIONS)))
     assert body["stream"] is True
     assert "stream_options" not in body
 
@@ -403,7 +413,7 @@ def test_extra_body_passes_through_and_wins() -> None:
 
 
 def test_short_tool_ids_are_mapped_consistently() -> None:
-    ep = endpoint(frozenset({SHORT_TOOL_IDS}))
+    ep = endpoint(flags(SHORT_TOOL_IDS))
     long_id = "call_ZR5UUuTt3pf61kjwAJIYdVMj"
     other_id = "pyd_ai_cee885c699414386a7e14b7ec43cadbc"
     messages = (
@@ -424,7 +434,7 @@ def test_short_tool_ids_are_mapped_consistently() -> None:
 
 
 def test_short_tool_ids_keep_valid_ids() -> None:
-    ep = endpoint(frozenset({SHORT_TOOL_IDS}))
+    ep = endpoint(flags(SHORT_TOOL_IDS))
     messages = (
         Message.user("x"),
         Message("assistant", (ToolCall("abcDEF123", "f", {}),)),
@@ -491,7 +501,7 @@ def test_text_completion_stream_and_quirk() -> None:
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    http = encode_text_completion(endpoint(frozenset({NO_STREAM_OPTIONS})), "m", "p", {}, True)
+    http = encode_text_completion(endpoint(flags(NO_STREAM_OPTIONS)), "m", "p", {}, True)
     assert json.loads(http.body) == {"model": "m", "prompt": "p", "stream": True}
 
 

@@ -13,14 +13,9 @@ from typing import Any, Literal
 
 from .._core.endpoint import Endpoint
 from .._core.errors import ConfigurationError
+from .._core.quirks import DEFAULT as DEFAULT_QUIRKS
+from .._core.quirks import Quirks
 from ..protocols import PROTOCOL_MODULES
-from ..protocols.openai_chat.client import (
-    LEGACY_MAX_TOKENS,
-    NO_STREAM_OPTIONS,
-    PROMPT_CACHE_KEY,
-    RANDOM_SEED,
-    SHORT_TOOL_IDS,
-)
 
 PROTOCOLS = tuple(PROTOCOL_MODULES)
 # auth style -> (header name, value prefix)
@@ -45,7 +40,9 @@ class ProviderSpec:
     auth: Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "none"] = "bearer"
     key_required: bool = True
     headers: Mapping[str, str] = field(default_factory=dict)
-    quirks: frozenset[str] = frozenset()
+    # How the server departs from its protocol; an entry of your own starts from the
+    # defaults (max_tokens, no reasoning sent back …) — see callm.Quirks.
+    quirks: Quirks = DEFAULT_QUIRKS
     default_model: str | None = None
     api_key: str | None = field(default=None, repr=False)
     # Azure: the dated api-version query parameter, and an Entra ID token source.
@@ -59,9 +56,11 @@ class ProviderSpec:
         return f"ProviderSpec(name={self.name!r}, base_url={self.base_url!r}, api_key={key!r})"
 
 
-_COMPAT = frozenset({LEGACY_MAX_TOKENS})
-# OpenAI's own servers take prompt_cache_key; other compatible servers may refuse it.
-_OPENAI = frozenset({PROMPT_CACHE_KEY})
+# OpenAI's own servers want max_completion_tokens and take prompt_cache_key; other
+# compatible servers take max_tokens and may refuse an unknown field.
+_OPENAI = Quirks(max_tokens_field="max_completion_tokens", prompt_cache_key=True)
+# Servers that take max_completion_tokens but not OpenAI's other fields.
+_COMPLETION_TOKENS = Quirks(max_tokens_field="max_completion_tokens")
 
 BUILTIN: Mapping[str, ProviderSpec] = {
     spec.name: spec
@@ -116,47 +115,53 @@ BUILTIN: Mapping[str, ProviderSpec] = {
             api_key_env=("OLLAMA_API_KEY",),
             base_url_env="OLLAMA_BASE_URL",
             key_required=False,
-            quirks=_COMPAT,
         ),
         ProviderSpec(
             "openrouter",
             "https://openrouter.ai/api/v1",
             api_key_env=("OPENROUTER_API_KEY",),
             base_url_env="OPENROUTER_BASE_URL",
-            quirks=_COMPAT,
+            # Reasoning goes back as the reasoning_details it came in (Anthropic signatures,
+            # Gemini thought signatures, OpenAI encrypted reasoning); cache_control marks
+            # reach Anthropic and Gemini models; a PDF URL is fetched by OpenRouter.
+            quirks=Quirks(
+                reasoning_back="reasoning_details", cache_control=True, document_urls=True
+            ),
         ),
         ProviderSpec(
             "groq",
             "https://api.groq.com/openai/v1",
             api_key_env=("GROQ_API_KEY",),
             base_url_env="GROQ_BASE_URL",
+            quirks=_COMPLETION_TOKENS,
         ),
         ProviderSpec(
             "mistral",
             "https://api.mistral.ai/v1",
             api_key_env=("MISTRAL_API_KEY",),
             base_url_env="MISTRAL_BASE_URL",
-            quirks=frozenset({LEGACY_MAX_TOKENS, RANDOM_SEED, SHORT_TOOL_IDS, NO_STREAM_OPTIONS}),
+            quirks=Quirks(seed_field="random_seed", short_tool_ids=True, stream_options=False),
         ),
         ProviderSpec(
             "deepseek",
             "https://api.deepseek.com",
             api_key_env=("DEEPSEEK_API_KEY",),
             base_url_env="DEEPSEEK_BASE_URL",
-            quirks=_COMPAT,
+            # Thinking mode answers 400 unless a tool-calling turn brings its reasoning back.
+            quirks=Quirks(reasoning_back="reasoning_content"),
         ),
         ProviderSpec(
             "together",
             "https://api.together.xyz/v1",
             api_key_env=("TOGETHER_API_KEY",),
             base_url_env="TOGETHER_BASE_URL",
-            quirks=_COMPAT,
         ),
         ProviderSpec(
             "xai",
             "https://api.x.ai/v1",
             api_key_env=("XAI_API_KEY",),
             base_url_env="XAI_BASE_URL",
+            quirks=_COMPLETION_TOKENS,
         ),
         ProviderSpec("local", None, auth="none", key_required=False, default_model="offline"),
     )
@@ -178,12 +183,15 @@ def spec_from_mapping(
     changes = dict(values)
     if isinstance(changes.get("api_key_env"), str):
         changes["api_key_env"] = (changes["api_key_env"],)
-    if "quirks" in changes:
-        changes["quirks"] = frozenset(changes["quirks"])
     if base is None:
         if not changes.get("base_url") and not changes.get("base_url_env"):
             raise ConfigurationError(f"provider {name!r} needs a base_url")
         base = ProviderSpec(name)
+    if "quirks" in changes:
+        try:
+            changes["quirks"] = Quirks.of(changes["quirks"], base.quirks)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"provider {name!r}: {exc}") from None
     spec = replace(base, **changes)
     if spec.protocol not in PROTOCOLS:
         raise ConfigurationError(

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from .quirks import DEFAULT as DEFAULT_QUIRKS
+from .quirks import Quirks
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -23,7 +26,8 @@ class Endpoint:
     query: str = ""
     # Azure classic style: the model names a deployment in the URL path.
     deployment_urls: bool = False
-    quirks: frozenset[str] = frozenset()
+    # How this provider's server departs from its protocol (typed fields, per entry).
+    quirks: Quirks = DEFAULT_QUIRKS
     # Called per request for a fresh bearer token (Azure Entra ID).
     token_provider: Callable[[], str] | None = field(default=None, repr=False)
     # How the user supplies the key, for messages that tell them what to do.

@@ -174,7 +174,9 @@ class Reasoning:
     thinking signature or redacted thinking, Gemini's thought signature, OpenAI's reasoning
     item id and encrypted content). ``protocol`` names the wire protocol they came from:
     they are sent back unchanged to that protocol only, since no provider accepts another's
-    signatures; reasoning from elsewhere stays out of the request.
+    signatures; reasoning from elsewhere stays out of the request. ``detail`` is the
+    provider's own record of it where one must go back verbatim (an OpenRouter
+    ``reasoning_details`` entry, with its ``format`` and ``index``).
     """
 
     text: str
@@ -182,6 +184,7 @@ class Reasoning:
     id: str | None = None
     data: str | None = None
     protocol: str | None = None
+    detail: Mapping[str, Any] | None = None
     kind: Literal["reasoning"] = "reasoning"
 
 

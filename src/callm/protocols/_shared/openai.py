@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..._core.json import dumps, loads
+from ..._core.quirks import Quirks
 from ..._core.types import FinishReason, Part, Reasoning, Refusal, Request, Text, ToolCall, Usage
 
 FINISH_REASONS: Mapping[str, FinishReason] = {
@@ -30,10 +31,10 @@ FINISH_REASONS: Mapping[str, FinishReason] = {
     "error": "error",
 }
 
-# Quirk flag: the server takes ``prompt_cache_key`` (OpenAI and Azure do; other
-# OpenAI-compatible servers may refuse an unknown field, so it is opt-in).
+# The older flag name of Quirks.prompt_cache_key: the server takes ``prompt_cache_key``
+# (OpenAI and Azure do; other OpenAI-compatible servers may refuse an unknown field).
 PROMPT_CACHE_KEY = "prompt_cache_key"
-_CACHE_TTLS = ("5m", "1h")  # Anthropic's TTL spellings of cache=: no key of their own
+CACHE_TTLS = ("5m", "1h")  # Anthropic's TTL spellings of cache=: no key of their own
 
 
 def content_array_parts(content: list[Any]) -> list[Part]:
@@ -97,14 +98,14 @@ def decode_usage(data: Mapping[str, Any]) -> Usage:
     )
 
 
-def prompt_cache_key(request: Request, quirks: frozenset[str]) -> str | None:
+def prompt_cache_key(request: Request, quirks: Quirks) -> str | None:
     """The ``prompt_cache_key`` for ``request.cache``: a string as given, ``True`` a key
     derived from the stable prefix (model, leading system prompt, tools), so requests that
     share that prefix are routed to the same cache; None where the server takes no key."""
     cache = request.cache
-    if not cache or PROMPT_CACHE_KEY not in quirks:
+    if not cache or not quirks.prompt_cache_key:
         return None
-    if isinstance(cache, str) and cache not in _CACHE_TTLS:
+    if isinstance(cache, str) and cache not in CACHE_TTLS:
         return cache
     import hashlib
 

@@ -30,7 +30,7 @@ How callm's types map onto Gemini, and the choices made where they do not fit:
   ``Document.title`` have no Gemini field and are not sent.
 * Tool schemas and ``response_format`` schemas are sent as standard JSON Schema
   (``parametersJsonSchema`` / ``responseJsonSchema``, which Gemini 2.0 and later accept,
-  ``$ref`` and ``anyOf`` included). An endpoint with the quirk :data:`OPENAPI_SCHEMA` sends
+  ``$ref`` and ``anyOf`` included). An endpoint whose quirks say ``openapi_schema`` sends
   the older OpenAPI-subset ``parameters`` / ``responseSchema`` instead, converted by
   :func:`to_openapi_schema`.
 * ``Request.user`` and ``Tool.strict`` have no Gemini equivalent and are not sent.
@@ -59,6 +59,8 @@ from ..._core.endpoint import Endpoint
 from ..._core.errors import APIResponseError, InvalidRequestError
 from ..._core.http import HttpRequest, HttpResponse
 from ..._core.options import ResponseFormat, ToolChoice
+from ..._core.quirks import DEFAULT as DEFAULT_QUIRKS
+from ..._core.quirks import Quirks
 from ..._core.types import (
     Document,
     Image,
@@ -97,7 +99,7 @@ __all__ = [
 
 # Quirk flag: send OpenAPI-subset schemas (``parameters`` / ``responseSchema``) instead of
 # JSON Schema, for models or gateways that predate ``parametersJsonSchema``.
-OPENAPI_SCHEMA = "gemini_openapi_schema"
+OPENAPI_SCHEMA = "gemini_openapi_schema"  # the older flag name of Quirks.openapi_schema
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _TOOL_CHOICE_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
@@ -165,7 +167,7 @@ def _merge_extra(body: dict[str, object], extra: Mapping[str, object]) -> None:
             body[key] = value
 
 
-def _generation_config(request: Request, quirks: frozenset[str]) -> dict[str, object]:
+def _generation_config(request: Request, quirks: Quirks) -> dict[str, object]:
     config: dict[str, object] = {}
     if request.temperature is not None:
         config["temperature"] = request.temperature
@@ -186,9 +188,7 @@ def _generation_config(request: Request, quirks: frozenset[str]) -> dict[str, ob
     return config
 
 
-def _encode_response_format(
-    config: dict[str, object], fmt: ResponseFormat, quirks: frozenset[str]
-) -> None:
+def _encode_response_format(config: dict[str, object], fmt: ResponseFormat, quirks: Quirks) -> None:
     """A JSON schema (or any JSON) as Gemini's response MIME type and schema."""
     if fmt.type == "text":
         return
@@ -201,7 +201,7 @@ def _encode_response_format(
     if fmt.type == "json_object":
         return
     schema = fmt.schema or {}
-    if OPENAPI_SCHEMA in quirks:
+    if quirks.openapi_schema:
         config["responseSchema"] = to_openapi_schema(schema)
     else:
         config["responseJsonSchema"] = dict(schema)
@@ -420,12 +420,12 @@ def _raw(part: RawPart) -> dict[str, object] | None:
 # --- tools ------------------------------------------------------------------------------
 
 
-def encode_tool(tool: Tool, quirks: frozenset[str] = frozenset()) -> dict[str, object]:
+def encode_tool(tool: Tool, quirks: Quirks = DEFAULT_QUIRKS) -> dict[str, object]:
     """One ``functionDeclarations`` entry."""
     declaration: dict[str, object] = {"name": tool.name}
     if tool.description:
         declaration["description"] = tool.description
-    if OPENAPI_SCHEMA in quirks:
+    if quirks.openapi_schema:
         declaration["parameters"] = to_openapi_schema(tool.parameters)
     else:
         declaration["parametersJsonSchema"] = dict(tool.parameters)

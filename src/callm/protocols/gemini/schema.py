@@ -45,7 +45,7 @@ def _openapi(node: Any, root: Mapping[str, object], depth: int) -> dict[str, obj
     if depth > _MAX_SCHEMA_DEPTH:
         raise InvalidRequestError(
             "the schema is recursive or too deep for Gemini's OpenAPI schema subset; "
-            "drop the gemini_openapi_schema quirk to send it as JSON Schema"
+            "set the provider's quirk openapi_schema to false to send it as JSON Schema"
         )
     node = _resolve_ref(node, root)
     if not isinstance(node, Mapping):

@@ -3,14 +3,26 @@
 Pure translation, no I/O: :func:`encode` turns a :class:`Request` into an
 :class:`HttpRequest`, :func:`decode` turns an :class:`HttpResponse` into a
 :class:`Response`, and :class:`ChatStreamDecoder` turns SSE events into stream events.
-Every OpenAI-compatible provider (Azure, Ollama, Groq, Mistral …) goes through here; their
-deviations are switched by the endpoint's quirk flags.
+Every OpenAI-compatible provider (Azure, Ollama, Groq, Mistral …) goes through here; how
+each departs from OpenAI's API is read from the endpoint's typed :class:`~callm.Quirks`
+(``max_tokens`` or ``max_completion_tokens``, Mistral's ``random_seed`` …).
 
-Prompt caching is automatic on OpenAI; ``cache=`` only adds ``prompt_cache_key`` (a string
-as given, ``True`` a key derived from the model, leading system prompt and tools), and only
-for endpoints with the :data:`PROMPT_CACHE_KEY` quirk (the built-in ``openai`` and ``azure``
-providers): other OpenAI-compatible servers may refuse the field, so it is left out there.
-Cached prompt tokens come back as ``usage.cached_input_tokens``.
+Prompt caching is automatic on OpenAI; ``cache=`` adds ``prompt_cache_key`` (a string as
+given, ``True`` a key derived from the model, leading system prompt and tools) for endpoints
+whose quirks say ``prompt_cache_key`` (the built-in ``openai`` and ``azure`` providers).
+For those whose quirks say ``cache_control`` (OpenRouter, in front of Anthropic and Gemini
+models), ``Message(cache=True)`` puts ``cache_control: {"type": "ephemeral"}`` on that
+message's last text part, and ``cache=`` (True, or a ``"5m"`` / ``"1h"`` TTL) marks the
+conversation before the newest user turn and the last system message, within Anthropic's
+four marks. Cached prompt tokens come back as ``usage.cached_input_tokens``.
+
+Reasoning is read from ``reasoning_details``, ``reasoning_content`` or ``reasoning`` and
+sent back as the entry's ``Quirks.reasoning_back`` says (see
+:mod:`callm.protocols.openai_chat.reasoning`). ``message.annotations`` (``url_citation``
+from web search) follow the text as ``RawPart(type="annotations")``; information only, they
+are not sent back (assistant turns have no slot for them). A document given by URL goes as a
+``file`` part where the quirks say ``document_urls``; elsewhere only inline documents can
+be sent, and a URL is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -23,6 +35,8 @@ from ..._core.errors import APIError, APIResponseError, InvalidRequestError
 from ..._core.http import HttpRequest, HttpResponse
 from ..._core.json import dumps
 from ..._core.options import ResponseFormat, ToolChoice
+from ..._core.quirks import DEFAULT as DEFAULT_QUIRKS
+from ..._core.quirks import FLAGS, Quirks
 from ..._core.types import (
     Document,
     Image,
@@ -41,6 +55,7 @@ from ..._core.types import (
 )
 from .._shared.errors import decode_error, parse_json, request_id_of
 from .._shared.openai import (
+    CACHE_TTLS,
     FINISH_REASONS,
     PROMPT_CACHE_KEY,
     content_array_parts,
@@ -49,7 +64,8 @@ from .._shared.openai import (
     parse_tool_call,
     prompt_cache_key,
 )
-from .stream import ChatStreamDecoder
+from . import reasoning as _reasoning
+from .stream import ANNOTATIONS, ChatStreamDecoder
 
 __all__ = [
     "FINISH_REASONS",
@@ -82,11 +98,13 @@ _dumps = dumps  # older spellings, kept for callers that used them
 
 PROTOCOL = "openai_chat"
 
-# Quirk flags an endpoint may carry.
-LEGACY_MAX_TOKENS = "legacy_max_tokens"  # send max_tokens, not max_completion_tokens
-RANDOM_SEED = "random_seed"  # Mistral names the seed field random_seed
-SHORT_TOOL_IDS = "short_tool_ids"  # Mistral: tool-call ids must match [A-Za-z0-9]{9}
-NO_STREAM_OPTIONS = "no_stream_options"  # the server rejects stream_options
+# The older quirk flag names (a config's ``quirks = [...]`` list): see callm.Quirks.
+LEGACY_MAX_TOKENS = "legacy_max_tokens"  # max_tokens_field = "max_tokens"
+RANDOM_SEED = "random_seed"  # seed_field = "random_seed"
+SHORT_TOOL_IDS = "short_tool_ids"  # short_tool_ids = True
+NO_STREAM_OPTIONS = "no_stream_options"  # stream_options = False
+assert {LEGACY_MAX_TOKENS, RANDOM_SEED, SHORT_TOOL_IDS, NO_STREAM_OPTIONS} <= set(FLAGS)
+_MAX_CACHE_MARKS = 4  # Anthropic's limit, which OpenRouter passes on
 
 # --- encoding ---------------------------------------------------------------------------
 
@@ -100,10 +118,10 @@ def encode(endpoint: Endpoint, request: Request) -> HttpRequest:
 def encode_body(endpoint: Endpoint, request: Request) -> dict[str, Any]:
     """The JSON body of a chat request, provider-specific fields of ``extra_body`` included."""
     quirks = endpoint.quirks
-    body: dict[str, Any] = {
-        "model": request.model,
-        "messages": encode_messages(request.messages, quirks),
-    }
+    messages = encode_messages(request.messages, quirks)
+    if quirks.cache_control and request.cache:
+        _mark_cache(messages, request.cache)
+    body: dict[str, Any] = {"model": request.model, "messages": messages}
     _encode_sampling(body, request, quirks)
     if request.tools:
         body["tools"] = [encode_tool(t) for t in request.tools]
@@ -116,16 +134,15 @@ def encode_body(endpoint: Endpoint, request: Request) -> dict[str, Any]:
         body["prompt_cache_key"] = cache_key
     if request.stream:
         body["stream"] = True
-        if NO_STREAM_OPTIONS not in quirks:
+        if quirks.stream_options:
             body["stream_options"] = {"include_usage": True}
     body.update(request.extra_body)
     return body
 
 
-def _encode_sampling(body: dict[str, Any], request: Request, quirks: frozenset[str]) -> None:
+def _encode_sampling(body: dict[str, Any], request: Request, quirks: Quirks) -> None:
     if request.max_tokens is not None:
-        key = "max_tokens" if LEGACY_MAX_TOKENS in quirks else "max_completion_tokens"
-        body[key] = request.max_tokens
+        body[quirks.max_tokens_field] = request.max_tokens
     if request.temperature is not None:
         body["temperature"] = request.temperature
     if request.top_p is not None:
@@ -135,7 +152,7 @@ def _encode_sampling(body: dict[str, Any], request: Request, quirks: frozenset[s
     if request.stop:
         body["stop"] = list(request.stop)
     if request.seed is not None:
-        body["random_seed" if RANDOM_SEED in quirks else "seed"] = request.seed
+        body[quirks.seed_field] = request.seed
     if request.n is not None:
         body["n"] = request.n
     if request.user is not None:
@@ -154,33 +171,35 @@ def _post(
     )
 
 
-def encode_messages(messages: Sequence[Message], quirks: frozenset[str] = frozenset()) -> list[Any]:
+def encode_messages(messages: Sequence[Message], quirks: Quirks = DEFAULT_QUIRKS) -> list[Any]:
     """Messages in the Chat Completions shape; a tool message becomes one entry per result."""
     out: list[Any] = []
-    short_ids = SHORT_TOOL_IDS in quirks
     for message in messages:
         if message.role == "tool":
-            out.extend(_encode_tool_results(message, short_ids))
+            entries = _encode_tool_results(message, quirks.short_tool_ids)
         elif message.role == "assistant":
-            out.append(_encode_assistant(message, short_ids))
+            entries = [_encode_assistant(message, quirks)]
         else:
-            out.append(_encode_plain(message))
+            entries = [_encode_plain(message, quirks)]
+        if message.cache and quirks.cache_control:
+            _mark(entries[-1], _EPHEMERAL)
+        out.extend(entries)
     return out
 
 
-def _encode_plain(message: Message) -> dict[str, Any]:
+def _encode_plain(message: Message, quirks: Quirks) -> dict[str, Any]:
     content = message.content
     entry: dict[str, Any] = {"role": message.role}
     if len(content) == 1 and isinstance(content[0], Text):
         entry["content"] = content[0].text
     else:
-        entry["content"] = [_encode_input_part(p, message.role) for p in content]
+        entry["content"] = [_encode_input_part(p, message.role, quirks) for p in content]
     if message.name:
         entry["name"] = message.name
     return entry
 
 
-def _encode_input_part(part: Part, role: str) -> dict[str, Any]:
+def _encode_input_part(part: Part, role: str, quirks: Quirks) -> dict[str, Any]:
     match part:
         case Text(text=text):
             return {"type": "text", "text": text}
@@ -194,7 +213,7 @@ def _encode_input_part(part: Part, role: str) -> dict[str, Any]:
         case Document():
             if role != "user":
                 raise InvalidRequestError(f"a {role} message cannot carry a document")
-            return _encode_document(part)
+            return _encode_document(part, quirks.document_urls)
         case RawPart():
             return _raw(part)
         case ToolCall() | ToolResult() | Reasoning() | Refusal():
@@ -206,7 +225,7 @@ def _encode_input_part(part: Part, role: str) -> dict[str, Any]:
             assert_never(part)
 
 
-def _encode_assistant(message: Message, short_ids: bool) -> dict[str, Any]:
+def _encode_assistant(message: Message, quirks: Quirks) -> dict[str, Any]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     entry: dict[str, Any] = {"role": "assistant"}
@@ -215,13 +234,16 @@ def _encode_assistant(message: Message, short_ids: bool) -> dict[str, Any]:
             case Text(text=text):
                 texts.append(text)
             case ToolCall():
-                calls.append(_encode_tool_call(part, short_ids))
+                calls.append(_encode_tool_call(part, quirks.short_tool_ids))
             case Refusal(text=text):
                 entry["refusal"] = text
             case Reasoning():
-                # Chat Completions has no input slot for reasoning; providers that stream it
-                # (DeepSeek, vLLM) ask clients not to send it back.
-                pass
+                pass  # goes back, if at all, as the provider's quirks say (below)
+            case RawPart(protocol=protocol, type=kind) if (protocol, kind) == (
+                PROTOCOL,
+                ANNOTATIONS,
+            ):
+                pass  # information only: assistant turns have no slot for annotations
             case RawPart():
                 _raw(part)  # Chat Completions keeps no provider items in assistant turns
                 raise InvalidRequestError("an assistant message cannot carry a raw part")
@@ -232,20 +254,26 @@ def _encode_assistant(message: Message, short_ids: bool) -> dict[str, Any]:
     entry["content"] = "".join(texts) if texts or not calls else None
     if calls:
         entry["tool_calls"] = calls
+    entry.update(_reasoning.back_fields(message, quirks.reasoning_back))
     if message.name:
         entry["name"] = message.name
     return entry
 
 
-def _encode_document(document: Document) -> dict[str, Any]:
-    """A PDF travels inline as a ``file`` part; a text document as a text part (Chat
-    Completions takes no other files, and no document URLs)."""
+def _encode_document(document: Document, by_url: bool) -> dict[str, Any]:
+    """A PDF travels inline as a ``file`` part, a text document as a text part; a document
+    given by URL goes as a ``file`` part only to servers that fetch it (OpenRouter)."""
     from ..._core.media import PDF, is_text
 
     if not document.url.startswith("data:"):
+        if by_url:
+            return {
+                "type": "file",
+                "file": {"filename": _url_name(document), "file_data": document.url},
+            }
         raise InvalidRequestError(
-            "Chat Completions takes documents inline only, not by URL: use "
-            "Document.from_path / from_bytes, or the openai-responses provider"
+            "this provider takes documents inline only, not by URL: use Document.from_path / "
+            "from_bytes, or a provider that fetches URLs (openrouter, openai-responses)"
         )
     header, _, data = document.url.partition(",")
     media_type = document.media_type or header[5:].split(";", 1)[0]
@@ -260,6 +288,14 @@ def _encode_document(document: Document) -> dict[str, Any]:
         f"Chat Completions takes PDF and text documents only, not {media_type}: use the "
         "openai-responses provider for other files"
     )
+
+
+def _url_name(document: Document) -> str:
+    """The file name of a document by URL: its title, else the URL's last path segment."""
+    if document.title:
+        return document.title
+    path = document.url.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+    return path.rsplit("/", 1)[-1] or "document.pdf"
 
 
 def _filename(document: Document) -> str:
@@ -289,6 +325,48 @@ def _raw(part: RawPart) -> dict[str, Any]:
             f"{PROTOCOL}: remove it from the history first"
         )
     return dict(part.data)
+
+
+_EPHEMERAL: Mapping[str, Any] = {"type": "ephemeral"}
+
+
+def _mark_cache(messages: list[dict[str, Any]], cache: bool | str) -> None:
+    """``cache=``: mark the conversation before the newest user turn and the last system
+    message, keeping the caller's own marks, within four in all. A ``"5m"`` / ``"1h"`` TTL
+    goes on every mark, the caller's too (a longer-lived mark may not follow a shorter)."""
+    control = {**_EPHEMERAL, "ttl": cache} if cache in CACHE_TTLS else dict(_EPHEMERAL)
+    marked = sum(1 for m in messages if _marked(m))
+    if "ttl" in control:
+        for entry in messages:
+            if _marked(entry):
+                _mark(entry, control)
+    newest = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=0)
+    before = [m for m in messages[:newest] if m.get("content")]
+    systems = [m for m in messages if m["role"] in ("system", "developer")]
+    for entry in (before[-1:] + systems[-1:])[: max(0, _MAX_CACHE_MARKS - marked)]:
+        if not _marked(entry):
+            _mark(entry, control)
+
+
+def _marked(entry: Mapping[str, Any]) -> bool:
+    content = entry.get("content")
+    return isinstance(content, list) and any(
+        isinstance(p, dict) and "cache_control" in p for p in content
+    )
+
+
+def _mark(entry: dict[str, Any], control: Mapping[str, Any]) -> None:
+    """Put ``cache_control`` on the last text part of an entry (a string content becomes
+    one text part); an entry with no text (only tool calls) takes no mark."""
+    content = entry.get("content")
+    if isinstance(content, str):
+        entry["content"] = [{"type": "text", "text": content, "cache_control": dict(control)}]
+        return
+    parts: list[Any] = content if isinstance(content, list) else []
+    for part in reversed(parts):
+        if isinstance(part, dict) and part.get("type") == "text":
+            part["cache_control"] = dict(control)
+            return
 
 
 def _encode_tool_call(call: ToolCall, short_ids: bool) -> dict[str, Any]:
@@ -368,7 +446,7 @@ def encode_text_completion(
     body: dict[str, Any] = {"model": model, "prompt": prompt, **params}
     if stream:
         body["stream"] = True
-        if NO_STREAM_OPTIONS not in endpoint.quirks:
+        if endpoint.quirks.stream_options:
             body["stream_options"] = {"include_usage": True}
     return _post(endpoint, "/completions", model, body, {})
 
@@ -454,16 +532,16 @@ def _decode_choice(meta: _Meta, choice: Any, extra: tuple[Response, ...]) -> Res
 
 def message_parts(message: Mapping[str, Any]) -> list[Part]:
     """The parts of a non-streamed assistant message, in reading order."""
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
-    parts: list[Part] = []
-    if isinstance(reasoning, str) and reasoning:
-        parts.append(Reasoning(reasoning, protocol=PROTOCOL))
+    parts: list[Part] = list(_reasoning.message_reasoning(message))
     content = message.get("content")
     if isinstance(content, str):
         if content:
             parts.append(Text(content))
     elif isinstance(content, list):
         parts.extend(content_array_parts(content))
+    annotations = message.get("annotations")
+    if isinstance(annotations, list) and annotations:
+        parts.append(RawPart(PROTOCOL, ANNOTATIONS, {"annotations": annotations}))
     if message.get("refusal"):
         parts.append(Refusal(message["refusal"]))
     for call in message.get("tool_calls") or ():

@@ -12,6 +12,7 @@ from ..._core.json import dumps, loads
 from ..._core.types import (
     FinishEvent,
     Part,
+    RawPart,
     Reasoning,
     ReasoningDelta,
     Refusal,
@@ -34,16 +35,23 @@ from .._shared.openai import (
     parse_tool_call,
 )
 from .._shared.sse import SSEEvent
+from .reasoning import from_details, merge_fragment
+
+# The RawPart type that carries a message's annotations (url_citation from web search …).
+ANNOTATIONS = "annotations"
 
 
 class _ChoiceState:
     """What one streamed choice has accumulated so far."""
 
-    __slots__ = ("finish", "reasoning", "refusal", "text", "tools")
+    __slots__ = ("annotations", "details", "finish", "reasoning", "refusal", "text", "tools")
 
     def __init__(self) -> None:
         self.text: list[str] = []
         self.reasoning: list[str] = []
+        # reasoning_details entries by their index, merged from fragments as they stream
+        self.details: dict[int, dict[str, Any]] = {}
+        self.annotations: list[Any] = []
         self.refusal: list[str] = []
         # index -> [id, name, argument fragments]
         self.tools: dict[int, list[Any]] = {}
@@ -51,10 +59,14 @@ class _ChoiceState:
 
     def parts(self) -> list[Part]:
         parts: list[Part] = []
-        if self.reasoning:
+        if self.details:  # the plain reasoning text, when sent too, repeats theirs
+            parts.extend(from_details([self.details[i] for i in sorted(self.details)]))
+        elif self.reasoning:
             parts.append(Reasoning("".join(self.reasoning), protocol="openai_chat"))
         if self.text:
             parts.append(Text("".join(self.text)))
+        if self.annotations:
+            parts.append(RawPart("openai_chat", ANNOTATIONS, {"annotations": self.annotations}))
         if self.refusal:
             parts.append(Refusal("".join(self.refusal)))
         parts.extend(self.tool_calls())
@@ -198,10 +210,20 @@ class ChatStreamDecoder:
 
 def _delta_events(state: _ChoiceState, delta: Mapping[str, Any]) -> list[StreamEvent]:
     events: list[StreamEvent] = []
-    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-    if isinstance(reasoning, str) and reasoning:
-        state.reasoning.append(reasoning)
-        events.append(ReasoningDelta(reasoning))
+    details = delta.get("reasoning_details")
+    if isinstance(details, list) and details:
+        for fragment in details:
+            shown = merge_fragment(state.details, fragment) if isinstance(fragment, Mapping) else ""
+            if shown:
+                events.append(ReasoningDelta(shown))
+    elif not state.details:
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            state.reasoning.append(reasoning)
+            events.append(ReasoningDelta(reasoning))
+    annotations = delta.get("annotations")
+    if isinstance(annotations, list):
+        state.annotations.extend(annotations)
     content = delta.get("content")
     if isinstance(content, str):
         if content:

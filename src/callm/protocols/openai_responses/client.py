@@ -56,6 +56,8 @@ from ..._core.endpoint import Endpoint
 from ..._core.errors import APIError, APIResponseError, InvalidRequestError
 from ..._core.http import HttpRequest, HttpResponse
 from ..._core.options import ResponseFormat, ToolChoice
+from ..._core.quirks import DEFAULT as DEFAULT_QUIRKS
+from ..._core.quirks import Quirks
 from ..._core.types import (
     Document,
     FinishReason,
@@ -109,7 +111,7 @@ def encode(endpoint: Endpoint, request: Request) -> HttpRequest:
     )
 
 
-def encode_body(request: Request, quirks: frozenset[str] = frozenset()) -> dict[str, Any]:
+def encode_body(request: Request, quirks: Quirks = DEFAULT_QUIRKS) -> dict[str, Any]:
     """The JSON body of a Responses request, ``extra_body`` merged last."""
     _refuse_unsupported(request)
     instructions, items = encode_input(request.messages)
