@@ -468,3 +468,72 @@ def test_invalid_and_truncated_utf8_chunking_invariant(
     expected = reference_decode(stream)
     assert decode_all(stream) == expected
     assert decode_all(*split_at(stream, cuts)) == expected
+
+
+# --- the official SDKs' own stream cases (openai-python, anthropic-sdk-python) -------------
+
+
+def test_sdk_case_multiple_data_lines_with_empty_line() -> None:
+    chunks = [b"event: ping\n", b"data: {\n", b'data: "foo":\n', b"data: \n", b"data:\n"]
+    chunks += [b"data: true}\n", b"\n\n"]
+    assert decode_all(*chunks) == [SSEEvent('{\n"foo":\n\n\ntrue}', event="ping")]
+
+
+def test_sdk_case_escaped_double_new_line_stays_in_the_json() -> None:
+    chunks = [b"event: ping\n", b'data: {"foo": "my long\\n\\ncontent"}', b"\n\n"]
+    assert decode_all(*chunks) == [SSEEvent('{"foo": "my long\\n\\ncontent"}', event="ping")]
+
+
+def test_sdk_case_line_separator_is_not_a_line_ending() -> None:
+    # U+2028 inside the JSON must not split the line (str.splitlines would).
+    chunks = [b'data: {"content":" culpa"}\n', b"\n", b'data: {"content":" \xe2\x80\xa8"}\n', b"\n"]
+    assert [e.data for e in decode_all(*chunks)] == [
+        '{"content":" culpa"}',
+        '{"content":" \u2028"}',
+    ]
+
+
+def test_sdk_case_multibyte_characters_across_chunks() -> None:
+    chunks = [b'data: {"content":"', b"\xd0", b"\xb8\xd0\xb7\xd0"]
+    chunks += [b"\xb2\xd0\xb5\xd1\x81\xd1\x82\xd0\xbd\xd0\xb8", b'"}\n', b"\n"]
+    assert decode_all(*chunks) == [SSEEvent('{"content":"известни"}')]
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r", b"\r\n"], ids=["LF", "CR", "CRLF"])
+def test_sdk_case_every_chunk_boundary(ending: bytes) -> None:
+    frame = b"data:ok" + ending + ending
+    for split in range(len(frame) + 1):
+        assert decode_all(frame[:split], b"", frame[split:]) == [SSEEvent("ok")], split
+
+
+def test_sdk_case_many_complete_events_in_one_chunk() -> None:
+    assert decode_all(b"data:ok\n\n" * 2000) == [SSEEvent("ok")] * 2000
+
+
+def test_sdk_case_large_legitimate_events() -> None:
+    value = "x" * (2 * 1024 * 1024) + "известни\u2028"
+    frame = ("data:" + value + "\r\n\r\n").encode()
+    assert decode_all(*(frame[i : i + 4093] for i in range(0, len(frame), 4093))) == [
+        SSEEvent(value)
+    ]
+    assert decode_all(b"data:x\n" * 10000 + b"\n") == [SSEEvent("\n".join(["x"] * 10000))]
+
+
+@pytest.mark.parametrize("line", [b":x\n", b"ignored:x\n"])
+def test_sdk_case_ignored_lines_are_dropped_as_they_come(line: bytes) -> None:
+    decoder = SSEDecoder()
+    for _ in range(10000):
+        assert decoder.feed(line) == []
+    assert decoder.pending == "" and decoder._data == []
+    assert decoder.feed(b"data:ok\n\n") == [SSEEvent("ok")]
+
+
+def test_sdk_case_mixed_endings_and_eof() -> None:
+    frame = "id:one\r\ndata:известни\r\n\ndata:two\n\rdata:unfinished".encode()
+    events = decode_all(*(frame[i : i + 1] for i in range(len(frame))))
+    # openai-python drops the unfinished last event; callm keeps it (see the module notes).
+    assert [(e.data, e.id) for e in events] == [
+        ("известни", "one"),
+        ("two", "one"),
+        ("unfinished", "one"),
+    ]
