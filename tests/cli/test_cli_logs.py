@@ -201,7 +201,7 @@ def test_unpriced_and_cached_calls_are_marked(
 
     assert header == (
         "# 2025-03-04T14:06:07+09:00 · acme/mystery-1 · ok · 1,234 in / 5 out tokens"
-        " · cost unknown · 1.50s · cached"
+        f" · cost unknown · 1.50s · cached · id {record.id}"
     )
 
 

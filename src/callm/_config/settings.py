@@ -17,6 +17,8 @@ from .._core.endpoint import Endpoint
 from .._core.errors import ConfigurationError
 from .providers import BUILTIN, ProviderSpec, build_endpoint, spec_from_mapping
 
+LOG_OFF_VALUES = ("0", "false", "off", "no")
+LOGS_OFF_FILE = "logs-off"  # its presence in CALLM_HOME turns the call log off
 LOCAL_NOTICE = (
     "callm: no API key configured, using the offline local model "
     "(set OPENAI_API_KEY or run `callm keys set openai` to use a real one)"
@@ -213,6 +215,14 @@ class Settings:
             return self.key(spec) is not None
         except ConfigurationError:
             return False
+
+    def log_enabled(self) -> bool:
+        """Whether calls are logged: CALLM_LOG decides when set (``0``, ``false``, ``off``
+        turn it off), else ``callm logs off`` (a ``logs-off`` file in CALLM_HOME) does."""
+        value = self.lookup("CALLM_LOG")
+        if value is not None:
+            return value.strip().lower() not in LOG_OFF_VALUES
+        return not (self.home / LOGS_OFF_FILE).exists()
 
     def default_model(self) -> tuple[str, bool]:
         """The model to use when none is named, and whether it is the offline fallback."""

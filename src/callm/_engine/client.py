@@ -100,7 +100,7 @@ class _EngineBase:
         )
         if fallback_on is not None:
             routes.fallback_on = fallback_on
-        logged = log and self.settings.lookup("CALLM_LOG") not in ("0", "false", "off")
+        logged = log and self.settings.log_enabled()
         path = self.settings.home / "callm.db"
         store = LazyStore(path)
         chosen = default_policies(

@@ -149,9 +149,8 @@ class Store:
     def insert_call_rows(self, rows: list[tuple[Any, ...]]) -> int:
         """Write rows made by :func:`call_row` in one transaction (see :meth:`insert_calls`)."""
         with self._write() as db:
-            before = db.total_changes
-            db.executemany(_INSERT_CALL, rows)
-            return db.total_changes - before
+            # rowcount, not total_changes: the latter also counts the search index's rows.
+            return db.executemany(_INSERT_CALL, rows).rowcount
 
     def insert_call(self, record: CallRecord) -> None:
         """Write one record (see :meth:`insert_calls`)."""

@@ -115,7 +115,48 @@ def m005_conversations(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX conversations_updated ON conversations (updated)")
 
 
-MIGRATIONS: list[Migration] = [m001_calls, m002_spend, m003_cache, m004_indexes, m005_conversations]
+# The text of a call that full-text search sees: every text part of its messages.
+_PROMPT_TEXT = (
+    "(SELECT group_concat(value, ' ') FROM json_tree({row}.request, '$.messages') "
+    "WHERE key = 'text' AND type = 'text')"
+)
+
+
+def m006_calls_search(db: sqlite3.Connection) -> None:
+    """Full-text search over the call log (``callm logs -q``): an FTS5 index of each call's
+    prompt and reply (or error), kept in step with ``calls`` by triggers, rowid for rowid."""
+    db.execute(
+        "CREATE VIRTUAL TABLE calls_fts USING fts5(prompt, reply, "
+        "tokenize = 'unicode61 remove_diacritics 2')"
+    )
+    new_text = _PROMPT_TEXT.format(row="new")
+    db.execute(
+        f"""
+        CREATE TRIGGER calls_fts_insert AFTER INSERT ON calls BEGIN
+            INSERT INTO calls_fts (rowid, prompt, reply) VALUES
+                (new.rowid, {new_text}, coalesce(new.response, new.error, ''));
+        END
+        """
+    )
+    db.execute(
+        "CREATE TRIGGER calls_fts_delete AFTER DELETE ON calls BEGIN "
+        "DELETE FROM calls_fts WHERE rowid = old.rowid; END"
+    )
+    db.execute(
+        f"INSERT INTO calls_fts (rowid, prompt, reply) SELECT rowid, "
+        f"{_PROMPT_TEXT.format(row='calls')}, coalesce(response, error, '') FROM calls"
+    )
+    db.execute("CREATE INDEX calls_provider ON calls (provider, time)")
+
+
+MIGRATIONS: list[Migration] = [
+    m001_calls,
+    m002_spend,
+    m003_cache,
+    m004_indexes,
+    m005_conversations,
+    m006_calls_search,
+]
 
 
 def applied(db: sqlite3.Connection) -> list[str]:

@@ -6,7 +6,7 @@ from ._chat import chat_command
 from ._conversations import conversations_command
 from ._group import DefaultGroup
 from ._keys import keys_group
-from ._logs import logs_command
+from ._logs import logs_group
 from ._models import models_command
 from ._prompt import prompt_command
 from ._serve import serve_command
@@ -26,7 +26,7 @@ for command in (
     conversations_command,
     models_command,
     keys_group,
-    logs_command,
+    logs_group,
     usage_command,
     serve_command,
 ):

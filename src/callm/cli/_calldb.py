@@ -9,8 +9,6 @@ from pathlib import Path
 from .._config.settings import Settings
 from .._store import Store
 
-_OFF = ("0", "false", "off")  # the values of CALLM_LOG that callm.Client treats as "off"
-
 
 def database_path(settings: Settings) -> Path:
     """The SQLite file every call is logged to (the one ``callm.Client`` writes)."""
@@ -31,6 +29,17 @@ def existing_store(settings: Settings) -> Iterator[Store | None]:
 def empty_log_message(settings: Settings, what: str) -> str:
     """A friendly line for an empty log, saying where callm looked and whether logging is off."""
     message = f"No {what} in {database_path(settings)}."
-    if settings.lookup("CALLM_LOG") in _OFF:
-        message += " Logging is off: CALLM_LOG is set to 0."
+    if not settings.log_enabled():
+        message += f" {log_state(settings)}"
     return message
+
+
+def log_state(settings: Settings) -> str:
+    """One sentence: whether calls are logged, and what decides it."""
+    value = settings.lookup("CALLM_LOG")
+    if value is not None:
+        state = "on" if settings.log_enabled() else "off"
+        return f"Logging is {state}: CALLM_LOG is set to {value}."
+    if settings.log_enabled():
+        return f"Logging is on: calls are logged to {database_path(settings)}."
+    return "Logging is off: `callm logs on` turns it back on."

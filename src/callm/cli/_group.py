@@ -47,9 +47,16 @@ class DefaultGroup(click.Group):
     ``callm -- models`` sends the word "models" as a prompt.
     """
 
-    def __init__(self, *args: Any, default_command: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        default_command: str,
+        default_usage: str = "[OPTIONS] [PROMPT]",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.default_command = default_command
+        self.default_usage = default_usage
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
@@ -57,7 +64,7 @@ class DefaultGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        formatter.write_usage(ctx.command_path, "[OPTIONS] [PROMPT]")
+        formatter.write_usage(ctx.command_path, self.default_usage)
         formatter.write_usage(ctx.command_path, "COMMAND [ARGS]...", prefix=" " * 7)
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -1,146 +1,200 @@
-"""``callm logs``: the latest calls from the call log — prompt, reply, tokens, cost, latency."""
+"""``callm logs``: the call log — search it, filter it, delete from it, turn it off and on."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import fields
+from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-from .._config.settings import Settings
-from .._store import CallRecord
-from ._calldb import empty_log_message, existing_store
-from ._group import debug_option
-from ._output import dumps, money
+from .._config.settings import LOGS_OFF_FILE, Settings
+from .._store._search import ANY_ERROR, CallFilter, count_calls, delete_calls, find_calls
+from ._calldb import empty_log_message, existing_store, log_state
+from ._group import CLIUsageError, DefaultGroup, debug_option
+from ._logview import record_json, render_record
+from ._output import dumps
+from ._usage import moment_option, since_option
 
 _ALL = 2**63 - 1  # SQLite's largest integer: "-n 0" means no limit
+F = TypeVar("F", bound=Callable[..., Any])
+
+logs_group = DefaultGroup(
+    "logs",
+    default_command="list",
+    default_usage="[OPTIONS]",
+    short_help="Search and show the call log; rm, off, on.",
+    help="""Every call callm makes is logged to callm.db in CALLM_HOME: prompt, reply, tokens,
+    cost, latency, status. `callm logs` shows the latest calls (the `list` command);
+    `callm logs rm`, `callm logs off` and `callm logs on` manage the log.
+
+    \b
+    Examples:
+      callm logs                       the last 3 calls
+      callm logs -n 20 -q "invoice*"   the last 20 calls that mention a word starting "invoice"
+      callm logs --status error --since 24h --json
+      callm logs -m openai/gpt-4o-mini --cid 0190c3…   one conversation's calls to one model
+      callm logs rm --before 30d       delete calls older than 30 days
+      callm logs off                   stop logging (CALLM_LOG=1 still turns it on per shell)
+    """,
+)
 
 
-@click.command("logs", short_help="Show the latest calls: prompt, reply, tokens, cost.")
+def filter_options(command: F) -> F:
+    """The options that pick calls, shared by ``logs list`` and ``logs rm``."""
+    options = [
+        click.option(
+            "-q",
+            "--query",
+            metavar="WORDS",
+            help='Full-text search of prompts and replies: every word must appear; "word*" '
+            "matches words that begin so.",
+        ),
+        click.option("-m", "--model", metavar="[PROVIDER/]MODEL", help="Only calls to this model."),
+        click.option("--provider", metavar="NAME", help="Only calls to this provider."),
+        click.option("--cid", metavar="ID", help="Only the calls of this conversation."),
+        click.option(
+            "--status",
+            metavar="ok|error|ERROR_NAME",
+            help="ok, error (any failure) or an error name such as RateLimitError.",
+        ),
+        since_option("Only calls since then: 2025-01-31, 24h, 7d."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _selection(
+    *,
+    query: str | None,
+    model: str | None,
+    provider: str | None,
+    cid: str | None,
+    status: str | None,
+    since: datetime | None,
+    **extra: Any,
+) -> CallFilter:
+    return CallFilter(
+        query=query,
+        model=model,
+        provider=provider,
+        conversation_id=cid,
+        status=status,
+        since=since,
+        **extra,
+    )
+
+
+@logs_group.command("list")
 @click.option(
     "-n",
     "--count",
     type=click.IntRange(min=0),
     default=3,
     show_default=True,
-    help="How many of the latest calls to show; 0 shows them all.",
+    help="How many of the latest matching calls to show; 0 shows them all.",
 )
-@click.option("-m", "--model", metavar="[PROVIDER/]MODEL", help="Only calls to this model.")
+@filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print the records, every field, as JSON.")
 @debug_option
-def logs_command(count: int, model: str | None, as_json: bool) -> None:
+def list_calls(count: int, as_json: bool, **filters: Any) -> None:
     """Show the latest calls, oldest first: prompt, reply, tokens, cost and latency.
 
-    Every call callm makes is logged to callm.db in CALLM_HOME. `callm --no-log "prompt"`
-    leaves one call out; CALLM_LOG=0 turns logging off altogether.
+    `callm --no-log "prompt"` leaves one call out; `callm logs off` (or CALLM_LOG=0) turns
+    logging off altogether.
     """
     settings = Settings()
+    selection = _selection(**filters)
     with existing_store(settings) as store:
-        records = [] if store is None else store.recent_calls(count or _ALL, model=model)
+        records = [] if store is None else find_calls(store, selection, count or _ALL)
     records.reverse()  # oldest first, so the newest call ends up next to the prompt
     if as_json:
         click.echo(dumps([record_json(r) for r in records]))
     elif not records:
-        click.echo(empty_log_message(settings, "calls logged" + (f" for {model}" if model else "")))
+        click.echo(empty_log_message(settings, "calls logged" + _describe(selection)))
     else:
         click.echo("\n\n".join(render_record(r) for r in records))
 
 
-def record_json(record: CallRecord) -> dict[str, Any]:
-    """Every field of a record, JSON-ready: the cost as an exact string, the time in ISO."""
-    return {f.name: _json_value(getattr(record, f.name)) for f in fields(record)}
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {k: _json_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_value(v) for v in value]
-    return value
-
-
-def render_record(record: CallRecord) -> str:
-    """One call as Markdown-ish text: a ``#`` header line, then its sections."""
-    lines = [f"# {header(record)}"]
-    for title, body in sections(record):
-        lines += ["", f"## {title}", body]
-    return "\n".join(lines)
-
-
-def header(record: CallRecord) -> str:
-    """Time, model, status, tokens, cost, latency, markers and request id, on one line."""
-    parts = [
-        record.time.astimezone().isoformat(timespec="seconds"),
-        f"{record.provider}/{record.model}",
-        record.status,
-        f"{record.input_tokens:,} in / {record.output_tokens:,} out tokens",
-        _cost(record),
-        _latency(record),
-        "cached" if record.cached else "",
-        "streamed" if record.streamed else "",
-        record.request_id or "",
+def _describe(selection: CallFilter) -> str:
+    """`` matching …`` for the empty-log message, naming the filters given."""
+    named = [
+        f"{label} {value}"
+        for label, value in (
+            ("for", selection.model),
+            ("to provider", selection.provider),
+            ("in conversation", selection.conversation_id),
+            ("with status", selection.status),
+            ("matching", None if selection.query is None else repr(selection.query)),
+        )
+        if value
     ]
-    return " · ".join(p for p in parts if p)
+    if selection.since is not None:
+        named.append(f"since {selection.since.isoformat(timespec='seconds')}")
+    return (" " + " ".join(named)) if named else ""
 
 
-def _cost(record: CallRecord) -> str:
-    if record.cost is not None:
-        return money(record.cost)
-    # A call that failed before using any tokens cost nothing worth calling unknown.
-    used = record.input_tokens + record.output_tokens
-    return "cost unknown" if used or record.ok else ""
+@logs_group.command("rm")
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@filter_options
+@click.option(
+    "--before",
+    callback=moment_option,
+    metavar="DATE|AGE",
+    help="Only calls made before then: 2025-01-31, 30d.",
+)
+@click.option("--all", "everything", is_flag=True, help="Delete every call (needs no filter).")
+@debug_option
+def remove_calls(ids: tuple[str, ...], everything: bool, **filters: Any) -> None:
+    """Delete calls from the log: the ids given (see `callm logs`), or every call the
+    filters pick, or --all of them. Says how many were deleted.
+
+    \b
+    Examples:
+      callm logs rm 0187f0c2a1b2c3d4e5f60718293a4b5c
+      callm logs rm -q "password" --status ok
+      callm logs rm --before 90d
+    """
+    selection = _selection(ids=ids, **filters)
+    if not everything and selection.where()[0] == "1":
+        raise CLIUsageError(
+            "say which calls to delete: give ids, a filter (-q, -m, --before …) or --all"
+        )
+    settings = Settings()
+    with existing_store(settings) as store:
+        deleted = 0 if store is None else delete_calls(store, selection)
+    click.echo(f"Deleted {deleted} call{'' if deleted == 1 else 's'} from the log.", err=True)
 
 
-def _latency(record: CallRecord) -> str:
-    if record.latency_s is None:
-        return ""
-    if record.ttft_s is None:
-        return f"{record.latency_s:.2f}s"
-    return f"{record.latency_s:.2f}s (first token {record.ttft_s:.2f}s)"
+@logs_group.command("off")
+@debug_option
+def logs_off() -> None:
+    """Stop logging calls (CALLM_LOG=1 in the environment still turns it on)."""
+    settings = Settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    (settings.home / LOGS_OFF_FILE).touch()
+    click.echo(log_state(Settings()), err=True)
 
 
-def sections(record: CallRecord) -> Iterator[tuple[str, str]]:
-    """The titled parts of a call worth reading: system, prompt, reply, tool calls, error."""
-    messages: Sequence[Mapping[str, Any]] = record.request.get("messages", ())
-    system = [_text(m) for m in messages if m.get("role") == "system"]
-    if system:
-        yield "System", "\n\n".join(system)
-    yield from _prompt(messages)
-    if record.response_text:
-        yield "Reply", record.response_text
-    if record.tool_calls:
-        yield "Tool calls", "\n".join(_tool_call(c) for c in record.tool_calls)
-    if record.error is not None:
-        yield "Error", f"{record.status}: {record.error}"
+@logs_group.command("on")
+@debug_option
+def logs_on() -> None:
+    """Log calls again (CALLM_LOG=0 in the environment still turns it off)."""
+    settings = Settings()
+    (settings.home / LOGS_OFF_FILE).unlink(missing_ok=True)
+    click.echo(log_state(Settings()), err=True)
 
 
-def _prompt(messages: Sequence[Mapping[str, Any]]) -> Iterator[tuple[str, str]]:
-    """The last user message, saying how many messages came before it."""
-    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
-    if not users:
-        return
-    last = users[-1]
-    earlier = sum(1 for m in messages[:last] if m.get("role") != "system")
-    title = f"Prompt (after {earlier} earlier messages)" if earlier else "Prompt"
-    yield title, _text(messages[last])
+@logs_group.command("status")
+@debug_option
+def logs_status() -> None:
+    """Say whether calls are logged, where, and how many are stored."""
+    settings = Settings()
+    with existing_store(settings) as store:
+        stored = 0 if store is None else count_calls(store, CallFilter())
+    click.echo(log_state(settings))
+    click.echo(f"{stored} call{'' if stored == 1 else 's'} stored in {settings.home / 'callm.db'}.")
 
 
-def _text(message: Mapping[str, Any]) -> str:
-    """A message's text; any other part is shown as its kind, e.g. ``[image]``."""
-    return "".join(
-        part.get("text", "") if part.get("kind") == "text" else f"[{part.get('kind')}]"
-        for part in message.get("content", ())
-    )
-
-
-def _tool_call(call: Mapping[str, Any]) -> str:
-    arguments = call.get("raw_arguments") or json.dumps(call.get("arguments"), ensure_ascii=False)
-    return f"{call.get('name')}({arguments})"
+__all__ = ["ANY_ERROR", "logs_group"]

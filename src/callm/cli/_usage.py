@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import cast
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -16,13 +16,14 @@ from ._calldb import empty_log_message, existing_store
 from ._group import debug_option
 from ._output import dumps, money
 
+F = TypeVar("F", bound=Callable[..., Any])
 _AGO = re.compile(r"(\d+)([mhdw])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _HEADINGS = ("calls", "errors", "input tokens", "output tokens", "cost")
 
 
-def _since_option(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    """``--since`` as a UTC moment."""
+def moment_option(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """A ``--since`` / ``--before`` value as a UTC moment."""
     # A callback rather than a ParamType: ParamType is generic only from click 8.2 on.
     if value is None:
         return None
@@ -32,6 +33,11 @@ def _since_option(ctx: click.Context, param: click.Parameter, value: str | None)
         raise click.BadParameter(
             f"{value!r} is not a date (2025-01-31) nor an age (24h, 7d, 2w)"
         ) from None
+
+
+def since_option(help: str) -> Callable[[F], F]:
+    """A ``--since DATE|AGE`` option with this help text."""
+    return click.option("--since", callback=moment_option, metavar="DATE|AGE", help=help)
 
 
 def parse_since(text: str, *, now: datetime) -> datetime:
@@ -51,12 +57,7 @@ def parse_since(text: str, *, now: datetime) -> datetime:
     show_default=True,
     help="Group by UTC day, provider/model or provider.",
 )
-@click.option(
-    "--since",
-    callback=_since_option,
-    metavar="DATE|AGE",
-    help="Only calls since then: 2025-01-31, 24h, 7d.",
-)
+@since_option("Only calls since then: 2025-01-31, 24h, 7d.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows and the total as JSON.")
 @debug_option
 def usage_command(by: str, since: datetime | None, as_json: bool) -> None:
