@@ -149,6 +149,61 @@ def m006_calls_search(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX calls_provider ON calls (provider, time)")
 
 
+def m007_batches(db: sqlite3.Connection) -> None:
+    """Batch jobs (``callm batch``, ``callm.batch``): one row per output file, one per
+    answered or failed input line, and the provider-side batches a job submitted."""
+    db.execute(
+        """
+        CREATE TABLE batch_jobs (
+            id TEXT PRIMARY KEY,
+            output TEXT NOT NULL UNIQUE,        -- absolute path: one job per output file
+            input TEXT NOT NULL,                -- absolute path of the input it answers
+            fingerprint TEXT NOT NULL,          -- sha256 of the input, to notice a change
+            total INTEGER NOT NULL,             -- lines in the input
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            mode TEXT NOT NULL DEFAULT 'direct', -- 'direct' or 'provider' (Batch APIs)
+            options TEXT NOT NULL DEFAULT '{}', -- JSON: the options it was started with
+            output_bytes INTEGER NOT NULL DEFAULT 0  -- the output's length, every result in
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE batch_items (
+            job_id TEXT NOT NULL,
+            line INTEGER NOT NULL,              -- 1-based line number in the input
+            item_id TEXT NOT NULL,              -- JSON of the line's id
+            status TEXT NOT NULL,               -- 'done' or 'failed'
+            result TEXT,                        -- the output line, until it is written
+            error TEXT,                         -- JSON: type, message, status_code
+            written INTEGER NOT NULL DEFAULT 0, -- 1 once the result is in the output file
+            attempts INTEGER NOT NULL DEFAULT 1,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cost TEXT,                          -- exact Decimal USD; NULL = unknown
+            PRIMARY KEY (job_id, line)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("CREATE INDEX batch_items_unwritten ON batch_items (job_id, written, line)")
+    db.execute(
+        """
+        CREATE TABLE provider_batches (
+            job_id TEXT NOT NULL,
+            provider TEXT NOT NULL,             -- the callm provider name
+            batch_id TEXT NOT NULL,             -- the provider's id of the batch
+            model TEXT NOT NULL,                -- provider/model
+            lines TEXT NOT NULL,                -- JSON list of the input lines it carries
+            state TEXT NOT NULL,                -- 'submitted', then 'collected'
+            detail TEXT NOT NULL DEFAULT '{}',  -- JSON: file ids, counts, last status seen
+            submitted TEXT NOT NULL,
+            PRIMARY KEY (job_id, batch_id)
+        )
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_calls,
     m002_spend,
@@ -156,6 +211,7 @@ MIGRATIONS: list[Migration] = [
     m004_indexes,
     m005_conversations,
     m006_calls_search,
+    m007_batches,
 ]
 
 

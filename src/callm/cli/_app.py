@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._batch import batch_group
 from ._chat import chat_command
 from ._conversations import conversations_command
 from ._group import DefaultGroup
@@ -29,6 +30,7 @@ for command in (
     logs_group,
     usage_command,
     serve_command,
+    batch_group,
 ):
     cli.add_command(command)
 

@@ -1,0 +1,1 @@
+"""Batch work: many requests from a JSON Lines file, concurrent, rate-limited, resumable."""

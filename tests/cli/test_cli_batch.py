@@ -1,0 +1,204 @@
+"""``callm batch``: the real executable against the fake server — ids kept, failures recorded
+and retried, a run killed with SIGKILL and resumed without resending what was answered."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pexpect
+from cli_helpers import CallmProcess
+
+from callm.testing import FakeOpenAIServer, Fault, Reply
+
+MODEL = "openai/gpt-4o-mini"
+
+
+def write_input(path: Path, count: int, *, ids: bool = True) -> list[Any]:
+    """``count`` prompts "question N"; even lines get an id of their own when ``ids``."""
+    expected = []
+    with path.open("w") as f:
+        for n in range(count):
+            line: dict[str, Any] = {"prompt": f"question {n}"}
+            if ids and n % 2 == 0:
+                line["id"] = f"q-{n}"
+            f.write(json.dumps(line) + "\n")
+            expected.append(line.get("id", n + 1))
+    return expected
+
+
+def output_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def prompts_sent(server: FakeOpenAIServer) -> list[str]:
+    return [r.json["messages"][-1]["content"] for r in server.requests if r.json]
+
+
+def test_every_line_is_answered_with_its_id_and_a_summary_line(
+    fake: FakeOpenAIServer, callm_run: CallmProcess, tmp_path: Path
+) -> None:
+    expected = write_input(tmp_path / "in.jsonl", 30)
+    fake.queue(Reply("An answer."))
+
+    result = callm_run("batch", "in.jsonl", "-o", "out.jsonl", "-m", MODEL, "-j", "4")
+
+    assert result.code == 0, result.stderr
+    [summary] = result.stderr.splitlines()
+    assert summary.startswith("callm batch done: 30/30 answered, 30 sent in ")
+    assert summary.endswith(" -> out.jsonl")
+    lines = output_lines(tmp_path / "out.jsonl")
+    assert sorted(map(str, (line["id"] for line in lines))) == sorted(map(str, expected))
+    # Each answer is filed under its own line's id (the offline model echoes the prompt).
+    echoes = [line for line in lines if line["text"] != "An answer."]
+    assert len(echoes) == 29
+    for line in echoes:
+        n = int(line["id"][2:]) if isinstance(line["id"], str) else line["id"] - 1
+        assert line["text"].startswith(f'[offline] You said: "question {n}"')
+        assert line["usage"]["output_tokens"] > 0
+        assert line["cost"] is not None
+    assert all(line["model"] == MODEL for line in lines)
+    assert len(fake.requests) == 30
+
+
+def test_failures_are_recorded_then_sent_again_with_retry_failed(
+    fake: FakeOpenAIServer, callm_run: CallmProcess, tmp_path: Path
+) -> None:
+    (tmp_path / "in.jsonl").write_text(
+        '{"id": "a", "prompt": "one"}\n\n{"id": "b", "prompt": "two"}\nnot json\n'
+        '{"id": "c", "prompt": "three"}\n'
+    )
+    fake.queue(Fault.server_error(503))
+    args = ("batch", "in.jsonl", "-o", "out.jsonl", "-m", MODEL, "-j", "1", "--max-retries", "0")
+
+    first = callm_run(*args)
+
+    assert first.code == 1
+    assert "3/4 answered" not in first.stderr and "2/4 answered, 2 failed" in first.stderr
+    status = json.loads(callm_run("batch", "status", "out.jsonl", "--json").stdout)
+    failures = {f["id"]: f for f in status["failures"]}
+    assert failures["a"]["type"] == "OverloadedError" and failures["a"]["status_code"] == 503
+    assert failures[4]["type"] == "InvalidInput" and "line 4 is not JSON" in failures[4]["message"]
+    assert (status["done"], status["failed"], status["total"]) == (2, 2, 4)
+
+    again = callm_run(*args)  # without --retry-failed: nothing is sent
+    assert again.code == 1
+    assert len(fake.requests) == 3
+
+    retried = callm_run(*args, "--retry-failed")
+    assert retried.code == 1  # the line that is not JSON fails again
+    assert prompts_sent(fake)[3:] == ["one"]
+    ids = [line["id"] for line in output_lines(tmp_path / "out.jsonl")]
+    assert sorted(ids) == ["a", "b", "c"]
+
+
+def test_a_run_killed_with_sigkill_resumes_without_resending_answered_lines(
+    fake: FakeOpenAIServer, callm_run: CallmProcess, tmp_path: Path, cli_home: Path
+) -> None:
+    count = 300
+    expected = write_input(tmp_path / "in.jsonl", count)
+    fake.queue(*[Fault.slow_first_byte(0.03) for _ in range(count)])
+    args = ["batch", "in.jsonl", "-o", "out.jsonl", "-m", MODEL, "-j", "6"]
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen(
+        callm_run.argv(*args), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while (not out.exists() or out.read_bytes().count(b"\n") < 60) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the batch wrote nothing"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    committed = committed_prompts(cli_home / "callm.db")
+    sent_before = len(fake.requests)
+    assert 60 <= len(committed) < count
+
+    resumed = callm_run(*args)
+
+    assert resumed.code == 0, resumed.stderr
+    assert f"{len(committed):,} done by earlier runs" in resumed.stderr
+    lines = output_lines(out)
+    assert sorted(map(str, (line["id"] for line in lines))) == sorted(map(str, expected))
+    sent_after = prompts_sent(fake)[sent_before:]
+    assert not committed & set(sent_after), "an answered line was sent again"
+    # Only lines in flight (or answered but not yet committed) at the kill went twice.
+    twice = [p for p, n in Counter(prompts_sent(fake)).items() if n > 1]
+    assert len(twice) <= 6 * 3
+
+
+def committed_prompts(db_path: Path) -> set[str]:
+    """The prompts whose answers the store holds (line N is "question N-1")."""
+    db = sqlite3.connect(db_path)
+    try:
+        rows = db.execute("SELECT line FROM batch_items WHERE status = 'done'").fetchall()
+    finally:
+        db.close()
+    return {f"question {line - 1}" for (line,) in rows}
+
+
+def test_a_changed_input_or_a_foreign_output_is_refused_until_restart(
+    fake: FakeOpenAIServer, callm_run: CallmProcess, tmp_path: Path
+) -> None:
+    write_input(tmp_path / "in.jsonl", 3)
+    assert callm_run("batch", "in.jsonl", "-o", "out.jsonl", "-m", MODEL).code == 0
+    write_input(tmp_path / "in.jsonl", 4)
+
+    changed = callm_run("batch", "in.jsonl", "-o", "out.jsonl", "-m", MODEL)
+    assert changed.code == 2
+    assert changed.stderr.startswith("callm: error: out.jsonl holds the answers to another input")
+    (tmp_path / "mine.jsonl").write_text("precious\n")
+    foreign = callm_run("batch", "in.jsonl", "-o", "mine.jsonl", "-m", MODEL)
+    assert "mine.jsonl already exists and was not written by callm batch" in foreign.stderr
+    assert (tmp_path / "mine.jsonl").read_text() == "precious\n"
+
+    restarted = callm_run("batch", "in.jsonl", "-o", "out.jsonl", "-m", MODEL, "--restart")
+    assert restarted.code == 0, restarted.stderr
+    assert len(output_lines(tmp_path / "out.jsonl")) == 4
+    missing = callm_run("batch", "nope.jsonl", "-o", "x.jsonl")
+    assert (missing.code, missing.stderr) == (2, "callm: error: nope.jsonl: no such input file\n")
+
+
+def test_rpm_paces_the_requests_through_the_limiter(
+    fake: FakeOpenAIServer, callm_run: CallmProcess, tmp_path: Path
+) -> None:
+    write_input(tmp_path / "in.jsonl", 8)
+    started = time.monotonic()
+    result = callm_run("batch", "in.jsonl", "-o", "out.jsonl", "-m", MODEL, "--rpm", "240")
+    elapsed = time.monotonic() - started
+    assert result.code == 0, result.stderr
+    # 240 a minute is 4 a second: 4 may go at once, the other 4 take a second more.
+    assert elapsed >= 0.9
+    assert len(fake.requests) == 8
+
+
+def test_the_progress_bar_shows_on_a_terminal(fake: FakeOpenAIServer, tmp_path: Path) -> None:
+    write_input(tmp_path / "in.jsonl", 40)
+    fake.queue(*[Fault.slow_first_byte(0.05) for _ in range(40)])
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "callm", "batch", "in.jsonl", "-o", "out.jsonl", "-m", MODEL, "-j", "2"],
+        cwd=str(tmp_path),
+        env=dict(os.environ, COLUMNS="140", TERM="xterm"),
+        encoding="utf-8",
+        dimensions=(24, 140),
+        timeout=60,
+    )
+    child.expect(pexpect.EOF)
+    child.close()
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", child.before)
+    frames = [f for f in re.split(r"[\r\n]+", screen) if f.startswith("batch ")]
+    counts = [int(m[1]) for f in frames if (m := re.search(r" (\d+)/40 .*/s", f))]
+    assert any(n < 40 for n in counts), frames  # seen while it ran, not only at the end
+    assert re.search(r" 40/40 \d+/s .* tokens · \$", frames[-1]), frames[-1]
+    assert "callm batch done: 40/40 answered" in screen
+    assert child.exitstatus == 0
