@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._batch import batch_group
 from ._chat import chat_command
+from ._compare import compare_command
 from ._conversations import conversations_command
 from ._group import DefaultGroup
 from ._keys import keys_group
@@ -24,6 +25,7 @@ cli = DefaultGroup(
 for command in (
     prompt_command,
     chat_command,
+    compare_command,
     conversations_command,
     models_command,
     keys_group,
