@@ -41,10 +41,12 @@ format: dev
 	$(VENV)/bin/ruff check --fix src tests bench examples
 	$(VENV)/bin/ruff format src tests bench examples
 
-## bench: callm against raw httpx2, aiohttp, the openai SDK and LiteLLM on a loopback fake
+## bench: callm against raw httpx2, aiohttp, the openai SDK and LiteLLM on a loopback fake,
+##        and callm batch against OpenAI's cookbook parallel processor (bench/batch.py)
 bench: dev
 	$(PIP) install -e '.[bench]'
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/batch.py $(BENCH_ARGS)
 	$(MAKE) bench-gateway
 	$(MAKE) bench-fleet
 

@@ -131,7 +131,7 @@ def run_callm(inp: Path, work: Path, env: dict[str, str], lines: int) -> tuple[f
 
 
 def run_cookbook(
-    peer: Path, inp: Path, work: Path, env: dict[str, str], url: str, lines: int
+    peer: Path, inp: Path, work: Path, env: dict[str, str], *, url: str, lines: int
 ) -> tuple[float, float]:
     out = work / "cookbook-out.jsonl"
     out.unlink(missing_ok=True)
@@ -178,14 +178,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warming the replay server with {min(lines, DISTINCT):,} answers ...", flush=True)
         run_callm(ours, work, env, lines)
         if peer is not None:
-            run_cookbook(peer, theirs, work, env, server.url, lines)
+            run_cookbook(peer, theirs, work, env, url=server.url, lines=lines)
         for n in range(rounds):
             seconds, rss = run_callm(ours, work, env, lines)
             callm_row.seconds.append(seconds)
             callm_row.peak_rss_mb.append(rss)
             print(f"round {n + 1}: callm {seconds:.2f}s {rss:.0f} MB", flush=True)
             if peer is not None:
-                seconds, rss = run_cookbook(peer, theirs, work, env, server.url, lines)
+                seconds, rss = run_cookbook(peer, theirs, work, env, url=server.url, lines=lines)
                 cook_row.seconds.append(seconds)
                 cook_row.peak_rss_mb.append(rss)
                 print(f"round {n + 1}: cookbook {seconds:.2f}s {rss:.0f} MB", flush=True)
