@@ -71,8 +71,22 @@ batch_group = DefaultGroup(
     "--restart", is_flag=True, help="Forget earlier runs into OUT.jsonl and overwrite it."
 )
 @click.option("--log", is_flag=True, help="Also write every call to the call log (callm logs).")
+@click.option(
+    "--provider-batch",
+    is_flag=True,
+    help="Send the lines through the providers' Batch APIs (OpenAI, Anthropic, Gemini: half "
+    "the price, answers within 24 hours) instead of calling the models directly.",
+)
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="With --provider-batch: submit and return; `callm batch status OUT.jsonl` follows "
+    "the batches and the same command again collects them.",
+)
 @debug_option
-def run_batch(input: Path, output: Path, **options: Any) -> None:
+def run_batch(
+    input: Path, output: Path, provider_batch: bool, no_wait: bool, **options: Any
+) -> None:
     """Answer every line of IN.jsonl into OUT.jsonl.
 
     A line is a JSON object: "prompt" (text) or "messages" (role/content objects), and
@@ -91,6 +105,11 @@ def run_batch(input: Path, output: Path, **options: Any) -> None:
     Example input line:
       {"id": "q1", "model": "openai/gpt-4o-mini", "prompt": "Capital of Peru?", "max_tokens": 20}
     """
+    if provider_batch:
+        _provider_batch(input, output, wait=not no_wait, **options)
+        return
+    if no_wait:
+        raise click.UsageError("--no-wait goes with --provider-batch")
     from ..batch import arun as run_async
 
     progress = _progress_display(sys.stderr.isatty())
@@ -99,6 +118,26 @@ def run_batch(input: Path, output: Path, **options: Any) -> None:
     click.echo(summary_line(summary), err=True)
     if summary.interrupted:
         raise click.exceptions.Exit(EXIT_INTERRUPTED)
+    if summary.progress.failed:
+        raise click.exceptions.Exit(EXIT_API_ERROR)
+
+
+def _provider_batch(input: Path, output: Path, *, wait: bool, **options: Any) -> None:
+    """Submit, wait for and collect the providers' batches, saying each step on stderr."""
+    from ..batch import run
+
+    def say(message: str) -> None:
+        click.echo(f"callm batch: {message}", err=True)
+
+    summary = run(input, output, provider_batch=True, wait=wait, on_event=say, **options)
+    if not wait:
+        click.echo(
+            f"callm batch: follow with `callm batch status {output}`; run the same command "
+            "again to collect the answers",
+            err=True,
+        )
+        return
+    click.echo(summary_line(summary), err=True)
     if summary.progress.failed:
         raise click.exceptions.Exit(EXIT_API_ERROR)
 
@@ -200,7 +239,7 @@ def batch_status(output: Path, show_failed: bool, as_json: bool) -> None:
     """
     from ..batch import status
 
-    state = status(output)
+    state = status(output, refresh=True)
     if as_json:
         click.echo(dumps(status_json(state)))
         return

@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from .._core.errors import APIError, CallmError
-from .._core.types import RefusalDelta, Response, TextDelta
+from .._core.types import RefusalDelta, TextDelta
+from ._answer import Answer
 from ._group import EXIT_API_ERROR, debug_option
-from ._output import dumps, money, response_json
+from ._output import dumps, response_json
 from ._prompt import (
     call_params,
     max_tokens_option,
@@ -30,41 +30,7 @@ from ._prompt import (
 )
 
 if TYPE_CHECKING:
-    from .._engine.client import AsyncClient, CallParams
-
-
-@dataclass
-class Answer:
-    """One model's answer so far: its text, and how it ended (a Response or an error)."""
-
-    model: str
-    text: str = ""
-    started: float = field(default_factory=time.monotonic)
-    ttft_s: float | None = None
-    response: Response | None = None
-    error: CallmError | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.response is not None or self.error is not None
-
-    def stats(self) -> str:
-        """``1.23s · first token 0.20s · 12 in / 34 out tokens · $0.0001``, or the error."""
-        if self.error is not None:
-            return f"error: {type(self.error).__name__}: {self.error}"
-        if self.response is None:
-            elapsed = time.monotonic() - self.started
-            return f"{elapsed:.1f}s …"
-        r = self.response
-        parts = []
-        if r.latency_s is not None:
-            parts.append(f"{r.latency_s:.2f}s")
-        ttft = r.ttft_s if r.ttft_s is not None else self.ttft_s
-        if ttft is not None:
-            parts.append(f"first token {ttft:.2f}s")
-        parts.append(f"{r.usage.input_tokens:,} in / {r.usage.output_tokens:,} out tokens")
-        parts.append("cost unknown" if r.cost is None else money(r.cost))
-        return " · ".join(parts)
+    from .._client import AsyncClient, CallParams
 
 
 @click.command("compare", short_help="Send one prompt to several models, side by side.")
@@ -126,7 +92,7 @@ def compare_command(
 
 
 async def _ask_all(answers: list[Answer], text: str, params: CallParams, *, live: bool) -> None:
-    from .._engine.client import AsyncClient
+    from .._client import AsyncClient
 
     async with AsyncClient() as client:
         asks = [_ask(client, a, text, params) for a in answers]

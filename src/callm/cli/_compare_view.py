@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from ._compare import Answer
+    from ._answer import Answer
 
 
 class _Columns:

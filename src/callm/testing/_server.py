@@ -42,7 +42,11 @@ class FakeOpenAIServer:
     - Anthropic Messages: ``/v1/messages``, ``/v1/messages/count_tokens``, ``/v1/models``
       (with an ``anthropic-version`` header);
     - Google Gemini: ``/v1beta/models/{model}:generateContent``, ``:streamGenerateContent``,
-      ``:countTokens`` and ``/v1beta/models``.
+      ``:countTokens`` and ``/v1beta/models``;
+    - the Batch APIs: OpenAI ``/v1/files`` and ``/v1/batches``, Anthropic
+      ``/v1/messages/batches``, Gemini ``:batchGenerateContent`` and ``/v1beta/batches/{id}``;
+      a batch ends ``batch_delay`` seconds after it is submitted, its requests answered in
+      turn from the queue (a queued Fault fails that request alone).
     """
 
     def __init__(
@@ -52,10 +56,11 @@ class FakeOpenAIServer:
         models: Iterable[str] = DEFAULT_MODELS,
         host: str = "127.0.0.1",
         port: int = 0,
+        batch_delay: float = 1.0,
     ) -> None:
         self.host = host
         self.port = port
-        self._state = ServerState(api_key=api_key, models=models)
+        self._state = ServerState(api_key=api_key, models=models, batch_delay=batch_delay)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None

@@ -18,9 +18,13 @@ class ServerState:
     is serving.
     """
 
-    def __init__(self, *, api_key: str | None, models: Iterable[str]) -> None:
+    def __init__(
+        self, *, api_key: str | None, models: Iterable[str], batch_delay: float = 1.0
+    ) -> None:
         self.api_key = api_key
         self.models = tuple(models)
+        # Seconds a submitted provider batch takes to end (see _batch_fake).
+        self.batch_delay = batch_delay
         self._lock = threading.Lock()
         self._queue: deque[Reply | Fault] = deque()
         self._records: list[RecordedRequest] = []

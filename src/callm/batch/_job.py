@@ -15,8 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ..._core.errors import CallmError
-from ..._store._batches import (
+from .._core.errors import CallmError
+from .._store._batches import (
     BatchJob,
     create_job,
     delete_job,
@@ -28,15 +28,24 @@ from ..._store._batches import (
 from ._input import scan
 
 if TYPE_CHECKING:
-    from ..._store import Store
+    from .._store import Store
+
+
+_MODES = {"direct": "direct calls", "provider": "providers' Batch APIs"}
 
 
 class BatchError(CallmError):
     """A batch cannot start or go on as asked; the message says what to do."""
 
 
-def prepare_job(store: Store, input: Path, output: Path, options: Any) -> BatchJob:
-    """The job writing ``output``: resumed when it answers this same input, else new."""
+def prepare_job(
+    store: Store, input: Path, output: Path, options: Any, *, mode: str = "direct"
+) -> BatchJob:
+    """The job writing ``output``: resumed when it answers this same input, else new.
+
+    ``mode`` is ``"direct"`` (calls made here) or ``"provider"`` (the providers' Batch
+    APIs); a job keeps its mode: resuming it the other way is refused.
+    """
     if not input.is_file():
         raise BatchError(f"{input}: no such input file")
     fingerprint, total = scan(input)
@@ -49,6 +58,12 @@ def prepare_job(store: Store, input: Path, output: Path, options: Any) -> BatchJ
         raise BatchError(
             f"{output} holds the answers to another input ({job.input}, or an earlier version "
             f"of it); run with --restart to start over, or choose another -o"
+        )
+    if job is not None and job.mode != mode:
+        flag = "with" if job.mode == "provider" else "without"
+        raise BatchError(
+            f"{output} is being answered through the {_MODES[job.mode]}; run it again {flag} "
+            "--provider-batch, or --restart it"
         )
     if job is None:
         if output.exists() and output.stat().st_size > 0:
@@ -63,7 +78,7 @@ def prepare_job(store: Store, input: Path, output: Path, options: Any) -> BatchJ
             input=str(input.resolve()),
             fingerprint=fingerprint,
             total=total,
-            mode="direct",
+            mode=mode,
             options=settings,
         )
     return job

@@ -9,11 +9,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..._store._batches import failed_items, find_job, job_counts
+from .._store._batches import failed_items, find_job, job_counts
 from ._job import BatchError
 
 if TYPE_CHECKING:
-    from ..._store import Store
+    from .._store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,18 +51,35 @@ class BatchStatus:
         return self.total - self.done - self.failed
 
 
-def status(output: str | Path, *, store: Store | None = None) -> BatchStatus:
-    """The stored state of the job that writes ``output``; BatchError when there is none."""
-    from ..._config.settings import callm_home
-    from ..._store import Store
+def status(output: str | Path, *, refresh: bool = False, store: Store | None = None) -> BatchStatus:
+    """The stored state of the job that writes ``output``; BatchError when there is none.
+
+    ``refresh`` first asks the providers how their batches of the job are doing (for a
+    ``--provider-batch`` job), so the states shown are current; nothing is collected.
+    """
+    from .._config.settings import callm_home
+    from .._store import Store
 
     own = store is None
     db = store or Store(callm_home() / "callm.db")
     try:
+        if refresh:
+            _refresh(db, Path(output))
         return _status(db, Path(output))
     finally:
         if own:
             db.close()
+
+
+def _refresh(store: Store, output: Path) -> None:
+    job = find_job(store, str(output.resolve()))
+    if job is None or job.mode != "provider":
+        return
+    from .._client import Client
+    from ._provider import poll_only
+
+    with Client() as client:
+        poll_only(client, store, job)
 
 
 def _status(store: Store, output: Path) -> BatchStatus:

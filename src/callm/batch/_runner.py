@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,21 +20,20 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..._core.errors import APIError, CallmError
-from ..._store._batches import (
+from .._core.errors import APIError, CallmError
+from .._store._batches import (
     ItemOutcome,
     JobCounts,
     job_counts,
-    mark_written,
-    record_outcomes,
 )
+from ._commit import commit_outcomes
 from ._input import BadLine, BatchItem, read_items
 from ._job import BatchError, open_output, prepare_job, skipped_lines
 
 if TYPE_CHECKING:
-    from ..._core.types import Response
-    from ..._engine.client import AsyncClient
-    from ..._store import Store
+    from .._client import AsyncClient
+    from .._core.types import Response
+    from .._store import Store
 
 _FLUSH_S = 0.1
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
@@ -124,8 +122,8 @@ async def run_batch_async(
 
 
 def _client(options: BatchOptions) -> AsyncClient:
-    from ..._engine.client import AsyncClient
-    from ..._policies.ratelimit import RateLimit
+    from .._client import AsyncClient
+    from .._policies.ratelimit import RateLimit
 
     limits = None
     if options.rpm is not None or options.tpm is not None:
@@ -156,7 +154,7 @@ class _Run:
         self._sent = 0
 
     async def go(self) -> BatchSummary:
-        from ..._store import Store
+        from .._store import Store
 
         store = self._store or Store(self.client.settings.home / "callm.db")
         try:
@@ -208,7 +206,7 @@ class _Run:
     async def _worker(self, queue: asyncio.Queue[BatchItem | BadLine | None]) -> None:
         while (item := await queue.get()) is not None:
             if isinstance(item, BadLine):
-                outcome = _failure(item.line, item.id, "InvalidInput", item.message, None)
+                outcome = failure_outcome(item.line, item.id, "InvalidInput", item.message, None)
             else:
                 self._sent += 1
                 outcome = await self._call(item)
@@ -223,8 +221,8 @@ class _Run:
             )
         except (CallmError, ValueError, TypeError) as exc:
             status = exc.status_code if isinstance(exc, APIError) else None
-            return _failure(item.line, item.id, type(exc).__name__, str(exc), status)
-        return _success(item, response)
+            return failure_outcome(item.line, item.id, type(exc).__name__, str(exc), status)
+        return success_outcome(item, response)
 
     async def _tick(self) -> None:
         while True:
@@ -238,14 +236,7 @@ class _Run:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._commit, batch)
 
     def _commit(self, batch: list[ItemOutcome]) -> None:
-        """Store the outcomes, append the answers to the output, then record its length."""
-        record_outcomes(self.store, self.job.id, batch)
-        done = [o for o in batch if o.status == "done"]
-        if done:
-            self.out.write("".join(f"{o.result}\n" for o in done).encode())
-            self.out.flush()
-            os.fsync(self.out.fileno())
-            mark_written(self.store, self.job.id, [o.line for o in done], self.out.tell())
+        commit_outcomes(self.store, self.job.id, self.out, batch)
 
     def progress(self) -> BatchProgress:
         c = self._counts
@@ -294,7 +285,8 @@ class _Counts:
             self.cost += outcome.cost
 
 
-def _success(item: BatchItem, response: Response) -> ItemOutcome:
+def success_outcome(item: BatchItem, response: Response) -> ItemOutcome:
+    """The committed form of an answered line: its output line, tokens and cost."""
     usage = response.usage
     line: dict[str, Any] = {
         "id": item.id,
@@ -307,7 +299,7 @@ def _success(item: BatchItem, response: Response) -> ItemOutcome:
             "cached_input_tokens": usage.cached_input_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
         },
-        "cost": None if response.cost is None else str(response.cost),
+        "cost": None if response.cost is None else format(response.cost, "f"),
         "latency_s": None if response.latency_s is None else round(response.latency_s, 4),
         "request_id": response.request_id,
     }
@@ -330,7 +322,10 @@ def _success(item: BatchItem, response: Response) -> ItemOutcome:
     )
 
 
-def _failure(line: int, item_id: Any, kind: str, message: str, status: int | None) -> ItemOutcome:
+def failure_outcome(
+    line: int, item_id: Any, kind: str, message: str, status: int | None
+) -> ItemOutcome:
+    """The committed form of a failed line: its error's type, message and HTTP status."""
     error = {"type": kind, "message": message, "status_code": status}
     return ItemOutcome(line, _encode(item_id), "failed", None, _encode(error))
 
@@ -341,5 +336,7 @@ __all__ = [
     "BatchProgress",
     "BatchSummary",
     "ProgressFn",
+    "failure_outcome",
     "run_batch_async",
+    "success_outcome",
 ]
