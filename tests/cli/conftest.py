@@ -35,6 +35,9 @@ def cli_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / "callm-home"
     monkeypatch.setenv("CALLM_HOME", str(home))
+    # No OS keyring unless a test brings its own (tests/cli/file_keyring.py): keys go to
+    # the 0600 file, whatever this machine has.
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     monkeypatch.chdir(tmp_path)
     return home
 

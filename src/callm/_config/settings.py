@@ -203,8 +203,11 @@ class Settings:
         return spec.name == "azure" and bool(self.lookup("AZURE_OPENAI_AD_TOKEN"))
 
     def stored_keys(self) -> dict[str, str]:
+        """Keys stored by ``callm keys set``: the OS keyring's, then the keys file's."""
         if self._stored is None:
-            self._stored = KeyStore(self.home).load()
+            from .keyring_store import KeyringStore
+
+            self._stored = {**KeyringStore(self.home).load(), **KeyStore(self.home).load()}
         return self._stored
 
     def has_key(self, provider: str) -> bool:

@@ -18,7 +18,14 @@ cli = DefaultGroup(
     "callm",
     help='Call any LLM API from the shell: `callm "prompt"` streams the answer.\n\n'
     "The first argument runs a command when it names one, and is the prompt otherwise "
-    '(`callm -- models` sends the word "models").',
+    '(`callm -- models` sends the word "models").\n\n'
+    "\b\nExamples:\n"
+    '  callm "Explain an API call in one sentence."\n'
+    '  callm -m anthropic/claude-haiku-4-5 -u "hi"      (then tokens, cost, timing)\n'
+    '  callm compare -m openai/gpt-4o-mini -m gemini/gemini-2.5-flash "Name a prime"\n'
+    "  callm batch questions.jsonl -o answers.jsonl -m openai/gpt-4o-mini\n"
+    '  callm logs -q "invoice*" --since 7d\n'
+    "  callm COMMAND --help                             (each command's own examples)",
     default_command=prompt_command.name or "prompt",
     context_settings={"help_option_names": ["-h", "--help"]},
 )

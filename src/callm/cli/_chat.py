@@ -17,6 +17,7 @@ import click
 
 from .._client import CallParams, Client
 from .._core.errors import CallmError
+from ._chat_commands import ChatState, messages, run_command
 from ._group import EXIT_API_ERROR, CLIError, debug_option, debugging
 from ._prompt import (
     call_params,
@@ -68,6 +69,17 @@ def chat_command(
 
     The conversation is stored like every `callm "prompt"`: `callm -c` or `callm chat -c`
     carries on from it later (unless --no-log).
+
+    Slash commands: /model NAME switches model (the history goes on), /system TEXT
+    replaces the system prompt, /reset starts afresh, /save [FILE] writes the chat as
+    Markdown, /exit leaves, /help lists them. A paste of several lines is one message, and
+    so is a block between two lines of three double quotes.
+
+    \b
+    Examples:
+      callm chat -m anthropic/claude-haiku-4-5 -s "You are a patient tutor."
+      callm chat -c                      (carry on with the latest conversation)
+      printf 'hi\n/model local/offline\nand you?\n' | callm chat
     """
     params = call_params(options, max_tokens, temperature, no_log=no_log)
     interactive = _is_terminal(sys.stdin)
@@ -79,7 +91,15 @@ def chat_command(
         if interactive:
             _banner(conv, stored=not no_log)
         debug = debugging(click.get_current_context())
-        failures = sum(not _answer(conv, text, params, debug=debug) for text in _lines(interactive))
+        state = ChatState(client, conv, persist=not no_log)
+        markdown = sys.stdout.isatty()
+        failures = 0
+        for text in _lines(interactive):
+            if text.startswith("/"):
+                if not run_command(state, text):
+                    break
+                continue
+            failures += not _answer(state.conv, text, params, debug=debug, markdown=markdown)
     if failures:
         raise click.exceptions.Exit(EXIT_API_ERROR)
 
@@ -95,18 +115,21 @@ def _banner(conv: Conversation, *, stored: bool) -> None:
     if history:
         where += f", continued after {history} messages"
     click.echo(
-        f"callm chat with {conv.model}, {where}. Type exit or quit (or press Ctrl-D) to leave.",
+        f"callm chat with {conv.model}, {where}. /help lists the commands; type exit or quit "
+        "(or press Ctrl-D) to leave.",
         err=True,
     )
 
 
 def _lines(interactive: bool) -> Iterator[str]:
-    """The messages to send: the non-empty lines up to ``exit``, ``quit`` or end of input."""
+    """The messages to send: non-empty lines, blocks and pastes, up to ``exit``, ``quit`` or
+    the end of input."""
     read = _typed_line if interactive else _piped_line
+    typed = messages(read)
     while True:
         try:
-            text = read().strip()
-        except EOFError:
+            text = next(typed).strip()
+        except (EOFError, StopIteration):
             if interactive:  # leave the shell's prompt on a line of its own
                 click.echo(err=True)
             return
@@ -133,10 +156,12 @@ def _piped_line() -> str:
     return line
 
 
-def _answer(conv: Conversation, text: str, params: CallParams, *, debug: bool) -> bool:
+def _answer(
+    conv: Conversation, text: str, params: CallParams, *, debug: bool, markdown: bool
+) -> bool:
     """Send one message and stream its answer; False when the call failed."""
     try:
-        print_stream(lambda: conv.stream(text, **params))
+        print_stream(lambda: conv.stream(text, **params), markdown=markdown)
     except KeyboardInterrupt:
         click.echo("callm: answer stopped; it is not kept in the conversation", err=True)
     except CallmError as exc:

@@ -29,6 +29,11 @@ _SHOWN = 60  # characters of the first message shown per conversation
 def conversations_command(count: int, as_json: bool) -> None:
     """List the stored conversations, most recently used first: id, time, model, turns,
     cost and how each began. Continue one with `callm --cid ID "…"` or `callm chat --cid ID`.
+
+    \b
+    Examples:
+      callm conversations -n 20
+      callm conversations --json | jq -r '.[0].id'
     """
     settings = Settings()
     with existing_store(settings) as store:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import click
 
@@ -30,6 +30,35 @@ class LineWriter:
             click.echo()
             self._last = "\n"
         return bool(self._last)
+
+
+class Writer(Protocol):
+    """Prints an answer as it arrives: LineWriter, or MarkdownWriter on a terminal."""
+
+    def write(self, fragment: str) -> None: ...
+
+    def end_line(self) -> bool: ...
+
+
+def answer_writer(markdown: bool) -> Writer:
+    """A MarkdownWriter (rich, loaded only then) when ``markdown``, else a LineWriter."""
+    if markdown:
+        from ._markdown import MarkdownWriter
+
+        return MarkdownWriter()
+    return LineWriter()
+
+
+def usage_line(response: Response) -> str:
+    """``12 in / 34 out tokens · $0.0001 · 1.23s · first token 0.20s`` (what is known)."""
+    usage = response.usage
+    parts = [f"{usage.input_tokens:,} in / {usage.output_tokens:,} out tokens"]
+    parts.append("cost unknown" if response.cost is None else money(response.cost))
+    if response.latency_s is not None:
+        parts.append(f"{response.latency_s:.2f}s")
+    if response.ttft_s is not None:
+        parts.append(f"first token {response.ttft_s:.2f}s")
+    return " · ".join(parts)
 
 
 def response_json(response: Response) -> dict[str, object]:

@@ -19,7 +19,7 @@ from .._core.types import RefusalDelta, Response, TextDelta
 from ._curl import curl_command
 from ._group import EXIT_INTERRUPTED, debug_option
 from ._options import OptionError, parse_options
-from ._output import LineWriter, dumps, response_json
+from ._output import answer_writer, dumps, response_json, usage_line
 
 if TYPE_CHECKING:
     from .._engine.stream import Stream
@@ -87,6 +87,19 @@ no_log_option = click.option(
 @cid_option
 @click.option("--no-stream", is_flag=True, help="Wait for the whole answer, then print it.")
 @click.option(
+    "-u",
+    "--usage",
+    "show_usage",
+    is_flag=True,
+    help="After the answer, print its tokens, cost, latency and time to first token (stderr).",
+)
+@click.option(
+    "--plain",
+    is_flag=True,
+    help="Print the answer as plain text even on a terminal (it is rendered as Markdown "
+    "there by default; piped output is always plain).",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -119,6 +132,8 @@ def prompt_command(
     continue_last: bool,
     cid: str | None,
     no_stream: bool,
+    show_usage: bool,
+    plain: bool,
     as_json: bool,
     raw: bool,
     curl: bool,
@@ -132,6 +147,14 @@ def prompt_command(
 
     Each prompt starts a stored conversation: `callm -c "and then?"` continues the latest
     one, `callm --cid ID "…"` a given one (the id is in `--json` output).
+
+    \b
+    Examples:
+      callm "Explain an API call in one sentence."
+      callm -m anthropic/claude-haiku-4-5 -s "Be terse." --max-tokens 100 "Why is the sky blue?"
+      git diff | callm -u "review this"         (then tokens, cost and timing on stderr)
+      callm -c "and in one word?"
+      callm --json --no-stream "hi" | jq .usage
     """
     _one_output(as_json=as_json, raw=raw, curl=curl)
     if (raw or curl) and (continue_last or cid):
@@ -149,13 +172,25 @@ def prompt_command(
             response = _complete(conv, text, params, stream=not no_stream)
             stored_id = None if no_log else conv.id
             click.echo(dumps({**response_json(response), "conversation_id": stored_id}))
-        elif no_stream:
-            _print_text(conv.send(text, **params).text)
         else:
-            try:
-                print_stream(lambda: conv.stream(text, **params))
-            except KeyboardInterrupt:
-                raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+            markdown = not plain and sys.stdout.isatty()
+            response = _answer(conv, text, params, stream=not no_stream, markdown=markdown)
+            if show_usage:
+                click.echo(usage_line(response), err=True)
+
+
+def _answer(
+    conv: Conversation, text: str, params: CallParams, *, stream: bool, markdown: bool
+) -> Response:
+    """Print the answer, streamed or whole; Ctrl-C while it streams exits 130."""
+    if not stream:
+        response = conv.send(text, **params)
+        _print_text(response.text, markdown=markdown)
+        return response
+    try:
+        return print_stream(lambda: conv.stream(text, **params), markdown=markdown)
+    except KeyboardInterrupt:
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
 
 
 def _one_output(*, as_json: bool, raw: bool, curl: bool) -> None:
@@ -305,19 +340,20 @@ def _complete(conv: Conversation, text: str, params: CallParams, *, stream: bool
         return events.response
 
 
-def _print_text(text: str) -> None:
-    writer = LineWriter()
+def _print_text(text: str, *, markdown: bool) -> None:
+    writer = answer_writer(markdown)
     writer.write(text)
     writer.end_line()
 
 
-def print_stream(open_stream: Callable[[], Stream]) -> Response:
+def print_stream(open_stream: Callable[[], Stream], *, markdown: bool = False) -> Response:
     """Print an answer fragment by fragment and return it.
 
     A failure or Ctrl-C (re-raised) keeps what was printed and ends its line; after a
-    Ctrl-C with nothing printed, the line ends on stderr, below the ``^C``.
+    Ctrl-C with nothing printed, the line ends on stderr, below the ``^C``. With
+    ``markdown`` (stdout is a terminal) the answer is rendered as it arrives.
     """
-    writer = LineWriter()
+    writer = answer_writer(markdown)
     try:
         with open_stream() as events:
             for event in events:

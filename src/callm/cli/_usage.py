@@ -65,6 +65,12 @@ def usage_command(by: str, since: datetime | None, as_json: bool) -> None:
 
     Cost is exact where prices are known; a row with calls of unknown price shows
     "≥ $X (N unpriced)", never an understated total.
+
+    \b
+    Examples:
+      callm usage                        by UTC day
+      callm usage --by model --since 30d
+      callm usage --by provider --json | jq .total.cost
     """
     settings = Settings()
     with existing_store(settings) as store:
