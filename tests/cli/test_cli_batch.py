@@ -202,3 +202,41 @@ def test_the_progress_bar_shows_on_a_terminal(fake: FakeOpenAIServer, tmp_path: 
     assert re.search(r" 40/40 \d+/s .* tokens · \$", frames[-1]), frames[-1]
     assert "callm batch done: 40/40 answered" in screen
     assert child.exitstatus == 0
+
+
+def test_ctrl_c_stops_with_130_and_the_same_command_finishes(
+    fake: FakeOpenAIServer, callm_run: CallmProcess, tmp_path: Path
+) -> None:
+    expected = write_input(tmp_path / "in.jsonl", 80)
+    fake.queue(*[Fault.slow_first_byte(0.05) for _ in range(80)])
+    args = ["batch", "in.jsonl", "-o", "out.jsonl", "-m", MODEL, "-j", "2"]
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "callm", *args],
+        cwd=str(tmp_path),
+        env=dict(os.environ, TERM="xterm", COLUMNS="140"),
+        encoding="utf-8",
+        dimensions=(24, 140),
+        timeout=60,
+    )
+    out = tmp_path / "out.jsonl"
+    deadline = time.monotonic() + 60
+    while not out.exists() or out.read_text().count("\n") < 10:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", child.before)
+    assert "callm batch interrupted: " in screen
+    assert "run the same command to finish the rest" in screen
+    done_before = len(output_lines(out))
+    assert 10 <= done_before < 80
+
+    finished = callm_run(*args)
+
+    assert finished.code == 0, finished.stderr
+    assert f"{done_before:,} done by earlier runs" in finished.stderr
+    ids = [line["id"] for line in output_lines(out)]
+    assert sorted(map(str, ids)) == sorted(map(str, expected))
