@@ -233,7 +233,10 @@ class _Run:
     async def _flush(self) -> None:
         batch, self._pending = self._pending, []
         if batch:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._commit, batch)
+            # Shielded: once taken from _pending, a batch is committed even if the task
+            # awaiting it is cancelled (the ticker at the end, Ctrl-C) — else it would be lost.
+            commit = asyncio.get_running_loop().run_in_executor(self._executor, self._commit, batch)
+            await asyncio.shield(commit)
 
     def _commit(self, batch: list[ItemOutcome]) -> None:
         commit_outcomes(self.store, self.job.id, self.out, batch)

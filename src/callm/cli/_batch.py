@@ -118,7 +118,7 @@ def run_batch(
     click.echo(summary_line(summary), err=True)
     if summary.interrupted:
         raise click.exceptions.Exit(EXIT_INTERRUPTED)
-    if summary.progress.failed:
+    if not summary.complete:  # failed lines (or, never expected, lines left unanswered)
         raise click.exceptions.Exit(EXIT_API_ERROR)
 
 
