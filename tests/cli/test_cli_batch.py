@@ -220,6 +220,8 @@ def test_ctrl_c_stops_with_130_and_the_same_command_finishes(
         encoding="utf-8",
         dimensions=(24, 140),
         timeout=60,
+        # Ctrl-C must reach it even if this test process ignores SIGINT (inherited).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     out = tmp_path / "out.jsonl"
     deadline = time.monotonic() + 60
