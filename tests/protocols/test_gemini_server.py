@@ -303,6 +303,29 @@ def test_the_sealed_reasoning_of_another_protocol_comes_back() -> None:
     assert model_turn.content == (anthropic_thinking, ToolCall("toolu_1", "f", {}))
 
 
+def test_openrouter_reasoning_details_survive_a_caller_of_another_protocol() -> None:
+    # A gateway caller speaking Gemini to an OpenRouter model: the reasoning_details entry
+    # travels sealed in its thoughtSignature and comes back whole for OpenRouter.
+    detail = {
+        "type": "reasoning.text",
+        "text": "hmm",
+        "signature": "sig-9",
+        "format": "anthropic-claude-v1",
+        "index": 0,
+    }
+    thinking = Reasoning("hmm", signature="sig-9", protocol="openai_chat", detail=detail)
+    reply = Response(
+        "r", "m", "openrouter", (thinking, ToolCall("call_1", "f", {})), "tool_calls", Usage()
+    )
+    parts = server.encode_response(reply, model="m")["candidates"][0]["content"]["parts"]
+    history = {
+        "contents": [{"role": "user", "parts": [{"text": "q"}]}, {"role": "model", "parts": parts}]
+    }
+    model_turn = server.decode_request(wire(history), model="m").messages[1]
+    assert model_turn.content[0] == thinking
+    assert model_turn.content[0].detail == detail
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

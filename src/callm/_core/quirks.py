@@ -1,12 +1,17 @@
 """How one provider's server departs from its protocol's reference API, as typed fields.
 
-Every provider entry carries a :class:`Quirks` value: the built-in ones are set here (the
+Every provider entry carries a :class:`Quirks` value: the built-in entries set theirs (the
 ``openrouter`` entry sends reasoning back as ``reasoning_details``, ``deepseek`` as
 ``reasoning_content`` …) and an entry of your own starts from the defaults — what nearly
-every OpenAI-compatible server takes — and changes what its server needs::
+every OpenAI-compatible server takes — and changes what its server needs, in code::
 
-    callm.Client(providers={"vllm": {"base_url": "…", "quirks": {"reasoning_back": "none"}}})
-    [providers.mine]  quirks = { max_tokens_field = "max_completion_tokens" }
+    callm.Client(providers={"mine": {"base_url": "…", "quirks": {"stream_options": False}}})
+
+or in ``config.toml``::
+
+    [providers.mine]
+    base_url = "http://localhost:8000/v1"
+    quirks = { max_tokens_field = "max_completion_tokens" }
 
 The older spelling, a list of flag names (``["legacy_max_tokens", "prompt_cache_key"]``),
 is still read: each name sets the field it stands for.

@@ -8,8 +8,10 @@ opaque slot (Anthropic's ``signature``, Gemini's ``thoughtSignature``, OpenAI's
 :func:`unseal` reads it back when the caller returns the history, so a tool loop through
 the gateway keeps working whatever the two formats are.
 
-The token is ``callm1.`` and the base64url JSON ``[protocol, signature, id, data]``: it
-holds nothing the caller did not already receive, and nothing secret.
+The token is ``callm1.`` and the base64url JSON ``[protocol, signature, id, data]``, with
+the provider's verbatim record (``Reasoning.detail``, an OpenRouter ``reasoning_details``
+entry) as a fifth element when there is one: it holds nothing the caller did not already
+receive, and nothing secret.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from typing import Any
 
 from ..._core.types import Reasoning
 
@@ -28,12 +31,14 @@ def is_foreign(part: Reasoning, protocol: str) -> bool:
     """True when ``part`` has companions that only another protocol understands."""
     if part.protocol in (None, protocol):
         return False
-    return bool(part.signature or part.id or part.data)
+    return bool(part.signature or part.id or part.data or part.detail)
 
 
 def seal(part: Reasoning) -> str:
     """The token that carries ``part``'s protocol and companions."""
-    fields = [part.protocol, part.signature, part.id, part.data]
+    fields: list[Any] = [part.protocol, part.signature, part.id, part.data]
+    if part.detail is not None:
+        fields.append(dict(part.detail))
     packed = base64.urlsafe_b64encode(_dumps(fields).encode()).decode("ascii")
     return _PREFIX + packed
 
@@ -46,9 +51,14 @@ def unseal(token: str | None, text: str) -> Reasoning | None:
         fields = json.loads(base64.urlsafe_b64decode(token[len(_PREFIX) :]))
     except (binascii.Error, ValueError):
         return None
-    if not (isinstance(fields, list) and len(fields) == 4):
+    if not (isinstance(fields, list) and len(fields) in (4, 5)):
         return None
+    detail = fields.pop() if len(fields) == 5 else None
     if not all(f is None or isinstance(f, str) for f in fields):
         return None
+    if detail is not None and not isinstance(detail, dict):
+        return None
     protocol, signature, item_id, data = fields
-    return Reasoning(text, signature=signature, id=item_id, data=data, protocol=protocol)
+    return Reasoning(
+        text, signature=signature, id=item_id, data=data, protocol=protocol, detail=detail
+    )
