@@ -10,6 +10,8 @@ import callm
 from callm.testing import FakeOpenAIServer
 
 FAKE_KEY = "sk-test-fake-key-0000"
+# An AWS key pair made up for the tests (AWS's own examples use this shape).
+AWS_KEY_ID = "AKIDCALLMTEST0000000"
 
 
 def fake_provider(base_url: str, **extra: Any) -> dict[str, Any]:
@@ -32,8 +34,9 @@ def point_builtins(
     *,
     openai_compatible: tuple[str, ...] = (),
 ) -> FakeOpenAIServer:
-    """Point the built-in providers of all four protocols at ``server`` (through their usual
-    environment variables), and the OpenAI-compatible ones named too (e.g. "OPENROUTER")."""
+    """Point the built-in providers of every protocol at ``server`` (through their usual
+    environment variables; Bedrock signs with a key pair the server checks), and the
+    OpenAI-compatible ones named too (e.g. "OPENROUTER")."""
     env = {
         "OPENAI_BASE_URL": server.base_url,
         "OPENAI_API_KEY": key,
@@ -42,6 +45,14 @@ def point_builtins(
         "GEMINI_BASE_URL": server.url + "/v1beta",
         "GEMINI_API_KEY": key,
     }
+    secret = "aws-secret/" + key  # built at run time: no real secret is ever in the tree
+    server.accept_aws_key(AWS_KEY_ID, secret)
+    env.update(
+        AWS_ENDPOINT_URL_BEDROCK_RUNTIME=server.bedrock_base_url,
+        AWS_ACCESS_KEY_ID=AWS_KEY_ID,
+        AWS_SECRET_ACCESS_KEY=secret,
+        AWS_REGION="us-east-1",
+    )
     for name in openai_compatible:
         env[f"{name}_BASE_URL"] = server.base_url
         env[f"{name}_API_KEY"] = key

@@ -22,6 +22,7 @@ MODELS = {
     "openai_responses": "openai-responses/gpt-4o-mini",
     "anthropic": "anthropic/claude-sonnet-4-5",
     "gemini": "gemini/gemini-2.5-flash",
+    "bedrock": "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
 }
 WEATHER = callm.Tool(
     "get_weather",
@@ -50,7 +51,7 @@ pytestmark = [
 
 @pytest.fixture
 def server(fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAIServer:
-    """Every built-in provider of the four protocols, pointed at the one fake."""
+    """Every built-in provider of the five protocols, pointed at the one fake."""
     return point_builtins(fake_openai, monkeypatch, KEY)
 
 

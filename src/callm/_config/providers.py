@@ -37,7 +37,8 @@ class ProviderSpec:
     protocol: str = "openai_chat"
     api_key_env: tuple[str, ...] = ()
     base_url_env: str | None = None
-    auth: Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "none"] = "bearer"
+    # "aws": a Bedrock API key as a bearer token, else AWS Signature V4 (see _config/aws.py).
+    auth: Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "aws", "none"] = "bearer"
     key_required: bool = True
     headers: Mapping[str, str] = field(default_factory=dict)
     # How the server departs from its protocol; an entry of your own starts from the
@@ -162,6 +163,15 @@ BUILTIN: Mapping[str, ProviderSpec] = {
             api_key_env=("XAI_API_KEY",),
             base_url_env="XAI_BASE_URL",
             quirks=_COMPLETION_TOKENS,
+        ),
+        ProviderSpec(
+            "bedrock",
+            None,  # https://bedrock-runtime.{AWS_REGION}.amazonaws.com
+            protocol="bedrock",
+            api_key_env=("AWS_BEARER_TOKEN_BEDROCK",),
+            base_url_env="AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+            auth="aws",
+            key_required=False,  # without an API key, requests are signed with AWS credentials
         ),
         ProviderSpec("local", None, auth="none", key_required=False, default_model="offline"),
     )

@@ -160,11 +160,21 @@ class Settings:
             from .local import local_base_url
 
             return build_endpoint(spec, local_base_url(), None)
+        if spec.auth == "aws":
+            return self._bedrock(spec)
         base_url = self._base_url(spec)
         key = self.key(spec)
         if spec.name == "azure" or spec.api_version:
             spec = self._azure(spec)
         return build_endpoint(spec, base_url, key)
+
+    def _bedrock(self, spec: ProviderSpec) -> Endpoint:
+        from .aws import bedrock_base_url, bedrock_endpoint
+
+        from_env = self.lookup(spec.base_url_env) if spec.base_url_env else None
+        base_url = from_env or spec.base_url or bedrock_base_url(self.lookup)
+        key = self.key(spec)
+        return bedrock_endpoint(build_endpoint(spec, base_url, None), self.lookup, key)
 
     def _base_url(self, spec: ProviderSpec) -> str:
         from_env = self.lookup(spec.base_url_env) if spec.base_url_env else None

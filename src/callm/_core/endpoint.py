@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from .http import HttpRequest
 from .quirks import DEFAULT as DEFAULT_QUIRKS
 from .quirks import Quirks
 
@@ -32,6 +33,11 @@ class Endpoint:
     token_provider: Callable[[], str] | None = field(default=None, repr=False)
     # How the user supplies the key, for messages that tell them what to do.
     key_env: str | None = None
+    # Signs each request as it is encoded (AWS SigV4 for Bedrock); None for a plain key.
+    signer: Callable[[HttpRequest], HttpRequest] | None = field(default=None, repr=False)
+    # What to do when the provider refuses the credentials, for providers that take no
+    # API key (cloud credentials): replaces the usual "check the API key" advice.
+    auth_hint: str | None = None
 
     def __repr__(self) -> str:
         return f"Endpoint({self.provider!r}, {self.base_url!r}, protocol={self.protocol!r})"
@@ -41,6 +47,10 @@ class Endpoint:
         if self.deployment_urls and model is not None:
             return f"{self.base_url}/deployments/{model}{path}{self.query}"
         return f"{self.base_url}{path}{self.query}"
+
+    def signed(self, request: HttpRequest) -> HttpRequest:
+        """``request`` signed for this provider, when it signs requests (else unchanged)."""
+        return request if self.signer is None else self.signer(request)
 
     def request_headers(self, extra: Mapping[str, str] | None = None) -> Mapping[str, str]:
         """The headers of one request: the prebuilt ones, a fresh token, the caller's extras."""

@@ -122,4 +122,6 @@ def stream_state(call: Call, body: StreamBody | AsyncStreamBody, started: float)
     from ..protocols._shared.errors import request_id_of
 
     decoder = call.wire.stream_decoder(call.endpoint, request_id_of(body.headers))
-    return StreamState(decoder, call.timeout, started)
+    # A protocol whose streams are not SSE (Bedrock's binary event stream) says how to cut them.
+    framing = getattr(call.wire, "stream_framing", None)
+    return StreamState(decoder, call.timeout, started, framing() if framing else None)

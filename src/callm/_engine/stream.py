@@ -39,7 +39,7 @@ from ..protocols._shared.sse import SSEDecoder, SSEEvent
 
 if TYPE_CHECKING:
     from .._transport import AsyncStreamBody, StreamBody
-    from ..protocols import StreamDecoder
+    from ..protocols import Framing, StreamDecoder
 
 _clock = time.perf_counter
 
@@ -77,9 +77,15 @@ class StreamState:
         "ttft",
     )
 
-    def __init__(self, decoder: StreamDecoder, timeout: Timeout, started: float) -> None:
+    def __init__(
+        self,
+        decoder: StreamDecoder,
+        timeout: Timeout,
+        started: float,
+        framing: Framing | None = None,
+    ) -> None:
         self.decoder = decoder
-        self._sse = SSEDecoder()
+        self._sse: Framing = framing if framing is not None else SSEDecoder()
         self._started = started
         self._last = started
         self._deadline = started + timeout.total if timeout.total is not None else None

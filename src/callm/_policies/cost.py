@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
@@ -49,6 +49,7 @@ PROVIDER_IDS: Final[Mapping[str, str]] = {
     "together": "together",
     "xai": "x-ai",
     "openrouter": "openrouter",
+    "bedrock": "aws",
 }
 
 # A user-defined provider speaking a vendor's own wire protocol is almost always that vendor
@@ -124,6 +125,8 @@ class CostPolicy(Policy):
         endpoint = attempt.endpoint
         model = response.model or attempt.info.request.model
         cost = cost_of(endpoint.provider, model, response.usage, protocol=endpoint.protocol)
+        if not response.model:  # Bedrock's Converse names no model: the request did
+            response = replace(response, model=model)
         return priced(response, cost, attempt.tried)
 
 

@@ -28,6 +28,7 @@ PROTOCOL_MODULES: Mapping[str, str] = {
     "openai_responses": "openai_responses",
     "anthropic": "anthropic",
     "gemini": "gemini",
+    "bedrock": "bedrock",
 }
 # ingress protocol name -> server module under callm.protocols
 SERVER_MODULES: Mapping[str, str] = {
@@ -51,6 +52,18 @@ class StreamDecoder(Protocol):
     def finished(self) -> bool: ...
 
     def response(self) -> Response: ...
+
+
+class Framing(Protocol):
+    """Cuts a streamed body into events: SSE for most protocols. A protocol module with
+    another framing offers ``stream_framing()`` returning one (Bedrock's event stream)."""
+
+    @property
+    def pending(self) -> str | bytes: ...
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]: ...
+
+    def close(self) -> list[SSEEvent]: ...
 
 
 class WireProtocol(Protocol):

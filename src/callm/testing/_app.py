@@ -60,7 +60,7 @@ def build_app(state: ServerState) -> web.Application:
 
 def _protocol_routes() -> list[Callable[[AddRoute, ServerState], None]]:
     """The other protocols served beside OpenAI Chat, each from a module of its own."""
-    from . import _anthropic_fake, _batch_fake, _gemini_fake, _responses_fake
+    from . import _anthropic_fake, _batch_fake, _bedrock_fake, _gemini_fake, _responses_fake
 
     # The batch routes first: Gemini's generation route would match ":batchGenerateContent".
     return [
@@ -68,6 +68,7 @@ def _protocol_routes() -> list[Callable[[AddRoute, ServerState], None]]:
         _anthropic_fake.register,
         _gemini_fake.register,
         _responses_fake.register,
+        _bedrock_fake.register,
     ]
 
 

@@ -43,6 +43,9 @@ class FakeOpenAIServer:
       (with an ``anthropic-version`` header);
     - Google Gemini: ``/v1beta/models/{model}:generateContent``, ``:streamGenerateContent``,
       ``:countTokens`` and ``/v1beta/models``;
+    - Amazon Bedrock: ``/model/{id}/converse``, ``/converse-stream`` (AWS's binary event
+      stream), ``/count-tokens`` and ``/foundation-models``, signed with SigV4 or a bearer
+      API key (see :meth:`accept_aws_key`);
     - the Batch APIs: OpenAI ``/v1/files`` and ``/v1/batches``, Anthropic
       ``/v1/messages/batches``, Gemini ``:batchGenerateContent`` and ``/v1beta/batches/{id}``;
       a batch ends ``batch_delay`` seconds after it is submitted, its requests answered in
@@ -89,6 +92,20 @@ class FakeOpenAIServer:
     def requests(self) -> list[RecordedRequest]:
         """A snapshot of every request received so far, in arrival order."""
         return self._state.records()
+
+    @property
+    def bedrock_base_url(self) -> str:
+        """The endpoint URL for Bedrock clients (``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``)."""
+        return self.url
+
+    def accept_aws_key(self, access_key_id: str, secret_access_key: str) -> None:
+        """Check Bedrock requests signed with this access key against its secret.
+
+        Without any accepted key, every well-formed, timely SigV4 signature passes (as any
+        API key does on a server started without ``api_key``); once one is given, an
+        unknown key id is refused and a wrong signature too, as AWS refuses them.
+        """
+        self._state.accept_aws_key(access_key_id, secret_access_key)
 
     def queue(self, *items: Reply | Fault) -> None:
         """Append replies or faults; each generation request takes the oldest one."""

@@ -28,6 +28,9 @@ class ServerState:
         self._lock = threading.Lock()
         self._queue: deque[Reply | Fault] = deque()
         self._records: list[RecordedRequest] = []
+        # AWS access key id -> secret access key: Bedrock signatures made with these are
+        # recomputed and compared (see _aws_wire.check_auth).
+        self._aws_keys: dict[str, str] = {}
         # A per-server prefix plus a counter: unique ids without a uuid per request.
         self._id_prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
@@ -57,6 +60,21 @@ class ServerState:
         with self._lock:
             self._queue.clear()
             self._records.clear()
+
+    def accept_aws_key(self, access_key_id: str, secret_access_key: str) -> None:
+        with self._lock:
+            self._aws_keys[access_key_id] = secret_access_key
+
+    def aws_keys(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._aws_keys)
+
+    def new_uuid(self) -> str:
+        """A request id shaped like AWS's (a UUID), unique within this server."""
+        import uuid
+
+        raw = bytes.fromhex(self._id_prefix) + next(self._ids).to_bytes(12, "big")
+        return str(uuid.UUID(bytes=raw))
 
     def new_id(self) -> str:
         """A short id, unique within this server (``next`` on a count is atomic in CPython)."""

@@ -15,7 +15,13 @@ from ..._core.json import loads
 if TYPE_CHECKING:
     from .. import StreamDecoder
 
-_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "apim-request-id", "mistral-correlation-id")
+_REQUEST_ID_HEADERS = (
+    "x-request-id",
+    "request-id",
+    "apim-request-id",
+    "mistral-correlation-id",
+    "x-amzn-requestid",
+)
 _CONTEXT_MARKERS = (
     "context_length_exceeded",
     "maximum context length",
@@ -237,6 +243,8 @@ def _default_message(status: int) -> str:
 
 def _with_hint(cls: type[e.APIError], message: str, endpoint: Endpoint) -> str:
     provider = endpoint.provider
+    if issubclass(cls, e.AuthenticationError) and endpoint.auth_hint:
+        return f"{message} — {endpoint.auth_hint}"
     if issubclass(cls, e.AuthenticationError):
         where = f"set {endpoint.key_env} or " if endpoint.key_env else ""
         return f"{message} — check the API key: {where}run `callm keys set {provider}`"
