@@ -9,10 +9,20 @@ what is wrong.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
-__all__ = ["dumps", "loads"]
+__all__ = [
+    "as_list",
+    "as_object",
+    "dumps",
+    "get_int",
+    "get_list",
+    "get_object",
+    "get_str",
+    "loads",
+]
 
 # Compact, and UTF-8 as it is (no \\u escapes): what every provider is sent.
 dumps: Callable[[object], str] = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -29,3 +39,46 @@ def loads(text: str) -> Any:
     if end == len(text) or not text[end:].strip():
         return value
     return _loads(text)  # trailing garbage: let json say so
+
+
+# --- reading decoded JSON ----------------------------------------------------------------
+# A decoded value is an ``object`` until it is checked. These read one field of a JSON object
+# as the type the caller needs, or a default when it is missing or of another type: a
+# provider's odd answer is then an empty value, never a TypeError deep in a decoder. They
+# return what they read, never a copy.
+
+_NO_OBJECT: Mapping[str, object] = MappingProxyType({})
+
+
+def as_object(value: object) -> Mapping[str, object] | None:
+    """``value`` if it is a JSON object, else None."""
+    return value if isinstance(value, dict) else None
+
+
+def as_list(value: object) -> Sequence[object]:
+    """``value`` if it is a JSON array, else an empty one."""
+    return value if isinstance(value, list) else ()
+
+
+def get_object(data: Mapping[str, object], key: str) -> Mapping[str, object]:
+    """``data[key]`` if it is a JSON object, else an empty (read-only) one."""
+    value = data.get(key)
+    return value if isinstance(value, dict) else _NO_OBJECT
+
+
+def get_list(data: Mapping[str, object], key: str) -> Sequence[object]:
+    """``data[key]`` if it is a JSON array, else an empty one."""
+    value = data.get(key)
+    return value if isinstance(value, list) else ()
+
+
+def get_str(data: Mapping[str, object], key: str, default: str = "") -> str:
+    """``data[key]`` if it is a string, else ``default``."""
+    value = data.get(key)
+    return value if isinstance(value, str) else default
+
+
+def get_int(data: Mapping[str, object], key: str, default: int = 0) -> int:
+    """``data[key]`` if it is an integer (true and false are not), else ``default``."""
+    value = data.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default

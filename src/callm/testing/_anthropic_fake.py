@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring
-from typing import Any
 
 from aiohttp import web
 
+from .._core.json import as_object, get_int, get_list, get_object, get_str
 from . import local_model
 from ._http import _SSE_HEADERS, AddRoute, Rejected, _drop, _whole, record_request
 from ._script import FakeToolCall, Fault, Reply, split_fragments
@@ -137,7 +137,7 @@ class _Routes:
         payload = dumps({"input_tokens": count}).encode()
         return web.Response(body=payload, headers={"Content-Type": _JSON, "request-id": request_id})
 
-    async def _admit(self, request: web.Request) -> tuple[dict[str, Any], str]:
+    async def _admit(self, request: web.Request) -> tuple[dict[str, object], str]:
         """Record the request, then check its key, its version header and its JSON body."""
         record = await record_request(request)
         self._state.record(record)
@@ -169,14 +169,14 @@ def _given_key(headers: Mapping[str, str]) -> str | None:
 # --- request checks and translation ------------------------------------------------------
 
 
-def _require(body: Mapping[str, Any], request_id: str, *, counting: bool) -> None:
+def _require(body: Mapping[str, object], request_id: str, *, counting: bool) -> None:
     """Refuse what the real API refuses, with its wording."""
     problem = _problem(body, counting)
     if problem is not None:
         raise Rejected(error_response(400, problem, request_id))
 
 
-def _problem(body: Mapping[str, Any], counting: bool) -> str | None:
+def _problem(body: Mapping[str, object], counting: bool) -> str | None:
     if not isinstance(body.get("model"), str) or not body["model"]:
         return "model: Field required"
     messages = body.get("messages")
@@ -195,25 +195,25 @@ def _problem(body: Mapping[str, Any], counting: bool) -> str | None:
     return _messages_problem(messages)
 
 
-def _messages_problem(messages: list[Any]) -> str | None:
-    for i, message in enumerate(messages):
-        role = message.get("role") if isinstance(message, dict) else None
+def _messages_problem(messages: list[object]) -> str | None:
+    for i, item in enumerate(messages):
+        message = as_object(item) or {}
+        role = message.get("role")
         if role == "system":
             return _SYSTEM_ROLE
         if role not in ("user", "assistant"):
             return f"messages.{i}.role: Input should be 'user' or 'assistant'"
-        content = message.get("content")
-        blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
+        blocks = _blocks(message)
         for block in blocks:
             if isinstance(block, dict) and block.get("type") == "text" and not block.get("text"):
                 return "messages: text content blocks must be non-empty"
     return None
 
 
-def to_chat_request(body: Mapping[str, Any]) -> dict[str, Any]:
+def to_chat_request(body: Mapping[str, object]) -> dict[str, object]:
     """The Messages request in the Chat Completions shape the offline model reads."""
-    chat: dict[str, Any] = {"model": body.get("model"), "messages": _chat_messages(body)}
-    tools = [_chat_tool(t) for t in body.get("tools") or () if isinstance(t, dict)]
+    chat: dict[str, object] = {"model": body.get("model"), "messages": _chat_messages(body)}
+    tools = [_chat_tool(t) for t in get_list(body, "tools") if isinstance(t, dict)]
     tools = [t for t in tools if t is not None]
     if tools:
         chat["tools"] = tools
@@ -222,10 +222,10 @@ def to_chat_request(body: Mapping[str, Any]) -> dict[str, Any]:
         chat["tool_choice"] = _chat_tool_choice(choice)
     if body.get("max_tokens") is not None:
         chat["max_tokens"] = body["max_tokens"]
-    if body.get("stop_sequences"):
-        chat["stop"] = list(body["stop_sequences"])
-    output_format = (body.get("output_config") or {}).get("format")
-    if isinstance(output_format, dict) and output_format.get("type") == "json_schema":
+    if stops := get_list(body, "stop_sequences"):
+        chat["stop"] = list(stops)
+    output_format = get_object(get_object(body, "output_config"), "format")
+    if output_format.get("type") == "json_schema":
         schema = output_format.get("schema") or {}
         chat["response_format"] = {"type": "json_schema", "json_schema": {"schema": schema}}
     thinking = body.get("thinking")
@@ -234,14 +234,14 @@ def to_chat_request(body: Mapping[str, Any]) -> dict[str, Any]:
     return chat
 
 
-def _chat_messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+def _chat_messages(body: Mapping[str, object]) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
     system = _text_of(body.get("system"))
     if system:
         out.append({"role": "system", "content": system})
-    for message in body.get("messages") or ():
-        content = message.get("content")
-        blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
+    for item in get_list(body, "messages"):
+        message = as_object(item) or {}
+        blocks = _blocks(message)
         if message.get("role") == "assistant":
             out.append(_chat_assistant(blocks))
         else:
@@ -249,9 +249,17 @@ def _chat_messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _chat_assistant(blocks: list[Any]) -> dict[str, Any]:
-    text = "".join(b.get("text") or "" for b in blocks if b.get("type") == "text")
-    entry: dict[str, Any] = {"role": "assistant", "content": text}
+def _blocks(message: Mapping[str, object]) -> list[Mapping[str, object]]:
+    """A message's content blocks; a string content is one text block."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return [{"type": "text", "text": content}]
+    return [b for b in content if isinstance(b, dict)]
+
+
+def _chat_assistant(blocks: list[Mapping[str, object]]) -> dict[str, object]:
+    text = "".join(get_str(b, "text") for b in blocks if b.get("type") == "text")
+    entry: dict[str, object] = {"role": "assistant", "content": text}
     calls = [
         {
             "id": b.get("id"),
@@ -266,8 +274,8 @@ def _chat_assistant(blocks: list[Any]) -> dict[str, Any]:
     return entry
 
 
-def _chat_user(blocks: list[Any]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [
+def _chat_user(blocks: list[Mapping[str, object]]) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = [
         {
             "role": "tool",
             "tool_call_id": b.get("tool_use_id"),
@@ -288,7 +296,7 @@ def _chat_user(blocks: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _text_of(content: Any) -> str:
+def _text_of(content: object) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -296,7 +304,7 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-def _chat_tool(tool: Mapping[str, Any]) -> dict[str, Any] | None:
+def _chat_tool(tool: Mapping[str, object]) -> dict[str, object] | None:
     if "input_schema" not in tool:  # a server tool (web search, code execution …)
         return None
     function = {
@@ -307,21 +315,21 @@ def _chat_tool(tool: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"type": "function", "function": function}
 
 
-def _chat_tool_choice(choice: Mapping[str, Any]) -> Any:
+def _chat_tool_choice(choice: Mapping[str, object]) -> object:
     kind = choice.get("type")
     if kind == "tool":
         return {"type": "function", "function": {"name": choice.get("name")}}
     return {"any": "required", "none": "none"}.get(str(kind), "auto")
 
 
-def _reply(item: Reply | Fault | None, chat: dict[str, Any]) -> tuple[Reply, str | None]:
+def _reply(item: Reply | Fault | None, chat: dict[str, object]) -> tuple[Reply, str | None]:
     """The reply, and the stop sequence that ended it (for ``stop_reason: stop_sequence``)."""
     if isinstance(item, Reply):
         return item, None
     if item is not None and item.reply is not None:
         return item.reply, None
     reply = local_model.reply_to(chat)
-    stops = chat.get("stop") or []
+    stops = [s for s in get_list(chat, "stop") if isinstance(s, str)]
     if not stops or reply.finish_reason is not None or reply.tool_calls:
         return reply, None
     # The offline model cut its text at a stop sequence if the uncut text runs on past it.
@@ -355,24 +363,24 @@ class MessageBuilder:
             return "tool_use"
         return "stop_sequence" if self.stop_sequence is not None else "end_turn"
 
-    def usage(self) -> dict[str, Any]:
+    def usage(self) -> dict[str, object]:
         given = self.reply.usage
         if given is not None and "input_tokens" in given:
             return {"cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, **given}
         if given is not None:  # OpenAI-shaped: the cached part is a cache read
-            cached = (given.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-            prompt = int(given.get("prompt_tokens") or 0)
-            return _usage(prompt - cached, cached, int(given.get("completion_tokens") or 0))
+            cached = get_int(get_object(given, "prompt_tokens_details"), "cached_tokens")
+            prompt = get_int(given, "prompt_tokens")
+            return _usage(prompt - cached, cached, get_int(given, "completion_tokens"))
         reply = self.reply
         output = len(reply.fragments()) + len(_fragments(reply.reasoning))
         output += len(_fragments(reply.refusal))
         output += sum(1 + len(_pieces(c)) for c in reply.tool_calls)
         return _usage(self.prompt_tokens, 0, output)
 
-    def blocks(self) -> list[dict[str, Any]]:
+    def blocks(self) -> list[dict[str, object]]:
         """The content blocks, complete."""
         reply = self.reply
-        blocks: list[dict[str, Any]] = []
+        blocks: list[dict[str, object]] = []
         if reply.reasoning is not None:
             blocks.append(
                 {"type": "thinking", "thinking": reply.reasoning, "signature": _sig(reply)}
@@ -391,15 +399,18 @@ class MessageBuilder:
             )
         return blocks
 
-    def body(self) -> dict[str, Any]:
+    def body(self) -> dict[str, object]:
         return {
             **self._head(self.blocks(), self.stop_reason(), self.stop_sequence),
             "usage": self.usage(),
         }
 
     def _head(
-        self, content: list[Any], stop_reason: str | None, stop_sequence: str | None
-    ) -> dict[str, Any]:
+        self,
+        content: Sequence[Mapping[str, object]],
+        stop_reason: str | None,
+        stop_sequence: str | None,
+    ) -> dict[str, object]:
         return {
             "id": self.id,
             "type": "message",
@@ -429,7 +440,7 @@ class MessageBuilder:
         return frames
 
 
-def _usage(fresh: int, cache_read: int, output: int) -> dict[str, Any]:
+def _usage(fresh: int, cache_read: int, output: int) -> dict[str, object]:
     return {
         "input_tokens": fresh,
         "cache_creation_input_tokens": 0,
@@ -438,23 +449,23 @@ def _usage(fresh: int, cache_read: int, output: int) -> dict[str, Any]:
     }
 
 
-def _frame(name: str, data: Mapping[str, Any]) -> str:
+def _frame(name: str, data: Mapping[str, object]) -> str:
     return f"event: {name}\ndata: {dumps(data)}\n\n"
 
 
 _PING = 'event: ping\ndata: {"type": "ping"}\n\n'
 
 
-def _block_frames(index: int, block: Mapping[str, Any], reply: Reply) -> list[str]:
+def _block_frames(index: int, block: Mapping[str, object], reply: Reply) -> list[str]:
     kind = block["type"]
     if kind == "text":
         pieces = reply.fragments() + _fragments(reply.refusal)
         deltas = [f'{{"type":"text_delta","text":{encode_basestring(p)}}}' for p in pieces]
-        empty: dict[str, Any] = {"type": "text", "text": ""}
+        empty: dict[str, object] = {"type": "text", "text": ""}
     elif kind == "thinking":
         deltas = [
             f'{{"type":"thinking_delta","thinking":{encode_basestring(p)}}}'
-            for p in _fragments(block["thinking"])
+            for p in _fragments(get_str(block, "thinking"))
         ]
         deltas.append(dumps({"type": "signature_delta", "signature": block["signature"]}))
         empty = {"type": "thinking", "thinking": "", "signature": ""}
@@ -487,7 +498,7 @@ def _pieces(call: FakeToolCall) -> list[str]:
     return [text[i : i + _ARGUMENT_PIECE] for i in range(0, len(text), _ARGUMENT_PIECE)]
 
 
-def _input(call: FakeToolCall) -> Any:
+def _input(call: FakeToolCall) -> object:
     """The tool input object; arguments scripted as malformed JSON go out as the raw string."""
     if not isinstance(call.arguments, str):
         return dict(call.arguments)

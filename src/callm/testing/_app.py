@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from aiohttp import web
 
@@ -160,7 +160,7 @@ class _Routes:
         self,
         request: web.Request,
         request_id: str,
-        body: dict[str, Any],
+        body: dict[str, object],
         kind: Literal["chat", "text"],
         model: str,
     ) -> web.StreamResponse:
@@ -203,14 +203,14 @@ def _anthropic_models(models: Sequence[str]) -> bytes:
     return dumps({"data": data, "has_more": False, "first_id": first, "last_id": last}).encode()
 
 
-def _require_messages(body: Mapping[str, Any], request_id: str) -> None:
+def _require_messages(body: Mapping[str, object], request_id: str) -> None:
     if not isinstance(body.get("messages"), list):
         message = "Missing required parameter: 'messages'."
         code = "missing_required_parameter"
         raise Rejected(_error(400, message, request_id, param="messages", code=code))
 
 
-def _choice_count(body: Mapping[str, Any], request_id: str) -> int:
+def _choice_count(body: Mapping[str, object], request_id: str) -> int:
     n = body.get("n")
     if n is None:
         return 1
@@ -220,12 +220,12 @@ def _choice_count(body: Mapping[str, Any], request_id: str) -> int:
     return n
 
 
-def _include_usage(body: Mapping[str, Any]) -> bool:
+def _include_usage(body: Mapping[str, object]) -> bool:
     options = body.get("stream_options")
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
-def _model_object(model: str) -> dict[str, Any]:
+def _model_object(model: str) -> dict[str, object]:
     return {"id": model, "object": "model", "created": _MODEL_CREATED, "owned_by": "callm"}
 
 

@@ -18,11 +18,10 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import ClientSession, web
 
-from ._http import record_request
+from ._http import AddRoute, record_request
 from ._script import RecordedRequest
 from ._state import ServerState
 from ._wire import dumps
@@ -45,11 +44,11 @@ class _Batch:
 
     id: str
     kind: str  # "openai" | "anthropic" | "gemini"
-    requests: list[tuple[str, str, dict[str, Any]]]  # (custom id, path, body)
+    requests: list[tuple[str, str, dict[str, object]]]  # (custom id, path, body)
     auth: dict[str, str]
     created: float = field(default_factory=time.time)
     status: str = "validating"
-    results: list[tuple[str, int, Any]] = field(default_factory=list)  # (id, status, body)
+    results: list[tuple[str, int, object]] = field(default_factory=list)  # (id, status, body)
     input_file_id: str | None = None
     output_file_id: str | None = None
     error_file_id: str | None = None
@@ -124,7 +123,7 @@ class _BatchRoutes:
             return _openai_error(404, "No batch found with that id", "batch_id")
         return _json(self._openai_object(batch))
 
-    def _openai_object(self, batch: _Batch) -> dict[str, Any]:
+    def _openai_object(self, batch: _Batch) -> dict[str, object]:
         failed = sum(1 for _, status, _ in batch.results if status >= 400)
         return {
             "id": batch.id,
@@ -197,7 +196,7 @@ class _BatchRoutes:
             lines.append(dumps({"custom_id": custom_id, "result": result}))
         return web.Response(body="\n".join(lines) + "\n", content_type="application/x-jsonl")
 
-    def _anthropic_object(self, batch: _Batch, request: web.Request) -> dict[str, Any]:
+    def _anthropic_object(self, batch: _Batch, request: web.Request) -> dict[str, object]:
         done = batch.status == "completed"
         errored = sum(1 for _, status, _ in batch.results if status >= 400)
         origin = str(request.url.origin())
@@ -250,9 +249,9 @@ class _BatchRoutes:
             )  # fmt: skip
         return _json(self._gemini_operation(batch))
 
-    def _gemini_operation(self, batch: _Batch) -> dict[str, Any]:
+    def _gemini_operation(self, batch: _Batch) -> dict[str, object]:
         state = _GEMINI_STATES[batch.status]
-        operation: dict[str, Any] = {
+        operation: dict[str, object] = {
             "name": batch.id,
             "metadata": {
                 "@type": _GEMINI_TYPES + "GenerateContentBatch",
@@ -297,7 +296,7 @@ class _BatchRoutes:
         headers = {**batch.auth, BATCH_HEADER: batch.id, "content-type": _JSON}
         async with ClientSession() as session:
 
-            async def answer(custom_id: str, path: str, body: dict[str, Any]) -> None:
+            async def answer(custom_id: str, path: str, body: dict[str, object]) -> None:
                 async with (
                     gate,
                     session.post(origin + path, data=dumps(body), headers=headers) as r,
@@ -314,7 +313,7 @@ class _BatchRoutes:
         batch.status = "completed"
 
 
-def _gemini_result(status: int, body: Any) -> dict[str, Any]:
+def _gemini_result(status: int, body: object) -> dict[str, object]:
     if status < 400:
         return {"response": body}
     return {"error": body.get("error", body) if isinstance(body, dict) else body}
@@ -337,7 +336,7 @@ def _form_fields(content_type: str, body: bytes) -> dict[str, tuple[str, bytes]]
     return fields
 
 
-def _loads(payload: bytes) -> Any:
+def _loads(payload: bytes) -> object:
     try:
         return json.loads(payload)
     except ValueError:
@@ -357,7 +356,7 @@ def _auth(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: headers[name] for name in names if name in headers}
 
 
-def _file_object(file_id: str, purpose: str, content: bytes, name: str) -> dict[str, Any]:
+def _file_object(file_id: str, purpose: str, content: bytes, name: str) -> dict[str, object]:
     return {
         "id": file_id,
         "object": "file",
@@ -372,7 +371,7 @@ def _rfc3339(moment: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
-def _json(value: Any) -> web.Response:
+def _json(value: object) -> web.Response:
     return web.Response(body=dumps(value), content_type=_JSON)
 
 
@@ -388,7 +387,7 @@ def _anthropic_error(status: int, message: str) -> web.Response:
     return web.Response(status=status, body=dumps(body), content_type=_JSON)
 
 
-def register(add: Any, state: ServerState) -> None:
+def register(add: AddRoute, state: ServerState) -> None:
     """Add the Batch API routes (before the generation routes, which they must not shadow)."""
     routes = _BatchRoutes(state)
     add("POST", "/v1/files", routes.upload)

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
+from .._core.json import as_object, get_int, get_list, get_object
 from . import local_model
 from ._http import AddRoute, Rejected, _drop, _whole, record_request
 from ._script import Fault, Reply, split_fragments
@@ -73,10 +73,10 @@ def register(add: AddRoute, state: ServerState) -> None:
 
 
 def google_error(
-    status: int, message: str, details: list[dict[str, Any]] | None = None
+    status: int, message: str, details: list[dict[str, object]] | None = None
 ) -> web.Response:
     """An error answer in Google's shape."""
-    error: dict[str, Any] = {"code": status, "message": message, "status": _status_name(status)}
+    error: dict[str, object] = {"code": status, "message": message, "status": _status_name(status)}
     if details:
         error["details"] = details
     return web.Response(
@@ -89,13 +89,13 @@ def _status_name(status: int) -> str:
 
 
 def _bad_key() -> web.Response:
-    info = {
+    info: dict[str, object] = {
         "@type": "type.googleapis.com/google.rpc.ErrorInfo",
         "reason": "API_KEY_INVALID",
         "domain": "googleapis.com",
         "metadata": {"service": "generativelanguage.googleapis.com"},
     }
-    localized = {
+    localized: dict[str, object] = {
         "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
         "locale": "en-US",
         "message": _BAD_KEY,
@@ -109,7 +109,7 @@ class _Routes:
         names = dict.fromkeys((*state.models, *GEMINI_MODELS))
         self._models = {name: _model_object(name) for name in names}
 
-    async def _admit(self, request: web.Request) -> Any:
+    async def _admit(self, request: web.Request) -> object:
         """Record the request, check its key; returns the parsed JSON body (or None)."""
         record = await record_request(request)
         self._state.record(record)
@@ -142,14 +142,14 @@ class _Routes:
             raise Rejected(google_error(400, "Invalid JSON payload received."))
         if method == "countTokens":
             return _count_tokens(body)
-        if not isinstance(body.get("contents"), list) or not body["contents"]:
+        if not get_list(body, "contents"):
             raise Rejected(
                 google_error(400, "* GenerateContentRequest.contents: contents is not specified\n")
             )
         return await self._generate(request, body, model, method == "streamGenerateContent")
 
     async def _generate(
-        self, request: web.Request, body: dict[str, Any], model: str, stream: bool
+        self, request: web.Request, body: Mapping[str, object], model: str, stream: bool
     ) -> web.StreamResponse:
         chat = to_chat(body)
         n = chat.get("n", 1)
@@ -180,11 +180,11 @@ class _Routes:
         return await _stream(request, stream_chunks(reply, ctx), headers, fault, sse)
 
 
-def _json(value: Any) -> web.Response:
+def _json(value: object) -> web.Response:
     return web.Response(body=dumps(value).encode(), headers={"Content-Type": _JSON})
 
 
-def _model_object(name: str) -> dict[str, Any]:
+def _model_object(name: str) -> dict[str, object]:
     return {
         "name": f"models/{name}",
         "version": "001",
@@ -202,7 +202,7 @@ def _model_object(name: str) -> dict[str, Any]:
 def _fault_status(fault: Fault) -> web.Response:
     status = fault.status_code
     message = str((fault.error or {}).get("message") or "")
-    details: list[dict[str, Any]] = []
+    details: list[dict[str, object]] = []
     if status == 429:
         violation = {"quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}
         details.append(
@@ -218,9 +218,8 @@ def _fault_status(fault: Fault) -> web.Response:
     return response
 
 
-def _count_tokens(body: Mapping[str, Any]) -> web.Response:
-    inner = body.get("generateContentRequest")
-    chat = to_chat(inner if isinstance(inner, dict) else body)
+def _count_tokens(body: Mapping[str, object]) -> web.Response:
+    chat = to_chat(as_object(body.get("generateContentRequest")) or body)
     total = local_model.prompt_tokens(chat)
     details = [{"modality": "TEXT", "tokenCount": total}]
     return _json({"totalTokens": total, "promptTokensDetails": details})
@@ -229,7 +228,7 @@ def _count_tokens(body: Mapping[str, Any]) -> web.Response:
 # --- Gemini request → the offline model's Chat Completions shape -----------------------
 
 
-def _get(data: Any, camel: str) -> Any:
+def _get(data: object, camel: str) -> object:
     """A field by its lowerCamelCase name or its proto snake_case one (both are accepted)."""
     if not isinstance(data, Mapping):
         return None
@@ -239,45 +238,55 @@ def _get(data: Any, camel: str) -> Any:
     return data.get(snake)
 
 
-def to_chat(body: Mapping[str, Any]) -> dict[str, Any]:
+def _get_object(data: object, camel: str) -> Mapping[str, object]:
+    return as_object(_get(data, camel)) or {}
+
+
+def _get_list(data: object, camel: str) -> Sequence[object]:
+    value = _get(data, camel)
+    return value if isinstance(value, list) else ()
+
+
+def to_chat(body: Mapping[str, object]) -> dict[str, object]:
     """The Chat Completions request the offline model reads for a Gemini request."""
-    messages: list[dict[str, Any]] = []
-    system = _texts(_get(_get(body, "systemInstruction"), "parts"))
+    messages: list[dict[str, object]] = []
+    system = _texts(_get_list(_get(body, "systemInstruction"), "parts"))
     if system:
         messages.append({"role": "system", "content": system})
-    for content in _get(body, "contents") or ():
+    for content in _get_list(body, "contents"):
         if isinstance(content, Mapping):
             messages.extend(_chat_messages(content))
-    chat: dict[str, Any] = {"messages": messages}
+    chat: dict[str, object] = {"messages": messages}
     tools = [
         {"type": "function", "function": _function(d)}
-        for tool in _get(body, "tools") or ()
-        for d in _get(tool, "functionDeclarations") or ()
+        for tool in _get_list(body, "tools")
+        for d in _get_list(tool, "functionDeclarations")
+        if isinstance(d, Mapping)
     ]
     if tools:
         chat["tools"] = tools
     chat.update(_tool_choice(_get(_get(body, "toolConfig"), "functionCallingConfig")))
-    chat.update(_config(_get(body, "generationConfig") or {}))
+    chat.update(_config(_get_object(body, "generationConfig")))
     return chat
 
 
-def _texts(parts: Any) -> str:
+def _texts(parts: Sequence[object]) -> str:
     return "".join(
         str(p["text"])
-        for p in parts or ()
+        for p in parts
         if isinstance(p, Mapping) and "text" in p and not p.get("thought")
     )
 
 
-def _chat_messages(content: Mapping[str, Any]) -> list[dict[str, Any]]:
-    parts = [p for p in content.get("parts") or () if isinstance(p, Mapping)]
+def _chat_messages(content: Mapping[str, object]) -> list[dict[str, object]]:
+    parts = [p for p in get_list(content, "parts") if isinstance(p, Mapping)]
     if content.get("role") == "model":
-        calls = [_get(p, "functionCall") for p in parts if _get(p, "functionCall")]
-        message: dict[str, Any] = {"role": "assistant", "content": _texts(parts)}
+        calls = [call for p in parts if (call := _get_object(p, "functionCall"))]
+        message: dict[str, object] = {"role": "assistant", "content": _texts(parts)}
         if calls:
             message["tool_calls"] = [_chat_call(c) for c in calls]
         return [message]
-    out = []
+    out: list[dict[str, object]] = []
     for part in parts:
         response = _get(part, "functionResponse")
         if isinstance(response, Mapping):
@@ -289,7 +298,7 @@ def _chat_messages(content: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _chat_call(call: Mapping[str, Any]) -> dict[str, Any]:
+def _chat_call(call: Mapping[str, object]) -> dict[str, object]:
     function = {"name": call.get("name"), "arguments": json.dumps(call.get("args") or {})}
     return {
         "id": call.get("id") or f"call_{call.get('name')}",
@@ -298,7 +307,7 @@ def _chat_call(call: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _result(response: Mapping[str, Any]) -> str:
+def _result(response: Mapping[str, object]) -> str:
     value = response.get("response")
     if isinstance(value, Mapping) and len(value) == 1:
         (inner,) = value.values()
@@ -306,7 +315,7 @@ def _result(response: Mapping[str, Any]) -> str:
     return json.dumps(value)
 
 
-def _function(declaration: Mapping[str, Any]) -> dict[str, Any]:
+def _function(declaration: Mapping[str, object]) -> dict[str, object]:
     schema = _get(declaration, "parametersJsonSchema")
     if schema is None:
         schema = _lower_types(_get(declaration, "parameters") or {})
@@ -317,21 +326,22 @@ def _function(declaration: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _lower_types(schema: Any) -> Any:
+def _lower_types(schema: object) -> object:
     """OpenAPI-subset schemas spell types in capitals; the offline model reads JSON Schema."""
     if isinstance(schema, list):
         return [_lower_types(s) for s in schema]
     if not isinstance(schema, Mapping):
         return schema
     out = {k: _lower_types(v) for k, v in schema.items()}
-    if isinstance(out.get("type"), str):
-        out["type"] = out["type"].lower()
+    kind = out.get("type")
+    if isinstance(kind, str):
+        out["type"] = kind.lower()
     return out
 
 
-def _tool_choice(config: Any) -> dict[str, Any]:
+def _tool_choice(config: object) -> dict[str, object]:
     mode = str(_get(config, "mode") or "AUTO").upper()
-    names = _get(config, "allowedFunctionNames") or []
+    names = _get_list(config, "allowedFunctionNames")
     if mode == "NONE":
         return {"tool_choice": "none"}
     if mode in ("ANY", "VALIDATED") and len(names) == 1:
@@ -339,8 +349,8 @@ def _tool_choice(config: Any) -> dict[str, Any]:
     return {"tool_choice": "required" if mode == "ANY" else "auto"}
 
 
-def _config(config: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _config(config: Mapping[str, object]) -> dict[str, object]:
+    out: dict[str, object] = {}
     for camel, key in (("maxOutputTokens", "max_tokens"), ("stopSequences", "stop")):
         if _get(config, camel) is not None:
             out[key] = _get(config, camel)
@@ -376,18 +386,19 @@ def _finish(reply: Reply) -> str:
     return "SAFETY" if reply.refusal is not None else "STOP"
 
 
-def _usage(reply: Reply, ctx: _Ctx, produced: int, thoughts: int) -> dict[str, Any]:
+def _usage(reply: Reply, ctx: _Ctx, produced: int, thoughts: int) -> dict[str, object]:
     given = reply.usage
     if given is not None and "promptTokenCount" in given:
         return dict(given)
     if given is not None:  # OpenAI-shaped: translate
-        reasoning = (given.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
-        cached = (given.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-        prompt, thoughts = given.get("prompt_tokens") or 0, reasoning
-        produced = (given.get("completion_tokens") or 0) - reasoning
+        reasoning = get_int(get_object(given, "completion_tokens_details"), "reasoning_tokens")
+        cached = get_int(get_object(given, "prompt_tokens_details"), "cached_tokens")
+        prompt, thoughts = get_int(given, "prompt_tokens"), reasoning
+        produced = get_int(given, "completion_tokens") - reasoning
     else:
         prompt, cached = ctx.prompt_tokens, 0
-    usage = {"promptTokenCount": prompt, "candidatesTokenCount": produced * ctx.n}
+    usage: dict[str, object] = {"promptTokenCount": prompt}
+    usage["candidatesTokenCount"] = produced * ctx.n
     usage["totalTokenCount"] = prompt + (produced + thoughts) * ctx.n
     if thoughts:
         usage["thoughtsTokenCount"] = thoughts * ctx.n
@@ -396,18 +407,18 @@ def _usage(reply: Reply, ctx: _Ctx, produced: int, thoughts: int) -> dict[str, A
     return usage
 
 
-def _calls(reply: Reply) -> list[dict[str, Any]]:
+def _calls(reply: Reply) -> list[dict[str, object]]:
     parts = []
     for number, call in enumerate(reply.tool_calls):
         args = call.arguments if not isinstance(call.arguments, str) else _loose(call.arguments)
-        part: dict[str, Any] = {"functionCall": {"name": call.name, "args": args}}
+        part: dict[str, object] = {"functionCall": {"name": call.name, "args": args}}
         if number == 0:
             part["thoughtSignature"] = FAKE_SIGNATURE
         parts.append(part)
     return parts
 
 
-def _loose(text: str) -> Any:
+def _loose(text: str) -> object:
     # Gemini sends args as a JSON object; a scripted malformed string is sent as a string.
     try:
         return json.loads(text)
@@ -416,8 +427,8 @@ def _loose(text: str) -> Any:
 
 
 def _response(
-    ctx: _Ctx, candidates: list[dict[str, Any]], usage: Mapping[str, Any]
-) -> dict[str, Any]:
+    ctx: _Ctx, candidates: list[dict[str, object]], usage: Mapping[str, object]
+) -> dict[str, object]:
     return {
         "candidates": candidates,
         "usageMetadata": usage,
@@ -426,21 +437,23 @@ def _response(
     }
 
 
-def _candidates(ctx: _Ctx, parts: list[dict[str, Any]], extra: Mapping[str, Any]) -> list[Any]:
+def _candidates(
+    ctx: _Ctx, parts: list[dict[str, object]], extra: Mapping[str, object]
+) -> list[dict[str, object]]:
     content = {"parts": parts, "role": "model"}
     return [{"content": content, **extra, "index": i} for i in range(ctx.n)]
 
 
-def _finish_fields(reply: Reply) -> dict[str, Any]:
-    fields: dict[str, Any] = {"finishReason": _finish(reply)}
+def _finish_fields(reply: Reply) -> dict[str, object]:
+    fields: dict[str, object] = {"finishReason": _finish(reply)}
     if reply.refusal is not None:
         fields["finishMessage"] = reply.refusal
     return fields
 
 
-def whole_body(reply: Reply, ctx: _Ctx) -> dict[str, Any]:
+def whole_body(reply: Reply, ctx: _Ctx) -> dict[str, object]:
     """The whole ``generateContent`` reply."""
-    parts: list[dict[str, Any]] = []
+    parts: list[dict[str, object]] = []
     thoughts = split_fragments(reply.reasoning) if reply.reasoning else []
     if reply.reasoning:
         parts.append({"text": reply.reasoning, "thought": True})
@@ -454,7 +467,7 @@ def whole_body(reply: Reply, ctx: _Ctx) -> dict[str, Any]:
 
 def stream_chunks(reply: Reply, ctx: _Ctx) -> list[str]:
     """Every chunk of the stream as JSON text; usage is a running total on each."""
-    steps: list[list[dict[str, Any]]] = []
+    steps: list[list[dict[str, object]]] = []
     thoughts = split_fragments(reply.reasoning) if reply.reasoning else []
     steps += [[{"text": t, "thought": True}] for t in thoughts]
     steps += [[{"text": f}] for f in reply.fragments()]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
 from aiohttp import web
 
@@ -27,7 +26,7 @@ _BAD_JSON = (
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-AddRoute = Callable[[str, str, Handler], Any]
+AddRoute = Callable[[str, str, Handler], object]
 
 
 class Rejected(Exception):
@@ -58,7 +57,7 @@ def _error(
 async def record_request(request: web.Request) -> RecordedRequest:
     """The request as recorded for ``server.requests`` (body read once, JSON parsed)."""
     raw = await request.read()
-    parsed: Any = None
+    parsed: object = None
     if raw:
         try:
             parsed = json.loads(raw)
@@ -81,13 +80,13 @@ def _given_key(headers: Mapping[str, str]) -> str | None:
     return headers.get("api-key") or headers.get("x-api-key")
 
 
-def _body(record: RecordedRequest, request_id: str) -> dict[str, Any]:
+def _body(record: RecordedRequest, request_id: str) -> dict[str, object]:
     if not isinstance(record.json, dict):
         raise Rejected(_error(400, _BAD_JSON, request_id))
     return record.json
 
 
-def _reply(item: Reply | Fault | None, body: Mapping[str, Any]) -> Reply:
+def _reply(item: Reply | Fault | None, body: Mapping[str, object]) -> Reply:
     if isinstance(item, Reply):
         return item
     if item is not None and item.reply is not None:

@@ -22,10 +22,10 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring
-from typing import Any
 
 from aiohttp import web
 
+from .._core.json import as_object, get_int, get_list, get_object, get_str
 from . import _http, local_model
 from ._script import FakeToolCall, Fault, Reply, invalid_key_message, split_fragments
 from ._state import ServerState
@@ -53,7 +53,7 @@ _ORPHAN_REASONING = (
 )
 
 
-def register(add: Any, state: ServerState) -> None:
+def register(add: _http.AddRoute, state: ServerState) -> None:
     """Add this protocol's routes to the fake server's application."""
     handler = _Handler(state).responses
     for path in ("/v1/responses", "/openai/v1/responses", "/openai/responses"):
@@ -97,7 +97,7 @@ class _Handler:
 _FAILURE_CODES = {429: "rate_limit_exceeded", 400: "invalid_prompt"}
 
 
-def _validate(body: Mapping[str, Any], request_id: str) -> None:
+def _validate(body: Mapping[str, object], request_id: str) -> None:
     """The checks the real API makes that a client is most likely to trip."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -130,11 +130,11 @@ def _validate(body: Mapping[str, Any], request_id: str) -> None:
 # --- the request, as the offline model reads it -------------------------------------------
 
 
-def chat_shaped(body: Mapping[str, Any]) -> dict[str, Any]:
+def chat_shaped(body: Mapping[str, object]) -> dict[str, object]:
     """A Responses request body translated into the Chat Completions shape."""
-    messages: list[dict[str, Any]] = []
-    if isinstance(body.get("instructions"), str) and body["instructions"]:
-        messages.append({"role": "system", "content": body["instructions"]})
+    messages: list[dict[str, object]] = []
+    if instructions := get_str(body, "instructions"):
+        messages.append({"role": "system", "content": instructions})
     items = body.get("input")
     if isinstance(items, str):
         messages.append({"role": "user", "content": items})
@@ -142,16 +142,16 @@ def chat_shaped(body: Mapping[str, Any]) -> dict[str, Any]:
         for item in items:
             if isinstance(item, dict):
                 _add_item(messages, item)
-    chat: dict[str, Any] = {"model": body.get("model"), "messages": messages}
-    tools = [_chat_tool(t) for t in body.get("tools") or () if isinstance(t, dict)]
+    chat: dict[str, object] = {"model": body.get("model"), "messages": messages}
+    tools = [_chat_tool(t) for t in get_list(body, "tools") if isinstance(t, dict)]
     if tools:
         chat["tools"] = [t for t in tools if t is not None]
     if "tool_choice" in body:
         chat["tool_choice"] = _chat_tool_choice(body["tool_choice"])
     if isinstance(body.get("max_output_tokens"), int):
         chat["max_tokens"] = body["max_output_tokens"]
-    fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
-    if isinstance(fmt, dict):
+    fmt = as_object(get_object(body, "text").get("format"))
+    if fmt is not None:
         chat["response_format"] = _chat_format(fmt)
     reasoning = body.get("reasoning")
     if isinstance(reasoning, dict) and reasoning.get("effort"):
@@ -159,7 +159,7 @@ def chat_shaped(body: Mapping[str, Any]) -> dict[str, Any]:
     return chat
 
 
-def _add_item(messages: list[dict[str, Any]], item: dict[str, Any]) -> None:
+def _add_item(messages: list[dict[str, object]], item: dict[str, object]) -> None:
     kind = item.get("type", "message")
     if kind == "message":
         messages.append({"role": item.get("role"), "content": _chat_content(item.get("content"))})
@@ -173,14 +173,16 @@ def _add_item(messages: list[dict[str, Any]], item: dict[str, Any]) -> None:
         if last is None or last.get("role") != "assistant":
             last = {"role": "assistant", "content": None}
             messages.append(last)
-        last.setdefault("tool_calls", []).append(call)
+        calls = last.setdefault("tool_calls", [])
+        if isinstance(calls, list):
+            calls.append(call)
     elif kind == "function_call_output":
         output = item.get("output")
         content = output if isinstance(output, str) else _chat_content(output)
         messages.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": content})
 
 
-def _chat_content(content: Any) -> Any:
+def _chat_content(content: object) -> object:
     if not isinstance(content, list):
         return content
     parts = []
@@ -199,20 +201,20 @@ def _chat_content(content: Any) -> Any:
     return parts
 
 
-def _chat_tool(tool: dict[str, Any]) -> dict[str, Any] | None:
+def _chat_tool(tool: Mapping[str, object]) -> dict[str, object] | None:
     if tool.get("type") != "function" or not tool.get("name"):
         return None
     function = {k: tool[k] for k in ("name", "description", "parameters") if k in tool}
     return {"type": "function", "function": function}
 
 
-def _chat_tool_choice(choice: Any) -> Any:
+def _chat_tool_choice(choice: object) -> object:
     if isinstance(choice, dict) and choice.get("type") == "function":
         return {"type": "function", "function": {"name": choice.get("name")}}
     return choice
 
 
-def _chat_format(fmt: dict[str, Any]) -> dict[str, Any]:
+def _chat_format(fmt: Mapping[str, object]) -> Mapping[str, object]:
     if fmt.get("type") != "json_schema":
         return fmt
     return {"type": "json_schema", "json_schema": {k: v for k, v in fmt.items() if k != "type"}}
@@ -224,7 +226,7 @@ def _chat_format(fmt: dict[str, Any]) -> dict[str, Any]:
 class _Builder:
     """One reply as a response object and as the event stream that builds it."""
 
-    def __init__(self, state: ServerState, body: Mapping[str, Any], reply: Reply, prompt: int):
+    def __init__(self, state: ServerState, body: Mapping[str, object], reply: Reply, prompt: int):
         self.body = body
         self.reply = reply
         self.prompt_tokens = prompt
@@ -234,8 +236,8 @@ class _Builder:
         self._seq = 0
 
     def response(
-        self, status: str | None = None, output: Sequence[Any] | None = None
-    ) -> dict[str, Any]:
+        self, status: str | None = None, output: Sequence[object] | None = None
+    ) -> dict[str, object]:
         """The response object; ``status`` given for the in-progress and failed copies."""
         final = status is None
         status = status or self._status()
@@ -255,7 +257,7 @@ class _Builder:
             "output": list(self.items if output is None else output),
             "parallel_tool_calls": body.get("parallel_tool_calls", True),
             "previous_response_id": body.get("previous_response_id"),
-            "reasoning": {"effort": (body.get("reasoning") or {}).get("effort"), "summary": None},
+            "reasoning": {"effort": get_object(body, "reasoning").get("effort"), "summary": None},
             "store": body.get("store", True),
             "temperature": body.get("temperature", 1.0),
             "text": body.get("text") or {"format": {"type": "text"}},
@@ -271,14 +273,13 @@ class _Builder:
     def _status(self) -> str:
         return "incomplete" if _incomplete_reason(self.reply) else "completed"
 
-    def _usage(self) -> dict[str, Any]:
+    def _usage(self) -> dict[str, object]:
         given = self.reply.usage
         if given is not None and "prompt_tokens" not in given:
             return dict(given)  # already in the Responses shape
         if given is not None:
-            prompt, output = given.get("prompt_tokens", 0), given.get("completion_tokens", 0)
-            details = given.get("completion_tokens_details") or {}
-            reasoning = details.get("reasoning_tokens", 0)
+            prompt, output = get_int(given, "prompt_tokens"), get_int(given, "completion_tokens")
+            reasoning = get_int(get_object(given, "completion_tokens_details"), "reasoning_tokens")
         else:
             reasoning = len(split_fragments(self.reply.reasoning or ""))
             calls = sum(1 + len(_argument_pieces(c)) for c in self.reply.tool_calls)
@@ -299,7 +300,7 @@ class _Builder:
         number = self._seq - 1
         return f'event: {kind}\ndata: {{"type":"{kind}","sequence_number":{number}{fields}}}\n\n'
 
-    def event(self, kind: str, **fields: Any) -> str:
+    def event(self, kind: str, **fields: object) -> str:
         return self.frame(kind, "," + dumps(fields)[1:-1] if fields else "")
 
     def events(self) -> list[str]:
@@ -309,7 +310,7 @@ class _Builder:
             self.event("response.in_progress", response=self.response("in_progress", ())),
         ]
         for index, item in enumerate(self.items):
-            frames += _ITEM_EVENTS[item["type"]](self, index, item)
+            frames += _ITEM_EVENTS[get_str(item, "type")](self, index, item)
         terminal = "response.incomplete" if self._status() == "incomplete" else "response.completed"
         frames.append(self.event(terminal, response=self.response()))
         return frames
@@ -320,11 +321,12 @@ class _Builder:
         response["error"] = {"code": _FAILURE_CODES.get(status, "server_error"), "message": message}
         return self.event("response.failed", response=response)
 
-    def _message_events(self, index: int, item: dict[str, Any]) -> list[str]:
-        item_id = item["id"]
+    def _message_events(self, index: int, item: dict[str, object]) -> list[str]:
+        item_id = get_str(item, "id")
         frames = [self._added(index, {**item, "status": "in_progress", "content": []})]
         at = f',"item_id":{encode_basestring(item_id)},"output_index":{index}'
-        for position, part in enumerate(item["content"]):
+        parts = (as_object(part) or {} for part in get_list(item, "content"))
+        for position, part in enumerate(parts):
             where = f'{at},"content_index":{position}'
             if part["type"] == "output_text":
                 empty = {**part, "text": ""}
@@ -347,7 +349,7 @@ class _Builder:
                 frames.append(
                     self.frame(
                         "response.output_text.done",
-                        f'{where},"text":{encode_basestring(part["text"])},"logprobs":[]',
+                        f'{where},"text":{encode_basestring(get_str(part, "text"))},"logprobs":[]',
                     )
                 )
             else:
@@ -361,7 +363,8 @@ class _Builder:
                         part=empty,
                     )
                 )
-                for fragment in split_fragments(part["refusal"]) or [part["refusal"]]:
+                refusal = get_str(part, "refusal")
+                for fragment in split_fragments(refusal) or [refusal]:
                     frames.append(
                         self.frame(
                             "response.refusal.delta",
@@ -371,7 +374,7 @@ class _Builder:
                 frames.append(
                     self.frame(
                         "response.refusal.done",
-                        f'{where},"refusal":{encode_basestring(part["refusal"])}',
+                        f'{where},"refusal":{encode_basestring(refusal)}',
                     )
                 )
             frames.append(
@@ -386,10 +389,10 @@ class _Builder:
         frames.append(self._done(index, item))
         return frames
 
-    def _call_events(self, index: int, item: dict[str, Any]) -> list[str]:
+    def _call_events(self, index: int, item: dict[str, object]) -> list[str]:
         frames = [self._added(index, {**item, "status": "in_progress", "arguments": ""})]
-        at = f',"item_id":{encode_basestring(item["id"])},"output_index":{index}'
-        text = item["arguments"]
+        at = f',"item_id":{encode_basestring(get_str(item, "id"))},"output_index":{index}'
+        text = get_str(item, "arguments")
         for start in range(0, len(text), _ARGUMENT_PIECE):
             piece = text[start : start + _ARGUMENT_PIECE]
             frames.append(
@@ -407,10 +410,12 @@ class _Builder:
         frames.append(self._done(index, item))
         return frames
 
-    def _reasoning_events(self, index: int, item: dict[str, Any]) -> list[str]:
+    def _reasoning_events(self, index: int, item: dict[str, object]) -> list[str]:
         frames = [self._added(index, {**item, "summary": []})]
-        at = f',"item_id":{encode_basestring(item["id"])},"output_index":{index},"summary_index":0'
-        text = item["summary"][0]["text"]
+        at = f',"item_id":{encode_basestring(get_str(item, "id"))},"output_index":{index}'
+        at += ',"summary_index":0'
+        summary = as_object(get_list(item, "summary")[0]) or {}
+        text = get_str(summary, "text")
         empty = {"type": "summary_text", "text": ""}
         frames.append(
             self.frame("response.reasoning_summary_part.added", f'{at},"part":{dumps(empty)}')
@@ -428,17 +433,15 @@ class _Builder:
             )
         )
         frames.append(
-            self.frame(
-                "response.reasoning_summary_part.done", f'{at},"part":{dumps(item["summary"][0])}'
-            )
+            self.frame("response.reasoning_summary_part.done", f'{at},"part":{dumps(summary)}')
         )
         frames.append(self._done(index, item))
         return frames
 
-    def _added(self, index: int, item: dict[str, Any]) -> str:
+    def _added(self, index: int, item: dict[str, object]) -> str:
         return self.event("response.output_item.added", output_index=index, item=item)
 
-    def _done(self, index: int, item: dict[str, Any]) -> str:
+    def _done(self, index: int, item: dict[str, object]) -> str:
         return self.event("response.output_item.done", output_index=index, item=item)
 
 
@@ -449,20 +452,21 @@ _ITEM_EVENTS = {
 }
 
 
-def _items(state: ServerState, body: Mapping[str, Any], reply: Reply) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
+def _items(state: ServerState, body: Mapping[str, object], reply: Reply) -> list[dict[str, object]]:
+    items: list[dict[str, object]] = []
     if reply.reasoning:
-        reasoning: dict[str, Any] = {
-            "id": "rs_" + state.new_id(),
+        reasoning_id = "rs_" + state.new_id()
+        reasoning: dict[str, object] = {
+            "id": reasoning_id,
             "type": "reasoning",
             "summary": [{"type": "summary_text", "text": reply.reasoning}],
         }
-        if "reasoning.encrypted_content" in (body.get("include") or ()):
-            reasoning["encrypted_content"] = "fake-encrypted-" + reasoning["id"]
+        if "reasoning.encrypted_content" in get_list(body, "include"):
+            reasoning["encrypted_content"] = "fake-encrypted-" + reasoning_id
         items.append(reasoning)
     text = reply.full_text()
     if text or reply.refusal is not None or not reply.tool_calls:
-        content: list[dict[str, Any]] = []
+        content: list[dict[str, object]] = []
         if text or reply.refusal is None:
             content.append({"type": "output_text", "annotations": [], "logprobs": [], "text": text})
         if reply.refusal is not None:
@@ -480,7 +484,7 @@ def _items(state: ServerState, body: Mapping[str, Any], reply: Reply) -> list[di
     return items
 
 
-def _call_item(state: ServerState, call: FakeToolCall, index: int) -> dict[str, Any]:
+def _call_item(state: ServerState, call: FakeToolCall, index: int) -> dict[str, object]:
     return {
         "id": "fc_" + state.new_id(),
         "type": "function_call",

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 FaultKind = Literal[
     "status",
@@ -38,7 +38,7 @@ class FakeToolCall:
     """
 
     name: str
-    arguments: Mapping[str, Any] | str = field(default_factory=dict)
+    arguments: Mapping[str, object] | str = field(default_factory=dict)
     id: str | None = None
 
     def arguments_json(self) -> str:
@@ -68,7 +68,7 @@ class Reply:
     reasoning: str | None = None
     refusal: str | None = None
     finish_reason: str | None = None
-    usage: Mapping[str, Any] | None = None
+    usage: Mapping[str, object] | None = None
     model: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     usage_on_finish_chunk: bool = False
@@ -80,6 +80,17 @@ class Reply:
     def fragments(self) -> list[str]:
         """The content fragments a stream sends: ``chunks`` if given, else ``text`` split."""
         return list(self.chunks) if self.chunks is not None else split_fragments(self.text)
+
+
+class StatusOptions(TypedDict, total=False):
+    """The keyword arguments :meth:`Fault.status` takes besides its code and message."""
+
+    type: str | None
+    code_str: str | None
+    param: str | None
+    headers: Mapping[str, str] | None
+    retry_after_ms: float | None
+    should_retry: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +105,7 @@ class Fault:
 
     kind: FaultKind
     status_code: int = 200
-    error: Mapping[str, Any] | None = None
+    error: Mapping[str, object] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     after_chunks: int = 0
     seconds: float = 0.0
@@ -136,7 +147,7 @@ class Fault:
         return cls("status", status_code=code, error=error, headers=all_headers)
 
     @classmethod
-    def rate_limit(cls, retry_after: float | None = None, **kwargs: Any) -> Fault:
+    def rate_limit(cls, retry_after: float | None = None, **kwargs: Unpack[StatusOptions]) -> Fault:
         """429 ``rate_limit_exceeded``, optionally with a ``retry-after`` header."""
         message = "Rate limit reached for requests on the fake server. Please try again in 1s."
         kwargs.setdefault("type", "requests")
@@ -144,14 +155,14 @@ class Fault:
         return cls.status(429, message, retry_after=retry_after, **kwargs)
 
     @classmethod
-    def server_error(cls, status: int = 500, **kwargs: Any) -> Fault:
+    def server_error(cls, status: int = 500, **kwargs: Unpack[StatusOptions]) -> Fault:
         """A 5xx ``server_error``."""
         message = "The server had an error while processing your request. Sorry about that!"
         kwargs.setdefault("type", "server_error")
         return cls.status(status, message, **kwargs)
 
     @classmethod
-    def overloaded(cls, **kwargs: Any) -> Fault:
+    def overloaded(cls, **kwargs: Unpack[StatusOptions]) -> Fault:
         """503: the engine is overloaded."""
         message = "The engine is currently overloaded, please try again later."
         kwargs.setdefault("type", "server_error")
@@ -210,7 +221,7 @@ class Fault:
         Gemini and Vertex do. On a non-streaming request it is a plain HTTP ``status``
         error with ``message``.
         """
-        error: dict[str, Any] = {"message": message, "type": _default_error_type(status)}
+        error: dict[str, object] = {"message": message, "type": _default_error_type(status)}
         error["param"] = None
         error["code"] = None if status == 500 else status
         return cls(
@@ -253,7 +264,7 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
-    json: Any | None
+    json: Any  # the decoded body, as a test reads it: server.requests[-1].json["model"]
 
 
 def split_fragments(text: str) -> list[str]:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring
-from typing import Any, Literal
+from typing import Literal
 
 from ._script import FakeToolCall, Reply, split_fragments
 
@@ -39,7 +39,7 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _string: Callable[[str], str] = encode_basestring
 
 
-def dumps(value: Any) -> str:
+def dumps(value: object) -> str:
     """Compact JSON with raw UTF-8, as OpenAI sends it."""
     return _ENCODE(value)
 
@@ -55,7 +55,7 @@ def error_body(
     return dumps({"error": error}).encode()
 
 
-def usage(reply: Reply, ctx: WireContext) -> Mapping[str, Any]:
+def usage(reply: Reply, ctx: WireContext) -> Mapping[str, object]:
     """The reply's usage, or one computed from the request words and reply fragments."""
     if reply.usage is not None:
         return dict(reply.usage)
@@ -106,8 +106,8 @@ def json_body(reply: Reply, ctx: WireContext) -> bytes:
     return dumps(body).encode()
 
 
-def _chat_choice(reply: Reply, index: int) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": _content(reply)}
+def _chat_choice(reply: Reply, index: int) -> dict[str, object]:
+    message: dict[str, object] = {"role": "assistant", "content": _content(reply)}
     message["refusal"] = reply.refusal
     if reply.reasoning is not None:
         message["reasoning_content"] = reply.reasoning
@@ -129,7 +129,7 @@ def _content(reply: Reply) -> str | None:
     return None
 
 
-def _tool_call(call: FakeToolCall, index: int) -> dict[str, Any]:
+def _tool_call(call: FakeToolCall, index: int) -> dict[str, object]:
     function = {"name": call.name, "arguments": call.arguments_json()}
     return {"id": _call_id(call, index), "type": "function", "function": function}
 
@@ -138,7 +138,7 @@ def _call_id(call: FakeToolCall, index: int) -> str:
     return call.id if call.id is not None else f"call_fake{index}"
 
 
-def _text_choice(text: str, index: int, finish: str | None) -> dict[str, Any]:
+def _text_choice(text: str, index: int, finish: str | None) -> dict[str, object]:
     return {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
 
 
@@ -200,7 +200,7 @@ def _chat_deltas(reply: Reply) -> list[str]:
     opens_with_tools = bool(tool_deltas) and not (
         reply.fragments() or reply.reasoning or reply.refusal is not None
     )
-    role: dict[str, Any] = {"role": "assistant", "content": None if opens_with_tools else ""}
+    role: dict[str, object] = {"role": "assistant", "content": None if opens_with_tools else ""}
     if opens_with_tools:
         # As OpenAI does: the role chunk already carries the first tool call's header.
         role["tool_calls"] = tool_deltas.pop(0)["tool_calls"]
@@ -213,8 +213,8 @@ def _chat_deltas(reply: Reply) -> list[str]:
     return deltas + [dumps(d) for d in tool_deltas]
 
 
-def _tool_call_deltas(calls: Sequence[FakeToolCall]) -> list[dict[str, Any]]:
-    deltas: list[dict[str, Any]] = []
+def _tool_call_deltas(calls: Sequence[FakeToolCall]) -> list[dict[str, object]]:
+    deltas: list[dict[str, object]] = []
     for index, call in enumerate(calls):
         header = {"name": call.name, "arguments": ""}
         first = {

@@ -15,8 +15,8 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
 
+from .._core.json import get_list, get_object
 from ._script import FakeToolCall, Reply, split_fragments
 
 __all__ = ["message_text", "prompt_tokens", "reply_to"]
@@ -28,7 +28,7 @@ _SIGN_OFF = (
 _MAX_SCHEMA_DEPTH = 8
 
 
-def reply_to(request: Mapping[str, Any]) -> Reply:
+def reply_to(request: Mapping[str, object]) -> Reply:
     """The offline model's reply to a Chat Completions request body."""
     messages = _messages(request)
     last = messages[-1] if messages else {}
@@ -42,27 +42,27 @@ def reply_to(request: Mapping[str, Any]) -> Reply:
     return reply if reasoning is None else replace(reply, reasoning=reasoning)
 
 
-def prompt_tokens(request: Mapping[str, Any]) -> int:
+def prompt_tokens(request: Mapping[str, object]) -> int:
     """Whitespace-separated words across all message texts (at least 1)."""
     words = sum(len(message_text(m).split()) for m in _messages(request))
     return max(words, 1)
 
 
-def message_text(message: Mapping[str, Any]) -> str:
+def message_text(message: Mapping[str, object]) -> str:
     """The text of a message whose content is a string or a list of parts."""
     content = message.get("content")
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         return " ".join(
-            part["text"]
+            text
             for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
+            if isinstance(part, dict) and isinstance(text := part.get("text"), str)
         )
     return ""
 
 
-def _messages(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def _messages(request: Mapping[str, object]) -> list[Mapping[str, object]]:
     messages = request.get("messages")
     if not isinstance(messages, list):
         return []
@@ -72,7 +72,7 @@ def _messages(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 # --- plain answers -----------------------------------------------------------------------
 
 
-def _answer(request: Mapping[str, Any], last: Mapping[str, Any]) -> str:
+def _answer(request: Mapping[str, object], last: Mapping[str, object]) -> str:
     text = message_text(last) if last.get("role") == "user" else ""
     kind = _response_format(request)
     if kind == "json_object":
@@ -83,7 +83,7 @@ def _answer(request: Mapping[str, Any], last: Mapping[str, Any]) -> str:
     return _echo(text, last)
 
 
-def _echo(text: str, last: Mapping[str, Any]) -> str:
+def _echo(text: str, last: Mapping[str, object]) -> str:
     if not text:
         return f"[offline] Hello! {_SIGN_OFF}"
     # Quoted in full: a long prompt gives a long reply, so benchmarks can size streams
@@ -93,14 +93,14 @@ def _echo(text: str, last: Mapping[str, Any]) -> str:
     return f'[offline] You said: "{text}".{extra} {_SIGN_OFF}'
 
 
-def _attachment_count(message: Mapping[str, Any]) -> int:
+def _attachment_count(message: Mapping[str, object]) -> int:
     content = message.get("content")
     if not isinstance(content, list):
         return 0
     return sum(1 for p in content if isinstance(p, dict) and p.get("type") != "text")
 
 
-def _reasoning(request: Mapping[str, Any], last: Mapping[str, Any]) -> str | None:
+def _reasoning(request: Mapping[str, object], last: Mapping[str, object]) -> str | None:
     # Only when asked for, so that plain requests get plain replies.
     if request.get("reasoning_effort") not in ("low", "medium", "high"):
         return None
@@ -108,7 +108,7 @@ def _reasoning(request: Mapping[str, Any], last: Mapping[str, Any]) -> str | Non
     return f"[offline] The user wrote {words} word(s); I will repeat them back."
 
 
-def _tool_results(messages: Sequence[Mapping[str, Any]]) -> str:
+def _tool_results(messages: Sequence[Mapping[str, object]]) -> str:
     names = _tool_names_by_id(messages)
     results: list[str] = []
     for message in reversed(messages):
@@ -119,19 +119,19 @@ def _tool_results(messages: Sequence[Mapping[str, Any]]) -> str:
     return "[offline] " + "; ".join(reversed(results))
 
 
-def _tool_names_by_id(messages: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+def _tool_names_by_id(messages: Sequence[Mapping[str, object]]) -> dict[str, str]:
     names: dict[str, str] = {}
     for message in messages:
-        for call in message.get("tool_calls") or ():
-            if isinstance(call, dict) and isinstance(call.get("function"), dict):
-                names[str(call.get("id"))] = str(call["function"].get("name"))
+        for call in get_list(message, "tool_calls"):
+            if isinstance(call, dict) and isinstance(function := call.get("function"), dict):
+                names[str(call.get("id"))] = str(function.get("name"))
     return names
 
 
 # --- max_tokens and stop -----------------------------------------------------------------
 
 
-def _limit(request: Mapping[str, Any], text: str) -> Reply:
+def _limit(request: Mapping[str, object], text: str) -> Reply:
     """Apply ``stop`` then ``max_tokens``, as a real model would stop generating."""
     for stop in _stops(request):
         if stop in text:
@@ -144,7 +144,7 @@ def _limit(request: Mapping[str, Any], text: str) -> Reply:
     return Reply(text, chunks=fragments)
 
 
-def _stops(request: Mapping[str, Any]) -> list[str]:
+def _stops(request: Mapping[str, object]) -> list[str]:
     stop = request.get("stop")
     if isinstance(stop, str):
         return [stop] if stop else []
@@ -156,7 +156,7 @@ def _stops(request: Mapping[str, Any]) -> list[str]:
 # --- tool calls --------------------------------------------------------------------------
 
 
-def _tool_call(request: Mapping[str, Any], last: Mapping[str, Any]) -> FakeToolCall | None:
+def _tool_call(request: Mapping[str, object], last: Mapping[str, object]) -> FakeToolCall | None:
     tools = _function_tools(request)
     choice = request.get("tool_choice", "auto")
     if not tools or choice == "none" or last.get("role") != "user":
@@ -166,29 +166,26 @@ def _tool_call(request: Mapping[str, Any], last: Mapping[str, Any]) -> FakeToolC
     if tool is None:
         return None
     name = str(tool.get("name"))
-    schema = tool.get("parameters") or {}
+    schema = get_object(tool, "parameters")
     arguments = _instance(schema, schema, _pick_word(text, (name,)), 0)
     if not isinstance(arguments, dict):
         arguments = {}
     return FakeToolCall(name, arguments, id=_call_id(name, request))
 
 
-def _function_tools(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def _function_tools(request: Mapping[str, object]) -> list[Mapping[str, object]]:
     tools = request.get("tools")
     if not isinstance(tools, list):
         return []
-    return [
-        t["function"]
-        for t in tools
-        if isinstance(t, dict) and isinstance(t.get("function"), dict) and t["function"].get("name")
-    ]
+    functions = (get_object(t, "function") if isinstance(t, dict) else None for t in tools)
+    return [f for f in functions if f and f.get("name")]
 
 
 def _chosen_tool(
-    tools: list[Mapping[str, Any]], choice: Any, text: str
-) -> Mapping[str, Any] | None:
+    tools: list[Mapping[str, object]], choice: object, text: str
+) -> Mapping[str, object] | None:
     if isinstance(choice, dict):
-        forced = (choice.get("function") or {}).get("name")
+        forced = get_object(choice, "function").get("name")
         return next((t for t in tools if t.get("name") == forced), None)
     mentioned = next((t for t in tools if str(t["name"]) in text), None)
     if mentioned is not None:
@@ -196,7 +193,7 @@ def _chosen_tool(
     return tools[0] if choice == "required" else None
 
 
-def _call_id(name: str, request: Mapping[str, Any]) -> str:
+def _call_id(name: str, request: Mapping[str, object]) -> str:
     # Deterministic, yet different on each turn of a conversation.
     seed = f"{name}:{len(_messages(request))}".encode()
     return "call_" + hashlib.sha256(seed).hexdigest()[:24]
@@ -215,57 +212,62 @@ def _pick_word(text: str, avoid: Sequence[str]) -> str:
 # --- JSON output -------------------------------------------------------------------------
 
 
-def _response_format(request: Mapping[str, Any]) -> str | None:
+def _response_format(request: Mapping[str, object]) -> str | None:
     fmt = request.get("response_format")
     return str(fmt.get("type")) if isinstance(fmt, dict) else None
 
 
-def _json_schema(request: Mapping[str, Any]) -> Mapping[str, Any]:
-    spec = request["response_format"].get("json_schema")
-    schema = spec.get("schema") if isinstance(spec, dict) else None
-    return schema if isinstance(schema, dict) else {}
+def _json_schema(request: Mapping[str, object]) -> Mapping[str, object]:
+    spec = get_object(get_object(request, "response_format"), "json_schema")
+    return get_object(spec, "schema")
 
 
-def _instance(schema: Any, root: Mapping[str, Any], word: str, depth: int) -> Any:
+def _instance(schema: object, root: Mapping[str, object], word: str, depth: int) -> object:
     """A small JSON value that validates against ``schema`` (common keywords only)."""
     schema = _resolve(schema, root)
     if not isinstance(schema, dict) or depth > _MAX_SCHEMA_DEPTH:
         return None
     if "const" in schema:
         return schema["const"]
-    if schema.get("enum"):
-        return schema["enum"][0]
+    enum = get_list(schema, "enum")
+    if enum:
+        return enum[0]
     for key in ("anyOf", "oneOf", "allOf"):
-        if schema.get(key):
-            return _instance(schema[key][0], root, word, depth + 1)
+        choices = get_list(schema, key)
+        if choices:
+            return _instance(choices[0], root, word, depth + 1)
     return _typed_instance(schema, root, word, depth)
 
 
 def _typed_instance(
-    schema: Mapping[str, Any], root: Mapping[str, Any], word: str, depth: int
-) -> Any:
+    schema: Mapping[str, object], root: Mapping[str, object], word: str, depth: int
+) -> object:
     kind = schema.get("type", "object" if "properties" in schema else None)
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object":
-        properties = schema.get("properties") or {}
+        properties = get_object(schema, "properties")
         # Required properties only, unless the schema lists none.
-        names = schema.get("required", list(properties))
-        return {n: _instance(properties.get(n, {}), root, word, depth + 1) for n in names}
+        names = get_list(schema, "required") if "required" in schema else list(properties)
+        return {
+            n: _instance(properties.get(n, {}), root, word, depth + 1)
+            for n in names
+            if isinstance(n, str)
+        }
     if kind == "array":
         return []
     return _SCALARS.get(str(kind), word)
 
 
 # Strings (and untyped values) get the word picked from the prompt instead.
-_SCALARS: dict[str, Any] = {"integer": 1, "number": 1.0, "boolean": True, "null": None}
+_SCALARS: dict[str, object] = {"integer": 1, "number": 1.0, "boolean": True, "null": None}
 
 
-def _resolve(schema: Any, root: Mapping[str, Any]) -> Any:
+def _resolve(schema: object, root: Mapping[str, object]) -> object:
     ref = schema.get("$ref") if isinstance(schema, dict) else None
     if not isinstance(ref, str) or not ref.startswith("#/"):
         return schema
-    node: Any = root
+    node: object = root
     for part in ref[2:].split("/"):
-        node = node.get(part) if isinstance(node, dict) else None
+        node = node.get(part) if isinstance(node, Mapping) else None
     return node
