@@ -362,7 +362,7 @@ class ConverseBuilder:
             return "tool_use"
         return "stop_sequence" if self.stopped_at_sequence else "end_turn"
 
-    def usage(self) -> dict[str, int]:
+    def usage(self) -> dict[str, object]:
         given = self.reply.usage
         if given is not None and "inputTokens" in given:
             return dict(given)
