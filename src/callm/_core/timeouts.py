@@ -11,13 +11,18 @@ class Timeout:
 
     ``connect`` bounds opening the connection, ``read`` each wait for bytes, ``total`` the
     whole call including retries' attempts, and ``idle`` the gap between two stream events
-    (keep-alive comments do not count as events).
+    (keep-alive comments and pings do not count as events).
+
+    The defaults bound every phase: a server that trickles a byte within each read timeout
+    is stopped by ``total`` (an hour), and a stream that sends only keep-alives by ``idle``
+    (ten minutes, the patience ``read`` gives a silent socket). ``Timeout.of(None)`` lifts
+    every limit.
     """
 
     connect: float | None = 5.0
     read: float | None = 600.0
-    total: float | None = None
-    idle: float | None = None
+    total: float | None = 3600.0
+    idle: float | None = 600.0
 
     @classmethod
     def of(cls, value: float | Timeout | None) -> Timeout:
@@ -25,8 +30,12 @@ class Timeout:
         if isinstance(value, Timeout):
             return value
         if value is None:
-            return cls(connect=None, read=None)
-        return cls(connect=min(5.0, value), read=value, total=value)
+            return cls(connect=None, read=None, total=None, idle=None)
+        return cls(connect=min(5.0, value), read=value, total=value, idle=None)
+
+    def within(self, seconds: float) -> Timeout:
+        """This timeout with ``total`` cut to the ``seconds`` left of the call."""
+        return Timeout(self.connect, self.read, seconds, self.idle)
 
 
 DEFAULT_TIMEOUT = Timeout()

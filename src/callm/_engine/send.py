@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from .._core.endpoint import Endpoint
-from .._core.errors import APIConnectionError, APIError, RateLimitError
+from .._core.errors import APIConnectionError, APIError, APITimeoutError, RateLimitError
 from .._core.http import HttpRequest, HttpResponse, redact_url
 from .._core.timeouts import Timeout
 from .._policies import retry as _retry
@@ -56,7 +56,7 @@ def retrying(call: Call, attempt_once: Callable[[Call], T]) -> T:
     attempt, began = 0, _clock()
     while True:
         try:
-            return attempt_once(call)
+            return attempt_once(_remaining(call, attempt, began))
         except APIError as exc:
             delay = _retry_wait(call, attempt, exc, began)
             if delay is None:
@@ -72,13 +72,25 @@ async def retrying_async(call: Call, attempt_once: Callable[[Call], Awaitable[T]
     attempt, began = 0, _clock()
     while True:
         try:
-            return await attempt_once(call)
+            return await attempt_once(_remaining(call, attempt, began))
         except APIError as exc:
             delay = _retry_wait(call, attempt, exc, began)
             if delay is None:
                 raise
         await asyncio.sleep(delay)
         attempt += 1
+
+
+def _remaining(call: Call, attempt: int, began: float) -> Call:
+    """The call as its ``attempt``-th try makes it: with what is left of the total timeout
+    (the first try has all of it), so the attempts together stay within the total."""
+    total = call.timeout.total
+    if attempt == 0 or total is None:
+        return call
+    left = total - (_clock() - began)
+    if left <= 0:
+        raise APITimeoutError(f"the call exceeded its total timeout of {total:g} s")
+    return replace(call, timeout=call.timeout.within(left))
 
 
 def _retry_wait(call: Call, attempt: int, error: APIError, began: float) -> float | None:

@@ -69,6 +69,7 @@ class StreamState:
         "_reported",
         "_sse",
         "_started",
+        "_total",
         "decoder",
         "error",
         "on_abandon",
@@ -88,6 +89,7 @@ class StreamState:
         self._sse: Framing = framing if framing is not None else SSEDecoder()
         self._started = started
         self._last = started
+        self._total = timeout.total
         self._deadline = started + timeout.total if timeout.total is not None else None
         self._idle = timeout.idle
         self.ttft: float | None = None
@@ -109,7 +111,9 @@ class StreamState:
         elif self._idle is not None and now - self._last > self._idle:
             raise self.fail(APITimeoutError(f"no stream event for {self._idle:g} s (idle timeout)"))
         if self._deadline is not None and now > self._deadline:
-            raise self.fail(APITimeoutError("the stream exceeded its total timeout"))
+            raise self.fail(
+                APITimeoutError(f"the stream exceeded its total timeout of {self._total:g} s")
+            )
         return events
 
     def _decode(self, sse_events: list[SSEEvent]) -> list[StreamEvent]:

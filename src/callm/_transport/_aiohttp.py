@@ -25,8 +25,12 @@ _ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
 
 def translate(exc: BaseException, url: str) -> APIConnectionError:
     """The one place aiohttp's exceptions become callm's."""
-    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-        return APITimeoutError(f"timed out talking to {redact_url(url)}: {exc!r}")
+    if isinstance(exc, aiohttp.ServerTimeoutError):  # connect or one read
+        return APITimeoutError(f"timed out talking to {redact_url(url)}: {exc}")
+    if isinstance(exc, TimeoutError):  # aiohttp's total timer
+        return APITimeoutError(
+            f"no complete answer from {redact_url(url)} within the total timeout"
+        )
     return APIConnectionError(
         f"could not reach {redact_url(url)}: {type(exc).__name__}: {exc} — check the base URL "
         "and your network"
@@ -72,6 +76,8 @@ class AiohttpTransport:
     def _timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
         cached = self._timeouts.get(timeout)
         if cached is None:
+            if len(self._timeouts) > 32:  # retries carry what is left of the total: all differ
+                self._timeouts.clear()
             read = timeout.read
             if timeout.total is not None and read is not None and read >= timeout.total:
                 read = None  # the total bounds every read already: one timer, not one per read

@@ -1,8 +1,15 @@
-"""Transports over a caller's own httpx2 client (for proxies, custom TLS, mounts …)."""
+"""Transports over a caller's own httpx2 client (for proxies, custom TLS, mounts …).
+
+httpx2 has no total timeout of its own: here the total is checked as each piece of the
+body arrives (and no single read may wait past it), and the async transport bounds the
+wait for the headers too. A sync server that trickles its very headers is bounded only by
+the read timeout per byte; callm's default sync transport (urllib3) bounds even that.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -12,13 +19,15 @@ from .._core.errors import APIConnectionError, APITimeoutError
 from .._core.http import HttpRequest, HttpResponse, redact_url
 from .._core.timeouts import Timeout
 
+_clock = time.monotonic
+
 
 @contextlib.contextmanager
 def translate_errors(url: str) -> Iterator[None]:
     """The one place httpx2's exceptions become callm's."""
     try:
         yield
-    except httpx2.TimeoutException as exc:
+    except (httpx2.TimeoutException, TimeoutError) as exc:
         raise APITimeoutError(f"timed out talking to {redact_url(url)}: {exc!r}") from None
     except (httpx2.TransportError, httpx2.StreamError, OSError) as exc:
         raise APIConnectionError(
@@ -28,7 +37,19 @@ def translate_errors(url: str) -> Iterator[None]:
 
 
 def _timeout(timeout: Timeout) -> httpx2.Timeout:
-    return httpx2.Timeout(timeout.read, connect=timeout.connect)
+    read, total = timeout.read, timeout.total
+    if total is not None and (read is None or read > total):
+        read = total
+    return httpx2.Timeout(read, connect=timeout.connect)
+
+
+def _deadline(timeout: Timeout) -> float | None:
+    return None if timeout.total is None else _clock() + timeout.total
+
+
+def _check(deadline: float | None, url: str) -> None:
+    if deadline is not None and _clock() > deadline:
+        raise APITimeoutError(f"no complete answer from {redact_url(url)} within the total timeout")
 
 
 def _build(client: Any, request: HttpRequest, timeout: Timeout) -> Any:
@@ -42,48 +63,59 @@ def _build(client: Any, request: HttpRequest, timeout: Timeout) -> Any:
 
 
 class _Stream:
-    __slots__ = ("_response", "_url", "headers", "status")
+    __slots__ = ("_deadline", "_response", "_url", "headers", "status")
 
-    def __init__(self, response: Any, url: str) -> None:
+    def __init__(self, response: Any, url: str, deadline: float | None) -> None:
         self._response = response
         self._url = url
+        self._deadline = deadline
         self.status: int = response.status_code
         self.headers: Mapping[str, str] = response.headers
 
     def chunks(self) -> Iterator[bytes]:
         with translate_errors(self._url):
-            yield from self._response.iter_bytes()
+            for chunk in self._response.iter_bytes():
+                _check(self._deadline, self._url)
+                yield chunk
 
     def read(self) -> bytes:
-        with translate_errors(self._url):
-            data: bytes = self._response.read()
-        return data
+        return b"".join(self.chunks())
 
     def close(self) -> None:
         self._response.close()
 
 
 class _AsyncStream:
-    __slots__ = ("_response", "_url", "headers", "status")
+    __slots__ = ("_deadline", "_response", "_url", "headers", "status")
 
-    def __init__(self, response: Any, url: str) -> None:
+    def __init__(self, response: Any, url: str, deadline: float | None) -> None:
         self._response = response
         self._url = url
+        self._deadline = deadline
         self.status: int = response.status_code
         self.headers: Mapping[str, str] = response.headers
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        import asyncio
+
+        pieces = self._response.aiter_bytes()
         with translate_errors(self._url):
-            async for chunk in self._response.aiter_bytes():
+            while True:
+                async with asyncio.timeout(_left(self._deadline)):
+                    chunk = await anext(pieces, None)
+                if chunk is None:
+                    return
                 yield chunk
 
     async def read(self) -> bytes:
-        with translate_errors(self._url):
-            data: bytes = await self._response.aread()
-        return data
+        return b"".join([chunk async for chunk in self.chunks()])
 
     async def close(self) -> None:
         await self._response.aclose()
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - _clock())
 
 
 class HttpxTransport:
@@ -93,14 +125,18 @@ class HttpxTransport:
         self._client = client
 
     def send(self, request: HttpRequest, timeout: Timeout) -> HttpResponse:
-        with translate_errors(request.url):
-            response = self._client.send(_build(self._client, request, timeout))
-        return HttpResponse(response.status_code, response.headers, response.content)
+        body = self.open_stream(request, timeout)
+        try:
+            data = body.read()
+        finally:
+            body.close()
+        return HttpResponse(body.status, body.headers, data)
 
     def open_stream(self, request: HttpRequest, timeout: Timeout) -> _Stream:
+        deadline = _deadline(timeout)
         with translate_errors(request.url):
             response = self._client.send(_build(self._client, request, timeout), stream=True)
-        return _Stream(response, request.url)
+        return _Stream(response, request.url, deadline)
 
     def close(self) -> None:
         """The caller's client is theirs to close."""
@@ -113,15 +149,22 @@ class AsyncHttpxTransport:
         self._client = client
 
     async def send(self, request: HttpRequest, timeout: Timeout) -> HttpResponse:
-        with translate_errors(request.url):
-            response = await self._client.send(_build(self._client, request, timeout))
-        return HttpResponse(response.status_code, response.headers, response.content)
+        body = await self.open_stream(request, timeout)
+        try:
+            data = await body.read()
+        finally:
+            await body.close()
+        return HttpResponse(body.status, body.headers, data)
 
     async def open_stream(self, request: HttpRequest, timeout: Timeout) -> _AsyncStream:
+        import asyncio
+
+        deadline = _deadline(timeout)
         with translate_errors(request.url):
             built = _build(self._client, request, timeout)
-            response = await self._client.send(built, stream=True)
-        return _AsyncStream(response, request.url)
+            async with asyncio.timeout(timeout.total):
+                response = await self._client.send(built, stream=True)
+        return _AsyncStream(response, request.url, deadline)
 
     async def close(self) -> None:
         """The caller's client is theirs to close."""

@@ -22,6 +22,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from .._core.errors import APIConnectionError, APITimeoutError
 from .._core.http import HttpRequest, HttpResponse, redact_url
 from .._core.timeouts import Timeout
+from . import _deadline
+from ._deadline import Deadline
 
 _READ_SIZE = 65536
 _ERRORS = (x.HTTPError, OSError, http.client.HTTPException)
@@ -47,6 +49,31 @@ def translate(exc: BaseException, url: str) -> APIConnectionError:
         f"could not reach {where}: {type(exc).__name__}: {exc} — check the base URL and your "
         "network"
     )
+
+
+def _watch(timeout: Timeout) -> Deadline | None:
+    """The watchdog's deadline for a request with a total timeout (see ``_deadline``)."""
+    return None if timeout.total is None else _deadline.watch(timeout.total)
+
+
+def _overdue(deadline: Deadline | None) -> bool:
+    """Stop watching; True when the total ran out (and the socket was shut down)."""
+    return deadline is not None and _deadline.release(deadline)
+
+
+def _past_total(url: str, deadline: Deadline) -> APITimeoutError:
+    return APITimeoutError(
+        f"no complete answer from {redact_url(url)} within the total timeout of "
+        f"{deadline.seconds:g} s"
+    )
+
+
+def _failure(exc: BaseException, url: str, deadline: Deadline | None) -> BaseException:
+    """What a failed exchange raises: a timeout when the watchdog cut it short."""
+    if _overdue(deadline):
+        assert deadline is not None
+        return _past_total(url, deadline)
+    return translate(exc, url) if isinstance(exc, _ERRORS) else exc
 
 
 class _Pool:
@@ -97,16 +124,30 @@ def _split(url: str) -> tuple[Origin, str]:
 
 
 class _Urllib3Stream:
-    __slots__ = ("_conn", "_origin", "_pool", "_response", "_url", "headers", "status")
+    __slots__ = (
+        "_conn",
+        "_deadline",
+        "_origin",
+        "_pool",
+        "_response",
+        "_url",
+        "headers",
+        "status",
+    )
 
     def __init__(
-        self, response: Any, conn: HTTPConnection, pool: _Pool, origin: Origin, url: str
+        self,
+        response: Any,
+        conn: HTTPConnection,
+        pool: _Pool,
+        where: tuple[Origin, str],
+        deadline: Deadline | None,
     ) -> None:
         self._response = response
         self._conn: HTTPConnection | None = conn
         self._pool = pool
-        self._origin = origin
-        self._url = url
+        self._origin, self._url = where
+        self._deadline = deadline
         self.status: int = response.status
         self.headers: Mapping[str, str] = _headers(response)
 
@@ -115,21 +156,33 @@ class _Urllib3Stream:
         try:
             while chunk := read1(_READ_SIZE):
                 yield chunk
-        except _ERRORS as exc:
-            raise translate(exc, self._url) from None
+        except BaseException as exc:
+            raise self._failed(exc) from None
         self._release()
 
     def read(self) -> bytes:
         try:
             data: bytes = self._response.read()
-        except _ERRORS as exc:
-            raise translate(exc, self._url) from None
+        except BaseException as exc:
+            raise self._failed(exc) from None
         self._release()
         return data
 
+    def _failed(self, exc: BaseException) -> BaseException:
+        deadline, self._deadline = self._deadline, None
+        self.close()
+        return _failure(exc, self._url, deadline)
+
     def _release(self) -> None:
-        """The body was read to its end: the connection may serve the next request."""
+        """The body was read to its end: the connection may serve the next request (unless
+        the watchdog cut it at the total timeout, which may look like an end)."""
         conn, self._conn = self._conn, None
+        deadline, self._deadline = self._deadline, None
+        if _overdue(deadline):
+            assert deadline is not None
+            if conn is not None:
+                conn.close()
+            raise _past_total(self._url, deadline)
         if conn is not None:
             _recycle(self._pool, self._origin, conn, self._response)
 
@@ -139,6 +192,9 @@ class _Urllib3Stream:
         self._response.close()
         if conn is not None:
             conn.close()
+        deadline, self._deadline = self._deadline, None
+        if deadline is not None:
+            _deadline.release(deadline)
 
 
 def _recycle(pool: _Pool, origin: Origin, conn: HTTPConnection, response: Any) -> None:
@@ -203,18 +259,21 @@ class Urllib3Transport:
     def _connect(self, origin: Origin, timeout: Timeout) -> HTTPConnection:
         scheme, host, port = origin
         cls = _TLSConnection if scheme == "https" else _Connection
-        conn = cls(host, port, timeout=timeout.connect)
+        connect = timeout.connect
+        if timeout.total is not None and (connect is None or connect > timeout.total):
+            connect = timeout.total
+        conn = cls(host, port, timeout=connect)
         conn.connect()
         return conn
 
     def _exchange(
-        self, request: HttpRequest, timeout: Timeout
+        self, request: HttpRequest, timeout: Timeout, deadline: Deadline | None
     ) -> tuple[Any, HTTPConnection, Origin]:
         origin, path = self._where(request.url)
         conn = self._pool.take(origin)
         if conn is not None:
             try:
-                return self._send_on(conn, path, request, timeout), conn, origin
+                return self._send_on(conn, path, request, timeout, deadline), conn, origin
             except _STALE:
                 # The server closed this idle keep-alive connection: try once on a new one.
                 conn.close()
@@ -223,18 +282,25 @@ class Urllib3Transport:
                 raise
         conn = self._connect(origin, timeout)
         try:
-            return self._send_on(conn, path, request, timeout), conn, origin
+            return self._send_on(conn, path, request, timeout, deadline), conn, origin
         except BaseException:
             conn.close()
             raise
 
     def _send_on(
-        self, conn: HTTPConnection, path: str, request: HttpRequest, timeout: Timeout
+        self,
+        conn: HTTPConnection,
+        path: str,
+        request: HttpRequest,
+        timeout: Timeout,
+        deadline: Deadline | None,
     ) -> Any:
         # http.client's own request API (urllib3's connection is an HTTPConnection): headers
         # and body leave in one write (_OneWrite), and the response skips urllib3's wrapper
         # — together ~15% of a loopback round trip. No Accept-Encoding: replies come
         # uncompressed.
+        if deadline is not None:
+            _deadline.bind(deadline, conn.sock)
         conn.putrequest(request.method, path, skip_accept_encoding=True)
         for name, value in request.headers.items():
             conn.putheader(name, value)
@@ -250,24 +316,30 @@ class Urllib3Transport:
         return _getresponse(conn)
 
     def send(self, request: HttpRequest, timeout: Timeout) -> HttpResponse:
+        deadline = _watch(timeout)
         try:
-            response, conn, origin = self._exchange(request, timeout)
+            response, conn, origin = self._exchange(request, timeout, deadline)
             try:
                 data = response.read()
             except BaseException:
                 conn.close()
                 raise
-        except _ERRORS as exc:
-            raise translate(exc, request.url) from None
+        except BaseException as exc:
+            raise _failure(exc, request.url, deadline) from None
+        if _overdue(deadline):  # a body cut at the total can look complete: never trust it
+            assert deadline is not None
+            conn.close()
+            raise _past_total(request.url, deadline)
         _recycle(self._pool, origin, conn, response)
         return HttpResponse(response.status, _headers(response), data)
 
     def open_stream(self, request: HttpRequest, timeout: Timeout) -> _Urllib3Stream:
+        deadline = _watch(timeout)
         try:
-            response, conn, origin = self._exchange(request, timeout)
-        except _ERRORS as exc:
-            raise translate(exc, request.url) from None
-        return _Urllib3Stream(response, conn, self._pool, origin, request.url)
+            response, conn, origin = self._exchange(request, timeout, deadline)
+        except BaseException as exc:
+            raise _failure(exc, request.url, deadline) from None
+        return _Urllib3Stream(response, conn, self._pool, (origin, request.url), deadline)
 
     def close(self) -> None:
         self._pool.clear()

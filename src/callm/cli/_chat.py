@@ -31,6 +31,7 @@ from ._prompt import (
     print_stream,
     system_option,
     temperature_option,
+    timeout_option,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ EXIT_WORDS = frozenset({"exit", "quit"})
 @options_option
 @max_tokens_option
 @temperature_option
+@timeout_option
 @no_log_option
 @debug_option
 def chat_command(
@@ -58,6 +60,7 @@ def chat_command(
     options: tuple[str, ...],
     max_tokens: int | None,
     temperature: float | None,
+    timeout: float | None,
     no_log: bool,
 ) -> None:
     """Chat with a model: each line is sent with the conversation so far.
@@ -81,7 +84,7 @@ def chat_command(
       callm chat -c                      (carry on with the latest conversation)
       printf 'hi\n/model local/offline\nand you?\n' | callm chat
     """
-    params = call_params(options, max_tokens, temperature, no_log=no_log)
+    params = call_params(options, max_tokens, temperature, no_log=no_log, timeout=timeout)
     interactive = _is_terminal(sys.stdin)
     with Client() as client:
         conv = open_conversation(

@@ -27,6 +27,7 @@ from ._prompt import (
     options_option,
     system_option,
     temperature_option,
+    timeout_option,
 )
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 @options_option
 @max_tokens_option
 @temperature_option
+@timeout_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per model.")
 @no_log_option
 @debug_option
@@ -59,6 +61,7 @@ def compare_command(
     options: tuple[str, ...],
     max_tokens: int | None,
     temperature: float | None,
+    timeout: float | None,
     as_json: bool,
     no_log: bool,
 ) -> None:
@@ -77,7 +80,7 @@ def compare_command(
     from ._prompt import _prompt_text
 
     text = _prompt_text(prompt)
-    params = call_params(options, max_tokens, temperature, no_log=no_log)
+    params = call_params(options, max_tokens, temperature, no_log=no_log, timeout=timeout)
     if system is not None:
         params["system"] = system
     answers = [Answer(model) for model in dict.fromkeys(models)]

@@ -67,6 +67,13 @@ continue_option = click.option(
 cid_option = click.option(
     "--cid", metavar="ID", help="Continue the stored conversation with this id (like -c)."
 )
+timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Give up on an answer (retries included) that is not complete after SECONDS; "
+    "default: an hour, and ten minutes without a word of a streamed answer.",
+)
 no_log_option = click.option(
     "--no-log",
     is_flag=True,
@@ -85,6 +92,7 @@ no_log_option = click.option(
 @temperature_option
 @continue_option
 @cid_option
+@timeout_option
 @click.option("--no-stream", is_flag=True, help="Wait for the whole answer, then print it.")
 @click.option(
     "-u",
@@ -131,6 +139,7 @@ def prompt_command(
     temperature: float | None,
     continue_last: bool,
     cid: str | None,
+    timeout: float | None,
     no_stream: bool,
     show_usage: bool,
     plain: bool,
@@ -160,7 +169,7 @@ def prompt_command(
     if (raw or curl) and (continue_last or cid):
         raise click.UsageError("--raw and --curl send the prompt alone; drop -c / --cid")
     text = _prompt_text(prompt)
-    params = call_params(options, max_tokens, temperature, no_log=no_log)
+    params = call_params(options, max_tokens, temperature, no_log=no_log, timeout=timeout)
     with Client() as client:
         if raw or curl:
             _single_call(client, model, system, text, params, curl=curl, stream=not no_stream)
@@ -219,9 +228,15 @@ def _read_stdin() -> str:
 
 
 def call_params(
-    options: Sequence[str], max_tokens: int | None, temperature: float | None, *, no_log: bool
+    options: Sequence[str],
+    max_tokens: int | None,
+    temperature: float | None,
+    *,
+    no_log: bool,
+    timeout: float | None = None,
 ) -> CallParams:
-    """The keyword arguments of each call, from -o, --max-tokens, --temperature and --no-log."""
+    """The keyword arguments of each call, from -o, --max-tokens, --temperature, --no-log
+    and --timeout."""
     try:
         params, extra_body = parse_options(options)
     except OptionError as exc:
@@ -236,6 +251,8 @@ def call_params(
         params["extra_body"] = extra_body
     if no_log:
         params["log"] = False
+    if timeout is not None:
+        params["timeout"] = timeout
     return cast(CallParams, params)
 
 
