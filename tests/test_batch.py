@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -73,6 +76,54 @@ async def test_a_cancelled_run_keeps_what_was_answered_and_resumes(
     assert len(fake.requests) == sent + second.sent
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert sorted(ids) == list(range(1, 61))
+
+
+async def test_a_commit_under_way_when_the_run_ends_still_reaches_the_output(
+    fake: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    """Another process holds the store's write lock, so the commit the run started for its
+    first answers waits; the run is cancelled meanwhile with nothing else to commit. That
+    commit must still land in the output before the run closes it (it used to be left
+    behind, to fail later writing into a closed file: answers missing from the output)."""
+    write(tmp_path / "in.jsonl", 6)
+    quick = [Fault.slow_first_byte(0.3) for _ in range(3)]
+    fake.queue(*quick, *[Fault.slow_first_byte(5) for _ in range(3)])
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    release = threading.Event()
+    async with callm.AsyncClient() as client:
+        task = asyncio.ensure_future(
+            callm.batch.arun(inp, out, client=client, model=MODEL, concurrency=3)
+        )
+        await until(lambda: len(fake.requests) >= 3)  # the job is stored, lines 1-3 sent
+        holder = threading.Thread(target=hold_write_lock, args=(release,))
+        holder.start()
+        await until(lambda: len(fake.requests) >= 6)  # lines 1-3 answered, 4-6 under way
+        await asyncio.sleep(3 * 0.1)  # a few flush intervals: their commit has begun
+        task.cancel()
+        await asyncio.sleep(0.2)
+        release.set()
+        first = await task
+        holder.join()
+    assert first.interrupted and first.progress.done == 3
+    assert len(out.read_text().splitlines()) == 3
+
+
+def hold_write_lock(release: threading.Event) -> None:
+    """Hold callm.db's write lock, as another callm process might, until told (or 3 s)."""
+    db = sqlite3.connect(callm_home() / "callm.db", isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        release.wait(3)
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
 
 
 def test_a_crash_between_commit_and_write_loses_nothing(

@@ -202,3 +202,60 @@ def test_the_progress_bar_shows_on_a_terminal(fake: FakeOpenAIServer, tmp_path: 
     assert re.search(r" 40/40 \d+/s .* tokens · \$", frames[-1]), frames[-1]
     assert "callm batch done: 40/40 answered" in screen
     assert child.exitstatus == 0
+
+
+def test_ctrl_c_stops_with_130_and_the_same_command_finishes(
+    fake: FakeOpenAIServer, callm_run: CallmProcess, tmp_path: Path
+) -> None:
+    # 300 slow answers two at a time: at least 15 s of work, so Ctrl-C lands mid-run.
+    expected = write_input(tmp_path / "in.jsonl", 300)
+    fake.queue(*[Fault.slow_first_byte(0.1) for _ in range(300)])
+    args = ["batch", "in.jsonl", "-o", "out.jsonl", "-m", MODEL, "-j", "2"]
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "callm", *args],
+        cwd=str(tmp_path),
+        env=dict(os.environ, TERM="xterm", COLUMNS="140"),
+        encoding="utf-8",
+        dimensions=(24, 140),
+        timeout=60,
+        # SIGINT's disposition and mask are inherited: whatever this test process has,
+        # the child starts with the default, unblocked, as from a shell.
+        preexec_fn=default_sigint,
+    )
+    # The progress bar is drawn once the run is under way (its SIGINT handler installed);
+    # reading it also keeps the terminal's buffer from filling and blocking the child.
+    answered = 0
+    while answered < 10:
+        child.expect(r"(\d+)/300\b")
+        answered = int(child.match[1])
+    state = signal_state(child.pid)
+    child.sendcontrol("c")  # the byte a terminal sends, whatever this process's own tty says
+    child.expect(pexpect.EOF)
+    child.close()
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", child.before)
+    assert child.exitstatus == 130, f"{child.exitstatus=} {state=} {screen[-500:]!r}"
+    assert "callm batch interrupted: " in screen
+    assert "run the same command to finish the rest" in screen
+    done_before = len(output_lines(tmp_path / "out.jsonl"))
+    assert 10 <= done_before < 300
+    fake.clear()  # the rest is answered at once
+
+    finished = callm_run(*args)
+
+    assert finished.code == 0, finished.stderr
+    assert f"{done_before:,} done by earlier runs" in finished.stderr
+    ids = [line["id"] for line in output_lines(tmp_path / "out.jsonl")]
+    assert sorted(map(str, ids)) == sorted(map(str, expected))
+
+
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def signal_state(pid: int) -> str:
+    """The process's blocked, ignored and caught signal masks, for a failure message."""
+    with open(f"/proc/{pid}/status") as status:
+        return " ".join(line.split()[0] + line.split()[1] for line in status
+                        if line.startswith(("SigBlk", "SigIgn", "SigCgt")))  # fmt: skip

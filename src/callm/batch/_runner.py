@@ -150,6 +150,7 @@ class _Run:
         self._store = store
         self._pending: list[ItemOutcome] = []
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="callm-batch-writer")
+        self._commits: list[asyncio.Future[None]] = []  # started, not yet seen to finish
         self._started = time.monotonic()
         self._sent = 0
 
@@ -165,10 +166,13 @@ class _Run:
                 self.store, self.job, self.out = store, job, out
                 self._base = job_counts(store, job.id)
                 self._counts = _Counts.of(self._base, self.options.retry_failed)
-                interrupted = await self._work()
+                try:
+                    interrupted = await self._work()
+                finally:
+                    # Whatever happened, no commit may outlive the output it appends to.
+                    self._executor.shutdown(wait=True)
                 return BatchSummary(self.output, self.progress(), self._sent, interrupted)
         finally:
-            self._executor.shutdown(wait=True)
             if self._store is None:
                 store.close()
 
@@ -231,12 +235,21 @@ class _Run:
             self._report()
 
     async def _flush(self) -> None:
+        """Commit what is pending, and wait for every commit started so far.
+
+        Once taken from ``_pending`` a batch must reach the store and the output even if the
+        task that took it is cancelled (the ticker at the end of a run, Ctrl-C): the commit
+        is shielded, and stays listed until a flush sees it finish. So the last flush of a
+        run also waits for the ticker's commit still in the writer thread, rather than
+        finding nothing pending and letting the output close under it.
+        """
         batch, self._pending = self._pending, []
         if batch:
-            # Shielded: once taken from _pending, a batch is committed even if the task
-            # awaiting it is cancelled (the ticker at the end, Ctrl-C) — else it would be lost.
-            commit = asyncio.get_running_loop().run_in_executor(self._executor, self._commit, batch)
-            await asyncio.shield(commit)
+            loop = asyncio.get_running_loop()
+            self._commits.append(loop.run_in_executor(self._executor, self._commit, batch))
+        while self._commits:
+            await asyncio.shield(self._commits[0])
+            self._commits.pop(0)
 
     def _commit(self, batch: list[ItemOutcome]) -> None:
         commit_outcomes(self.store, self.job.id, self.out, batch)
