@@ -88,3 +88,54 @@ def test_a_paste_at_the_terminal_is_one_message(fake: FakeOpenAIServer, tmp_path
     assert child.exitstatus == 0
     [request] = fake.requests
     assert request.json["messages"][-1]["content"] == "pasted line one\npasted line two"
+
+
+def test_slash_commands_and_a_block_typed_at_a_terminal(
+    fake: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    """The whole chat at a real pseudo-terminal: the prompt, /model, /system, /save,
+    /reset, a triple-quoted block typed line by line, /exit."""
+    fake.queue(Reply("first answer"), Reply("block received"))
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "callm", "chat", "-m", "openai/gpt-4o-mini"],
+        cwd=str(tmp_path),
+        env=dict(os.environ, TERM="xterm"),
+        encoding="utf-8",
+        dimensions=(40, 120),
+        timeout=30,
+    )
+
+    def say(line: str, *expected: str) -> None:
+        child.sendline(line)
+        for text in expected:
+            child.expect_exact(text)
+        child.expect_exact("> ")
+
+    child.expect_exact("callm chat with openai/gpt-4o-mini")
+    child.expect_exact("> ")
+    say("hello", "first answer")
+    say("/model local/offline", "model: local/offline (the conversation goes on)")
+    say("again", '[offline] You said: "again"')
+    say("/system Be brief.", "system prompt replaced")
+    say("/save chat.md", "saved 5 messages to chat.md")
+    say("/reset", "new, empty conversation")
+    say("/model openai/gpt-4o-mini", "model: openai/gpt-4o-mini")
+    for line in ('"""', "line one", "", "line two"):
+        say(line)
+    say('"""', "block received")
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+    child.close()
+
+    assert child.exitstatus == 0
+    first, second = (r.json["messages"] for r in fake.requests)
+    assert first == [{"role": "user", "content": "hello"}]
+    # After /reset: no history, the system prompt kept, the block as one message.
+    assert second == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "line one\n\nline two"},
+    ]
+    saved = (tmp_path / "chat.md").read_text()
+    assert saved.startswith("# Chat with local/offline\n\n## system\n\nBe brief.\n")
+    assert "\nfirst answer\n" in saved and '[offline] You said: "again"' in saved

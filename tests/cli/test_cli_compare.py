@@ -93,3 +93,35 @@ def test_a_terminal_shows_the_answers_side_by_side_as_markdown(
     assert "A bold claim." in screen  # Markdown rendered: no asterisks
     assert "**bold**" not in screen.split("A bold claim.")[-1]
     assert re.search(r"first token \d+\.\d\ds", screen)
+
+
+def test_a_terminal_shows_each_answer_as_it_streams_in(
+    fake: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    """One model stalls mid-answer: its first words are on screen, beside the other model's
+    finished answer, before the rest of its own arrives."""
+    words = ["Streaming ", "half", " and then", " the ending."]
+    fake.queue(Fault.stall(3, 4.0, reply=Reply(chunks=words)))
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "callm", "compare", "-m", "openai/gpt-4o-mini", "-m", "local/offline", "Go"],
+        cwd=str(tmp_path),
+        env=dict(os.environ, TERM="xterm"),
+        encoding="utf-8",
+        dimensions=(30, 160),
+        timeout=60,
+    )
+    child.expect_exact("Streaming half")
+    shown = child.before + child.after
+    child.expect(r'You said: "Go"')  # the other model, meanwhile, has answered in full
+    child.expect(r"first token \d+\.\d\ds")
+    shown += child.before + child.after
+    assert "the ending" not in shown, "the stalled answer was shown only once complete"
+    titles = [line for line in ANSI.sub("", shown).splitlines() if "openai/gpt-4o-mini" in line]
+    assert titles and "local/offline" in titles[-1]  # side by side while streaming
+    child.expect_exact("the ending.")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    final = ANSI.sub("", child.before)
+    assert final.count("first token") >= 2  # both panels closed with their stats

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
+import click
 import pytest
 from cli_helpers import CallmProcess
 from click.testing import CliRunner
 
 from callm.cli import cli
 
-COMMANDS = [
-    [],
-    ["chat"],
-    ["compare"],
-    ["batch"],
-    ["batch", "status"],
-    ["logs"],
-    ["logs", "rm"],
-    ["usage"],
-    ["models"],
-    ["keys", "set"],
-    ["keys", "list"],
-    ["keys", "remove"],
-    ["conversations"],
-]
+
+def every_command(command: click.Command, path: tuple[str, ...] = ()) -> list[list[str]]:
+    """The path of every command and group under ``command``, itself included."""
+    paths = [list(path)]
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            paths += every_command(sub, (*path, name))
+    return paths
+
+
+COMMANDS = every_command(cli)
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "callm")

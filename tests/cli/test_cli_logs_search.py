@@ -78,9 +78,13 @@ def test_query_searches_prompts_and_replies_by_word_and_prefix(
     assert listed(callm_run, "-q", 'AND "unbalanced ( NEAR') == []
 
 
-def test_filters_by_provider_status_conversation_and_since(
+def test_filters_by_model_provider_status_conversation_and_since(
     stored: list[CallRecord], callm_run: CallmProcess
 ) -> None:
+    assert prompts(listed(callm_run, "-m", "claude-x")) == ["Translate bonjour"]
+    assert prompts(listed(callm_run, "--model", "anthropic/claude-x")) == ["Translate bonjour"]
+    assert listed(callm_run, "-m", "openai/claude-x") == []
+    assert len(listed(callm_run, "-m", "openai/gpt-4o-mini")) == 4
     assert prompts(listed(callm_run, "--provider", "anthropic")) == ["Translate bonjour"]
     assert prompts(listed(callm_run, "--status", "error")) == ["Summarise the café menu"]
     assert prompts(listed(callm_run, "--status", "RateLimitError")) == ["Summarise the café menu"]
@@ -90,6 +94,10 @@ def test_filters_by_provider_status_conversation_and_since(
     assert len(listed(callm_run, "--since", "30d")) == 4
     assert prompts(listed(callm_run, "-q", "invoice*", "--since", "7d")) == [
         "Write an invoice reminder"
+    ]
+    every_filter = ("-m", "gpt-4o-mini", "--provider", "openai", "--status", "ok")
+    assert prompts(listed(callm_run, *every_filter, "--cid", "conv-1", "--since", "1d")) == [
+        "Second turn"
     ]
 
 
@@ -111,11 +119,14 @@ def test_rm_deletes_by_id_filter_or_all_and_the_index_follows(
     assert (removed.code, removed.stderr) == (0, "Deleted 1 call from the log.\n")
     assert listed(callm_run, "-q", "invoice") == []
     assert callm_run("logs", "rm", "--before", "30d").stderr == "Deleted 1 call from the log.\n"
+    by_model = callm_run("logs", "rm", "-m", "anthropic/claude-x")
+    assert by_model.stderr == "Deleted 1 call from the log.\n"
+    assert listed(callm_run, "--provider", "anthropic") == []
     assert prompts(listed(callm_run, "-q", "invoice*")) == []
     refused = callm_run("logs", "rm")
     assert refused.code == 2
     assert refused.stderr.startswith("callm: error: say which calls to delete")
-    assert callm_run("logs", "rm", "--all").stderr == "Deleted 3 calls from the log.\n"
+    assert callm_run("logs", "rm", "--all").stderr == "Deleted 2 calls from the log.\n"
     assert listed(callm_run) == []
 
 

@@ -127,7 +127,15 @@ def _message(raw: bytes) -> str:
 
 @click.group("keys")
 def gateway_keys_group() -> None:
-    """Make, list, change and revoke the gateway's virtual keys (needs CALLM_MASTER_KEY)."""
+    """Make, list, change and revoke the gateway's virtual keys (needs CALLM_MASTER_KEY).
+
+    \b
+    Examples:
+      callm serve keys create --name "web app" --models 'openai/*' --budget 10
+      callm serve keys list
+      callm serve keys update key_… --rpm 120
+      callm serve keys revoke key_…
+    """
 
 
 @gateway_keys_group.command("create")
@@ -136,7 +144,14 @@ def gateway_keys_group() -> None:
 @_json_option
 @debug_option
 def create_key(url: str, as_json: bool, **options: Any) -> None:
-    """Make a virtual key and print it (once: only its id and prefix are kept)."""
+    """Make a virtual key and print it (once: only its id and prefix are kept).
+
+    \b
+    Examples:
+      callm serve keys create --name "web app" --models 'openai/*' --models 'anthropic/*'
+      callm serve keys create --name batch --rpm 60 --tpm 100000 --max-parallel 4
+      callm serve keys create --name trial --budget 5 --budget-period 30d --json | jq -r .key
+    """
     made = admin(url, "POST", "/admin/keys", _limits(options))
     if as_json:
         click.echo(dumps(made))
@@ -153,7 +168,13 @@ def create_key(url: str, as_json: bool, **options: Any) -> None:
 @_json_option
 @debug_option
 def list_keys(url: str, as_json: bool) -> None:
-    """The live keys: id, name, prefix, models, limits and spend (never a key)."""
+    """The live keys: id, name, prefix, models, limits and spend (never a key).
+
+    \b
+    Examples:
+      callm serve keys list
+      callm serve keys list --url http://gw.internal:4000 --json | jq '.[].spend_usd'
+    """
     keys = admin(url, "GET", "/admin/keys")["data"]
     if as_json:
         click.echo(dumps(keys))
@@ -186,7 +207,12 @@ def _key_line(key: dict[str, Any]) -> str:
 @_url_option
 @debug_option
 def show_key(key_id: str, url: str) -> None:
-    """One key's limits, spend and usage, as JSON."""
+    """One key's limits, spend and usage, as JSON.
+
+    \b
+    Example:
+      callm serve keys show key_… | jq .spend_usd
+    """
     click.echo(dumps(admin(url, "GET", f"/admin/keys/{_safe(key_id)}")))
 
 
@@ -196,7 +222,13 @@ def show_key(key_id: str, url: str) -> None:
 @_url_option
 @debug_option
 def update_key(key_id: str, url: str, **options: Any) -> None:
-    """Change a key's name or limits (in effect for its next request)."""
+    """Change a key's name or limits (in effect for its next request).
+
+    \b
+    Examples:
+      callm serve keys update key_… --rpm 120 --budget 20
+      callm serve keys update key_… --models 'anthropic/*'
+    """
     body = _limits(options)
     if not body:
         raise CLIUsageError("nothing to change: give --name, --models, --budget, --rpm …")
@@ -209,7 +241,12 @@ def update_key(key_id: str, url: str, **options: Any) -> None:
 @_url_option
 @debug_option
 def revoke_key(key_id: str, url: str) -> None:
-    """Revoke a key at once: its next request is refused."""
+    """Revoke a key at once: its next request is refused.
+
+    \b
+    Example:
+      callm serve keys revoke key_…
+    """
     admin(url, "DELETE", f"/admin/keys/{_safe(key_id)}")
     click.echo(f"Revoked {key_id}", err=True)
 
@@ -220,7 +257,13 @@ def revoke_key(key_id: str, url: str) -> None:
 @_json_option
 @debug_option
 def gateway_usage(since: str | None, url: str, as_json: bool) -> None:
-    """Calls, tokens and cost by day, key and model."""
+    """Calls, tokens and cost by day, key and model.
+
+    \b
+    Examples:
+      callm serve usage
+      callm serve usage --since 2026-01-01 --json | jq '.[] | select(.model == "openai/gpt-4o")'
+    """
     query = f"?since={quote(since)}" if since else ""
     rows = admin(url, "GET", f"/admin/usage{query}")["data"]
     if as_json:

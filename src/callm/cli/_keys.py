@@ -21,7 +21,14 @@ from ._group import CLIUsageError, debug_option
 
 @click.group("keys")
 def keys_group() -> None:
-    """Store, list and remove API keys (in the OS keyring, else a 0600 file in CALLM_HOME)."""
+    """Store, list and remove API keys (in the OS keyring, else a 0600 file in CALLM_HOME).
+
+    \b
+    Examples:
+      callm keys set openai             (typed at a hidden prompt)
+      callm keys list
+      callm keys remove openai
+    """
 
 
 @keys_group.command("set")

@@ -103,6 +103,11 @@ def list_calls(count: int, as_json: bool, **filters: Any) -> None:
 
     `callm --no-log "prompt"` leaves one call out; `callm logs off` (or CALLM_LOG=0) turns
     logging off altogether.
+
+    \b
+    Examples:
+      callm logs list -n 10 --provider anthropic
+      callm logs -q "refund policy" -m openai/gpt-4o-mini --json | jq '.[].response_text'
     """
     settings = Settings()
     selection = _selection(**filters)
@@ -170,7 +175,13 @@ def remove_calls(ids: tuple[str, ...], everything: bool, **filters: Any) -> None
 @logs_group.command("off")
 @debug_option
 def logs_off() -> None:
-    """Stop logging calls (CALLM_LOG=1 in the environment still turns it on)."""
+    """Stop logging calls (CALLM_LOG=1 in the environment still turns it on).
+
+    \b
+    Examples:
+      callm logs off
+      CALLM_LOG=1 callm "this one is logged all the same"
+    """
     settings = Settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     (settings.home / LOGS_OFF_FILE).touch()
@@ -180,7 +191,13 @@ def logs_off() -> None:
 @logs_group.command("on")
 @debug_option
 def logs_on() -> None:
-    """Log calls again (CALLM_LOG=0 in the environment still turns it off)."""
+    """Log calls again (CALLM_LOG=0 in the environment still turns it off).
+
+    \b
+    Examples:
+      callm logs on
+      CALLM_LOG=0 callm "this one is not logged all the same"
+    """
     settings = Settings()
     (settings.home / LOGS_OFF_FILE).unlink(missing_ok=True)
     click.echo(log_state(Settings()), err=True)
@@ -189,7 +206,12 @@ def logs_on() -> None:
 @logs_group.command("status")
 @debug_option
 def logs_status() -> None:
-    """Say whether calls are logged, where, and how many are stored."""
+    """Say whether calls are logged, where, and how many are stored.
+
+    \b
+    Example:
+      callm logs status
+    """
     settings = Settings()
     with existing_store(settings) as store:
         stored = 0 if store is None else count_calls(store, CallFilter())

@@ -30,7 +30,16 @@ def serve_command(
 
     CALLM_MASTER_KEY administers keys: `callm serve keys create --name app --models
     'openai/*' --budget 10` against a running gateway (or POST /admin/keys). Provider keys
-    come from the usual environment variables, .env or `callm keys set`.
+    come from the usual environment variables, .env or `callm keys set`. With
+    CALLM_DATABASE_URL (PostgreSQL) and CALLM_REDIS_URL, several gateways share keys,
+    spend and exact limits (a fleet).
+
+    \b
+    Examples:
+      callm serve                                  on 127.0.0.1:4000
+      callm serve --config callm.toml --port 8080
+      CALLM_MASTER_KEY=… callm serve --host 0.0.0.0 --workers 4
+      callm serve keys create --name app --rpm 60 --budget 10
     """
     if ctx.invoked_subcommand is not None:
         return
