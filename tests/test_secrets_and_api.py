@@ -81,6 +81,9 @@ PUBLIC = {
     "__version__",
     "complete",
     "count_tokens",
+    "embed",
+    "EmbedParams",
+    "Embeddings",
     "stream",
     "tool",
 }

@@ -14,6 +14,7 @@ policy or a provider.
 
 from __future__ import annotations
 
+from collections.abc import Iterable as _Iterable
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any, Unpack
 
@@ -50,6 +51,8 @@ from ._policies.budget import Budget
 from ._policies.routing import Group
 
 if _TYPE_CHECKING:
+    from ._core.embeddings import Embeddings
+    from ._engine.embed import EmbedParams
     from ._features.conversation import AsyncConversation, Conversation
     from ._features.functions import tool
     from ._features.run import AsyncRunStream, RunStream
@@ -111,6 +114,8 @@ __all__ = [
     "ContextWindowExceededError",
     "Conversation",
     "Document",
+    "EmbedParams",
+    "Embeddings",
     "FinishEvent",
     "Group",
     "Image",
@@ -156,6 +161,7 @@ __all__ = [
     "UsageEvent",
     "complete",
     "count_tokens",
+    "embed",
     "stream",
     "tool",
     "__version__",
@@ -192,6 +198,16 @@ def count_tokens(
     return _shared_client().count_tokens(model, messages, **params)
 
 
+def embed(
+    model: str,
+    inputs: str | _Iterable[str],
+    dimensions: int | None = None,
+    **params: Unpack[EmbedParams],
+) -> Embeddings:
+    """Embed ``inputs`` with a shared default Client (see :meth:`Client.embed`)."""
+    return _shared_client().embed(model, inputs, dimensions, **params)
+
+
 # Names whose modules load on first use: `import callm` stays as light as a plain call needs.
 _LAZY = {
     "RateLimit": "._policies.ratelimit",
@@ -202,6 +218,8 @@ _LAZY = {
     "RunStream": "._features.run",
     "AsyncRunStream": "._features.run",
     "tool": "._features.functions",
+    "EmbedParams": "._engine.embed",
+    "Embeddings": "._core.embeddings",
 }
 
 

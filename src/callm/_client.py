@@ -8,7 +8,7 @@ receive the client itself as their :class:`~callm._features.caller.Caller`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, cast
 
 from ._core.http import HttpRequest
@@ -19,6 +19,8 @@ from ._engine.stream import AsyncStream, OpeningStream, Stream
 from ._features.request import draft_request
 
 if TYPE_CHECKING:
+    from ._core.embeddings import Embeddings
+    from ._engine.embed import EmbedParams
     from ._features.conversation import AsyncConversation, Conversation
     from ._features.output import OutputSpec
     from ._features.run import AsyncRunStream, RunStream
@@ -140,6 +142,24 @@ class Client(Engine):
         """The exact HTTP request a call would send (for ``--curl`` and debugging)."""
         return self._prepared(model, draft_request(messages, params, stream), params).http
 
+    def embed(
+        self,
+        model: str,
+        inputs: str | Iterable[str],
+        dimensions: int | None = None,
+        **params: Unpack[EmbedParams],
+    ) -> Embeddings:
+        """The embedding vectors of ``inputs`` (a string or strings), in input order.
+
+        ``client.embed("openai/text-embedding-3-small", ["a", "b"]).vectors``. A long list is
+        split under the provider's per-request limit and the pieces are sent concurrently
+        (``max_concurrency``, default 4); ``usage`` and ``cost`` cover them all. Every
+        request goes through the client's policies: retries, rate limits, budget, the call
+        log (inputs counted, never stored with the vectors). ``dimensions`` shortens the
+        vectors where the model allows it (OpenAI's text-embedding-3, Gemini).
+        """
+        return self.embed_inputs(model, inputs, dimensions, params)
+
 
 class AsyncClient(AsyncEngine):
     """The asyncio client: the same methods as :class:`Client`, awaited.
@@ -248,6 +268,24 @@ class AsyncClient(AsyncEngine):
     ) -> HttpRequest:
         """The exact HTTP request a call would send (for ``--curl`` and debugging)."""
         return self._prepared(model, draft_request(messages, params, stream), params).http
+
+    async def embed(
+        self,
+        model: str,
+        inputs: str | Iterable[str],
+        dimensions: int | None = None,
+        **params: Unpack[EmbedParams],
+    ) -> Embeddings:
+        """The embedding vectors of ``inputs`` (a string or strings), in input order (awaited).
+
+        ``client.embed("openai/text-embedding-3-small", ["a", "b"]).vectors``. A long list is
+        split under the provider's per-request limit and the pieces are sent concurrently
+        (``max_concurrency``, default 4); ``usage`` and ``cost`` cover them all. Every
+        request goes through the client's policies: retries, rate limits, budget, the call
+        log (inputs counted, never stored with the vectors). ``dimensions`` shortens the
+        vectors where the model allows it (OpenAI's text-embedding-3, Gemini).
+        """
+        return await self.embed_inputs(model, inputs, dimensions, params)
 
 
 def _structured(stream: S, spec: OutputSpec) -> S:

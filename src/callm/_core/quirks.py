@@ -28,6 +28,7 @@ from .request_errors import ConfigurationError
 MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 SeedField = Literal["seed", "random_seed"]
 ReasoningBack = Literal["none", "reasoning_content", "reasoning_details"]
+EmbedEncoding = Literal["base64", "float"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,15 @@ class Quirks:
       ``reasoning_details`` it sent, verbatim (signatures and encrypted reasoning
       included). ``"none"``: reasoning stays out of the request.
 
+    Embeddings (any protocol that has them):
+
+    - ``embed_batch_size``: the most inputs one embeddings request may carry; longer lists
+      are split and sent concurrently. None: the protocol's own limit (OpenAI 2048,
+      Gemini's ``batchEmbedContents`` 100).
+    - ``embed_encoding``: how OpenAI-compatible servers are asked to send vectors.
+      ``"base64"`` (what the official OpenAI SDK asks for, so compatible servers take it;
+      several times faster to decode) or ``"float"`` for a server that refuses it.
+
     Gemini (the ``gemini`` protocol):
 
     - ``openapi_schema``: tool and output schemas go in Google's OpenAPI subset instead of
@@ -70,6 +80,8 @@ class Quirks:
     document_urls: bool = False
     reasoning_back: ReasoningBack = "none"
     openapi_schema: bool = False
+    embed_batch_size: int | None = None
+    embed_encoding: EmbedEncoding = "base64"
 
     @classmethod
     def of(cls, value: Quirks | Mapping[str, Any] | Iterable[str], base: Quirks) -> Quirks:
@@ -90,6 +102,7 @@ _CHOICES: Mapping[str, tuple[Any, ...]] = {
     "max_tokens_field": get_args(MaxTokensField),
     "seed_field": get_args(SeedField),
     "reasoning_back": get_args(ReasoningBack),
+    "embed_encoding": get_args(EmbedEncoding),
 }
 # The older flag names, and the field each one sets.
 FLAGS: Mapping[str, tuple[str, Any]] = {
@@ -121,6 +134,9 @@ def _checked(quirks: Quirks) -> Quirks:
     for name, spec in _FIELDS.items():
         if spec.type == "bool" and not isinstance(getattr(quirks, name), bool):
             raise ConfigurationError(f"quirk {name} takes true or false")
+    size = quirks.embed_batch_size
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ConfigurationError("quirk embed_batch_size takes a whole number (1 or more)")
     return quirks
 
 

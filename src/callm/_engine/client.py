@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -46,12 +46,14 @@ from .stream import AsyncReplayStream, AsyncStream, OpeningStream, ReplayStream,
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
+    from .._core.embeddings import Embeddings, EmbedRequest
     from .._policies.budget import Budget
     from .._policies.cache import ResponseCache
     from .._policies.hooks import AfterHook, BeforeHook, ErrorHook
     from .._policies.ratelimit import RateLimit
     from .._policies.tokens import TokenCount
     from .._transport import AsyncTransport, Transport
+    from .embed import EmbedPlan
 
 logger = logging.getLogger("callm")
 _clock = time.perf_counter
@@ -238,6 +240,24 @@ def _notice_offline() -> None:
         logger.warning(LOCAL_NOTICE)
 
 
+def _on_threads(
+    send: Callable[[EmbedRequest], Embeddings], pieces: Sequence[EmbedRequest], plan: EmbedPlan
+) -> list[Embeddings]:
+    """Send the pieces on a few threads (each in the caller's context: its trace span),
+    results in input order; the first failure cancels what has not started."""
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(plan.concurrency, len(pieces)), "callm-embed") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, send, p) for p in pieces]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
 def _counted(call: Call, response: HttpResponse) -> TokenCount:
     from .._policies.tokens import TokenCount
 
@@ -341,6 +361,44 @@ class Engine(_EngineBase):
         if not isinstance(call, Call):
             return call
         return _counted(call, self._send(call))
+
+    def embed_inputs(
+        self,
+        model: str | None,
+        inputs: str | Iterable[str],
+        dimensions: int | None,
+        params: Mapping[str, Any],
+    ) -> Embeddings:
+        """The vectors of ``inputs``: split under the provider's limit, sent on threads."""
+        from .embed import joined, plan_embed  # loaded by the first embed() call
+
+        plan = plan_embed(self, model, inputs, dimensions, params)
+        started = _clock()
+        pieces = plan.pieces
+        if len(pieces) <= 1 or plan.concurrency == 1:
+            parts = [self._embed_piece(plan, piece) for piece in pieces]
+        else:
+            parts = _on_threads(lambda piece: self._embed_piece(plan, piece), pieces, plan)
+        return joined(plan, parts, _clock() - started)
+
+    def _embed_piece(self, plan: EmbedPlan, piece: EmbedRequest) -> Embeddings:
+        from .embed import start_piece
+
+        attempt, call = start_piece(self, plan, piece)
+        try:
+            self.pipeline.wait(attempt)
+            started = _clock()
+            http = self._send(call)
+            sent = attempt.info.embed or piece
+            decoded = plan.codec.decode_embed_response(
+                plan.endpoint, sent, http, _clock() - started
+            )
+        except CallmError as exc:
+            self.pipeline.fail(attempt, exc)
+            raise
+        from .embed import finish_piece
+
+        return finish_piece(self, plan, attempt, decoded, http.headers)
 
     def _send(self, call: Call) -> HttpResponse:
         """Send with retries; returns a 2xx response or raises the typed error."""
@@ -469,6 +527,61 @@ class AsyncEngine(_EngineBase):
         if not isinstance(call, Call):
             return call
         return _counted(call, await self._send(call))
+
+    async def embed_inputs(
+        self,
+        model: str | None,
+        inputs: str | Iterable[str],
+        dimensions: int | None,
+        params: Mapping[str, Any],
+    ) -> Embeddings:
+        """The vectors of ``inputs``: split under the provider's limit, sent as tasks."""
+        from .embed import joined, plan_embed  # loaded by the first embed() call
+
+        plan = plan_embed(self, model, inputs, dimensions, params)
+        started = _clock()
+        pieces = plan.pieces
+        if len(pieces) <= 1 or plan.concurrency == 1:
+            parts = [await self._embed_piece(plan, piece) for piece in pieces]
+        else:
+            parts = await self._embed_concurrently(plan)
+        return joined(plan, parts, _clock() - started)
+
+    async def _embed_concurrently(self, plan: EmbedPlan) -> list[Embeddings]:
+        import asyncio
+
+        gate = asyncio.Semaphore(plan.concurrency)
+
+        async def one(piece: EmbedRequest) -> Embeddings:
+            async with gate:
+                return await self._embed_piece(plan, piece)
+
+        tasks = [asyncio.ensure_future(one(piece)) for piece in plan.pieces]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:  # the first failure ends the call: stop the rest
+                task.cancel()
+            raise
+
+    async def _embed_piece(self, plan: EmbedPlan, piece: EmbedRequest) -> Embeddings:
+        from .embed import start_piece
+
+        attempt, call = start_piece(self, plan, piece)
+        try:
+            await self.pipeline.wait_async(attempt)
+            started = _clock()
+            http = await self._send(call)
+            sent = attempt.info.embed or piece
+            decoded = plan.codec.decode_embed_response(
+                plan.endpoint, sent, http, _clock() - started
+            )
+        except CallmError as exc:
+            self.pipeline.fail(attempt, exc)
+            raise
+        from .embed import finish_piece
+
+        return finish_piece(self, plan, attempt, decoded, http.headers)
 
     async def _send(self, call: Call) -> HttpResponse:
         """Send with retries; returns a 2xx response or raises the typed error."""

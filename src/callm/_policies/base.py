@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 if TYPE_CHECKING:
+    from .._core.embeddings import EmbedRequest
     from .._core.endpoint import Endpoint
     from .._core.http import HttpRequest
     from .._core.params import CallParams
@@ -30,7 +31,13 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class CallInfo:
-    """What hooks see of a call: the model ("provider/model"), the request, the call's tags."""
+    """What hooks see of a call: the model ("provider/model"), the request, the call's tags.
+
+    An embeddings call sets ``embed`` (the inputs it sends, under the provider's per-request
+    limit); its ``request`` then stands for it before the policies — one user message with
+    the inputs, so token estimates, rate limits and budgets see their size — and what is
+    sent is ``embed``.
+    """
 
     model: str
     request: Request
@@ -38,6 +45,7 @@ class CallInfo:
     streamed: bool
     # The conversation the call belongs to (set by Client.conversation), for the call log.
     conversation_id: str | None = None
+    embed: EmbedRequest | None = None
 
 
 class StateKey(Generic[T]):

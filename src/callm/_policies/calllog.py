@@ -413,6 +413,7 @@ class CallLogPolicy(Policy):
                 conversation_id=info.conversation_id,
                 streamed=info.streamed,
                 cached=attempt.cached,
+                embed=info.embed,
             )
         except Exception:  # the log must never break a call
             logger.warning("callm: could not write the call log", exc_info=True)

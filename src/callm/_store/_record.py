@@ -11,6 +11,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, TypedDict, Unpack
 
+from .._core.embeddings import EmbedRequest
 from .._core.options import ResponseFormat, ToolChoice
 from .._core.types import (
     Document,
@@ -74,6 +75,7 @@ class RecordDetails(TypedDict, total=False):
     streamed: bool | None
     cached: bool
     time: datetime | None
+    embed: EmbedRequest | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +155,11 @@ def record_fields(
     streamed: bool | None = None,
     cached: bool = False,
     time: datetime | None = None,
+    embed: EmbedRequest | None = None,
 ) -> dict[str, Any]:
     """The fields of :meth:`CallRecord.of` as a dict, id and time included (the call log
-    turns them into a row without building the record)."""
+    turns them into a row without building the record). An embeddings call (``embed``)
+    keeps how many inputs it sent, not the inputs, and no vectors."""
     reply = response if response is not None else getattr(error, "partial", None)
     usage = reply.usage if reply is not None else _NO_USAGE
     return {
@@ -163,7 +167,7 @@ def record_fields(
         "time": time if time is not None else datetime.now(UTC),
         "provider": provider,
         "model": model or request.model,
-        "request": request_json(request),
+        "request": request_json(request) if embed is None else embed_json(embed),
         "response_text": reply.text if reply is not None else None,
         "tool_calls": tuple(_tool_call_json(c) for c in reply.tool_calls) if reply else (),
         "finish_reason": reply.finish_reason if reply is not None else None,
@@ -198,6 +202,23 @@ def request_json(request: Request) -> dict[str, object]:
         "messages": [message_json(m) for m in request.messages],
         "parameters": params,
         "tools": [_tool_json(t) for t in request.tools],
+    }
+
+
+def embed_json(embed: EmbedRequest) -> dict[str, object]:
+    """An embeddings request as stored: the number of inputs and the parameters."""
+    params: dict[str, object] = {}
+    if embed.dimensions is not None:
+        params["dimensions"] = embed.dimensions
+    if embed.user is not None:
+        params["user"] = embed.user
+    if embed.extra_body:
+        params["extra_body"] = _plain(embed.extra_body)
+    return {
+        "messages": [],
+        "parameters": params,
+        "tools": [],
+        "embed": {"inputs": len(embed.inputs)},
     }
 
 

@@ -4,7 +4,9 @@ Every protocol's client module offers the same functions (see :class:`WireProtoc
 the clients drive any of them alike; a provider entry names its protocol and this registry
 imports the module on first use. Every protocol's server module (``<name>/server.py``)
 offers the reverse (see :class:`ServerCodec`): a caller's request in, replies and errors
-out, for the gateway; :func:`server_codec_for` finds it.
+out, for the gateway; :func:`server_codec_for` finds it. A protocol with an embeddings
+endpoint offers the functions of :class:`EmbedProtocol` in a module of its own
+(``EMBED_MODULES``, imported on first use); :func:`embed_protocol_for` finds it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from .._core.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from .._core.embeddings import Embeddings, EmbedRequest
     from .._core.endpoint import Endpoint
     from .._core.errors import APIError, CallmError
     from .._core.http import HttpRequest, HttpResponse
@@ -29,6 +32,12 @@ PROTOCOL_MODULES: Mapping[str, str] = {
     "anthropic": "anthropic",
     "gemini": "gemini",
     "bedrock": "bedrock",
+}
+# protocol name -> its embeddings module under callm.protocols (protocols with embeddings)
+EMBED_MODULES: Mapping[str, str] = {
+    "openai_chat": "openai_chat.embeddings",
+    "openai_responses": "openai_chat.embeddings",  # the same OpenAI servers
+    "gemini": "gemini.embeddings",
 }
 # ingress protocol name -> server module under callm.protocols
 SERVER_MODULES: Mapping[str, str] = {
@@ -84,6 +93,25 @@ class WireProtocol(Protocol):
     def decode_models(self, endpoint: Endpoint, response: HttpResponse) -> list[ModelInfo]: ...
 
 
+class EmbedProtocol(Protocol):
+    """What a protocol's embeddings module provides (module-level, pure); errors are read by
+    the protocol's own ``decode_failure`` (:class:`WireProtocol`)."""
+
+    def embed_batch_limit(self, endpoint: Endpoint, model: str) -> int:
+        """The most inputs one request may carry (longer lists are split by the engine)."""
+        ...
+
+    def encode_embed_request(self, endpoint: Endpoint, request: EmbedRequest) -> HttpRequest: ...
+
+    def decode_embed_response(
+        self,
+        endpoint: Endpoint,
+        request: EmbedRequest,
+        response: HttpResponse,
+        latency_s: float | None = None,
+    ) -> Embeddings: ...
+
+
 _loaded: dict[str, WireProtocol] = {}
 
 
@@ -106,6 +134,23 @@ def protocol_for(name: str) -> WireProtocol:
         ) from None
     _loaded[name] = wire
     return wire
+
+
+_embedders: dict[str, EmbedProtocol] = {}
+
+
+def embed_protocol_for(name: str) -> EmbedProtocol | None:
+    """The embeddings module of protocol ``name`` (imported on first use), or None when the
+    protocol has no embeddings endpoint."""
+    codec = _embedders.get(name)
+    if codec is not None:
+        return codec
+    module = EMBED_MODULES.get(name)
+    if module is None:
+        return None
+    codec = importlib.import_module(f"{__name__}.{module}")
+    _embedders[name] = codec
+    return codec
 
 
 class ServerStreamEncoder(Protocol):

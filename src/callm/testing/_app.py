@@ -60,11 +60,20 @@ def build_app(state: ServerState) -> web.Application:
 
 def _protocol_routes() -> list[Callable[[AddRoute, ServerState], None]]:
     """The other protocols served beside OpenAI Chat, each from a module of its own."""
-    from . import _anthropic_fake, _batch_fake, _bedrock_fake, _gemini_fake, _responses_fake
+    from . import (
+        _anthropic_fake,
+        _batch_fake,
+        _bedrock_fake,
+        _embed_fake,
+        _gemini_fake,
+        _responses_fake,
+    )
 
-    # The batch routes first: Gemini's generation route would match ":batchGenerateContent".
+    # The batch and embeddings routes first: Gemini's generation route would match
+    # ":batchGenerateContent" and ":batchEmbedContents".
     return [
         _batch_fake.register,
+        _embed_fake.register,
         _anthropic_fake.register,
         _gemini_fake.register,
         _responses_fake.register,

@@ -44,6 +44,15 @@ class ServerState:
         with self._lock:
             return self._queue.popleft() if self._queue else None
 
+    def pop_fault(self) -> Fault | None:
+        """The next scripted item if it is a Fault (embeddings answer no scripted Reply)."""
+        with self._lock:
+            if self._queue and isinstance(self._queue[0], Fault):
+                item = self._queue.popleft()
+                assert isinstance(item, Fault)
+                return item
+            return None
+
     def record(self, request: RecordedRequest) -> None:
         with self._lock:
             self._records.append(request)
