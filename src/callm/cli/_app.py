@@ -6,6 +6,7 @@ from ._batch import batch_group
 from ._chat import chat_command
 from ._compare import compare_command
 from ._conversations import conversations_command
+from ._embed import embed_command
 from ._group import DefaultGroup
 from ._keys import keys_group
 from ._logs import logs_group
@@ -24,6 +25,7 @@ cli = DefaultGroup(
     '  callm -m anthropic/claude-haiku-4-5 -u "hi"      (then tokens, cost, timing)\n'
     '  callm compare -m openai/gpt-4o-mini -m gemini/gemini-2.5-flash "Name a prime"\n'
     "  callm batch questions.jsonl -o answers.jsonl -m openai/gpt-4o-mini\n"
+    "  callm embed -m openai/text-embedding-3-small -i docs.txt > vectors.jsonl\n"
     '  callm logs -q "invoice*" --since 7d\n'
     "  callm COMMAND --help                             (each command's own examples)",
     default_command=prompt_command.name or "prompt",
@@ -40,6 +42,7 @@ for command in (
     usage_command,
     serve_command,
     batch_group,
+    embed_command,
 ):
     cli.add_command(command)
 
