@@ -22,6 +22,7 @@ max_request_bytes = 200000
 [aliases]
 fast = "openai/gpt-4o-mini"
 claude = "anthropic/claude-sonnet-4-5"
+fast-embed = "openai/text-embedding-3-small"
 
 [fallbacks]
 "openai/gpt-4o" = ["anthropic/claude-sonnet-4-5"]

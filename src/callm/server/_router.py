@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from ._embed import EMBEDDINGS_PATHS, embeddings_request
 from ._gateway import Gateway
 from ._http import Incoming, Reply, StreamReply, json_reply
 from ._ingress import ingress_for
@@ -15,6 +16,8 @@ async def handle(gateway: Gateway, request: Incoming) -> Reply | StreamReply:
     """Answer one request (never raises for a bad request: that is an error reply)."""
     method, path = request.method, request.path
     if method == "POST":
+        if path in EMBEDDINGS_PATHS:
+            return await embeddings_request(gateway, request)
         ingress = ingress_for(path)
         if ingress is not None:
             return await model_request(gateway, ingress, request)
