@@ -117,6 +117,37 @@ def test_long_lists_are_split_under_openais_limit_and_joined_in_order(
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_long_inputs_are_split_under_openais_token_limit(
+    mode: str, server: FakeOpenAIServer
+) -> None:
+    texts = [f"document {i} " + "word " * 5000 for i in range(100)]  # 500,000 tokens in all
+    result = embed(mode, "openai/text-embedding-3-small", texts, dimensions=2)
+    sizes = sorted(len(b["input"]) for b in embeddings_bodies(server))
+    assert sum(sizes) == 100
+    assert len(sizes) == 3  # a third of each input's bytes is ~8,340 tokens: 35 a request
+    assert result.usage.input_tokens == 100 * 5002
+    assert close(result[99], hash_embedding(texts[99], 2))
+
+
+def test_the_fake_refuses_a_request_over_the_token_limit(server: FakeOpenAIServer) -> None:
+    """What the engine's token-aware split keeps clear of: OpenAI's own refusal."""
+    import urllib.error
+    import urllib.request
+
+    body = {"model": "m", "input": ["word " * 200_000, "word " * 100_001]}
+    request = urllib.request.Request(
+        server.base_url + "/embeddings",
+        json.dumps(body).encode(),
+        {"authorization": f"Bearer {FAKE_KEY}", "content-type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request)
+    assert refused.value.code == 400
+    message = json.load(refused.value)["error"]["message"]
+    assert message == "Requested 300001 tokens, max 300000 tokens per request"
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_gemini_batches_of_at_most_100(mode: str, server: FakeOpenAIServer) -> None:
     texts = [f"gemini text {i}" for i in range(250)]
     result = embed(mode, "gemini/gemini-embedding-001", texts, dimensions=16)
@@ -290,3 +321,45 @@ def test_base64_on_the_wire_is_little_endian_float32(server: FakeOpenAIServer) -
     raw = base64.b64decode(data)
     values = struct.unpack(f"<{len(raw) // 4}f", raw)
     assert close(list(values), hash_embedding("abc"))
+
+
+def test_each_request_is_an_embeddings_span(server: FakeOpenAIServer) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    providers = {"gemini": {"quirks": {"embed_batch_size": 2}}}
+    with callm.Client(tracer_provider=provider, providers=providers) as client:
+        client.embed("gemini/gemini-embedding-001", ["a", "b", "c"])
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["embeddings gemini-embedding-001"] * 2
+    attributes = dict(spans[0].attributes or {})
+    assert attributes["gen_ai.operation.name"] == "embeddings"
+    assert sorted(dict(s.attributes or {})["gen_ai.usage.input_tokens"] for s in spans) == [1, 2]
+    provider.shutdown()
+
+
+def test_rate_limits_pace_the_requests(server: FakeOpenAIServer) -> None:
+    # One request a minute, no wait allowed: the second request of the call is refused
+    # before it is sent.
+    limit = callm.RateLimit(rpm=1, max_wait=0)
+    providers = {"openai": {"quirks": {"embed_batch_size": 1}}}
+    with (
+        callm.Client(rate_limits=limit, providers=providers) as client,
+        pytest.raises(callm.RateLimitError),
+    ):
+        client.embed("openai/text-embedding-3-small", ["a", "b"], max_concurrency=1)
+    assert len(embeddings_bodies(server)) == 1
+
+
+def test_azure_deployments(server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.url)
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", FAKE_KEY)
+    result = embed("sync", "azure/my-embedder", ["azure text"])
+    assert close(result[0], hash_embedding("azure text"))
+    (request,) = [r for r in server.requests if "mbed" in r.path]
+    assert request.path == "/openai/deployments/my-embedder/embeddings"
+    assert request.query["api-version"]

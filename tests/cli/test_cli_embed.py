@@ -84,3 +84,13 @@ def test_a_protocol_without_embeddings(callm_run: CallmProcess) -> None:
     result = callm_run("embed", "-m", "anthropic/claude-haiku-4-5", "x")
     assert result.code != 0
     assert "no embeddings endpoint" in result.stderr
+
+
+def test_the_call_log_shows_the_input_count_not_the_inputs(
+    server: FakeOpenAIServer, callm_run: CallmProcess
+) -> None:
+    assert callm_run("embed", "-m", MODEL, "-d", "4", "private words", "more").code == 0
+    shown = callm_run("logs", "-n", "1")
+    assert shown.code == 0, shown.stderr
+    assert "4 dimensions" in shown.stdout and "2 inputs" in shown.stdout
+    assert "private" not in shown.stdout

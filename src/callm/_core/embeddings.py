@@ -21,6 +21,16 @@ EncodingFormat: TypeAlias = Literal["float", "base64"]
 
 
 @dataclass(frozen=True, slots=True)
+class EmbedLimits:
+    """How much one embeddings request may carry: ``inputs``, and ``tokens`` summed over
+    them (None: no such limit). The engine estimates tokens on the safe side (UTF-8 bytes /
+    3 an input), so a request it makes stays under ``tokens``."""
+
+    inputs: int
+    tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EmbedRequest:
     """Inputs to embed with one model, in one request. ``model`` is the provider's name.
 

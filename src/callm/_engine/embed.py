@@ -1,8 +1,9 @@
 """Embeddings through the send engine: split, send concurrently, join in input order.
 
 An ``embed()`` call resolves its model once, splits the inputs under the protocol's
-per-request limit (:meth:`~callm.protocols.EmbedProtocol.embed_batch_limit`, or the
-provider entry's ``embed_batch_size`` quirk) and sends each piece as an attempt of its own,
+per-request limits (:meth:`~callm.protocols.EmbedProtocol.embed_limits`: inputs, and
+tokens summed over them, estimated on the safe side; the provider entry's
+``embed_batch_size`` quirk lowers the first) and sends each piece as an attempt of its own,
 through the same policies as a chat call: hooks, the call log (one row per request: the
 number of inputs, usage and cost, never the vectors), tracing, the budget, rate limits,
 cost, and the retries of the send path. The pieces go concurrently (threads for the sync
@@ -23,7 +24,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, cast
 
 from .._config.settings import Settings, split_model
-from .._core.embeddings import Embeddings, EmbedRequest, EncodingFormat
+from .._core.embeddings import Embeddings, EmbedLimits, EmbedRequest, EncodingFormat
 from .._core.endpoint import Endpoint
 from .._core.errors import InvalidRequestError
 from .._core.params import CallParams
@@ -113,7 +114,7 @@ def plan_embed(
             "use an OpenAI-compatible or Gemini provider"
         )
     endpoint, name = engine.resolve_model(model)
-    size = codec.embed_batch_limit(endpoint, name)
+    limits = codec.embed_limits(endpoint, name)
     request = EmbedRequest(
         name,
         (),
@@ -123,7 +124,7 @@ def plan_embed(
         params.get("extra_body") or {},
         params.get("extra_headers") or {},
     )
-    pieces = tuple(replace(request, inputs=texts[i : i + size]) for i in range(0, len(texts), size))
+    pieces = tuple(replace(request, inputs=group) for group in split_inputs(texts, limits))
     call_params = cast("CallParams", {k: params[k] for k in _CALL_KEYS if k in params})
     call_params["response_cache"] = False  # the cache holds chat replies, not vectors
     return EmbedPlan(
@@ -151,6 +152,32 @@ def _check(texts: Sequence[str], dimensions: int | None, params: Mapping[str, An
             )
     if dimensions is not None and (isinstance(dimensions, bool) or dimensions < 1):
         raise InvalidRequestError(f"dimensions must be a positive number, not {dimensions!r}")
+
+
+def split_inputs(texts: tuple[str, ...], limits: EmbedLimits) -> list[tuple[str, ...]]:
+    """The inputs in consecutive groups, each within ``limits`` (an input larger than the
+    token limit goes alone: the provider's answer says what is wrong with it)."""
+    if limits.tokens is None:
+        size = limits.inputs
+        return [texts[i : i + size] for i in range(0, len(texts), size)]
+    groups: list[tuple[str, ...]] = []
+    start, tokens = 0, 0
+    for end, text in enumerate(texts):
+        wanted = request_tokens(text)
+        if end > start and (end - start >= limits.inputs or tokens + wanted > limits.tokens):
+            groups.append(texts[start:end])
+            start, tokens = end, 0
+        tokens += wanted
+    if start < len(texts):
+        groups.append(texts[start:])
+    return groups
+
+
+def request_tokens(text: str) -> int:
+    """An input's tokens on the safe side, for the per-request token limit: a third of its
+    UTF-8 bytes (tokenizers take 3.5 to 4.5 bytes a token on English, about 3 on CJK)."""
+    size = len(text) if text.isascii() else len(text.encode())
+    return size // 3 + 1
 
 
 def _stand_in(model: str, texts: Sequence[str]) -> Request:

@@ -124,7 +124,7 @@ class Tracing:
         """Open the span of one call, or return None (doing no work) when tracing is off.
 
         ``provider`` is callm's provider name ("openai"), ``base_url`` the endpoint's, and
-        ``operation`` "chat" or "text_completion". End the span with exactly one of
+        ``operation`` "chat", "text_completion" or "embeddings". End the span with exactly one of
         :meth:`CallSpan.finish`, :meth:`CallSpan.fail` or :meth:`CallSpan.abandon`.
         """
         tracer = self._active_tracer()
@@ -295,7 +295,11 @@ class TracingPolicy(Policy):
 
     def prepare(self, attempt: Attempt) -> None:
         endpoint = attempt.endpoint
-        span = self.tracing.start_span(endpoint.provider, attempt.info.request, endpoint.base_url)
+        info = attempt.info
+        operation = "embeddings" if info.embed is not None else "chat"
+        span = self.tracing.start_span(
+            endpoint.provider, info.request, endpoint.base_url, operation
+        )
         if span is not None:
             attempt.put(_SPAN, span)
 

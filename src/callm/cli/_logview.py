@@ -78,6 +78,13 @@ def sections(record: CallRecord) -> Iterator[tuple[str, str]]:
     if system:
         yield "System", "\n\n".join(system)
     yield from _prompt(messages)
+    embed = record.request.get("embed")
+    if isinstance(embed, Mapping):  # an embeddings call keeps its input count, not the inputs
+        dimensions = record.request.get("parameters", {}).get("dimensions")
+        shown = f"{embed.get('inputs')} inputs" + (
+            f", {dimensions} dimensions" if dimensions else ""
+        )
+        yield "Embeddings", shown
     if record.response_text:
         yield "Reply", record.response_text
     if record.tool_calls:

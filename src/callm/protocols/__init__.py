@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from .._core.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .._core.embeddings import Embeddings, EmbedRequest
+    from .._core.embeddings import Embeddings, EmbedLimits, EmbedRequest
     from .._core.endpoint import Endpoint
     from .._core.errors import APIError, CallmError
     from .._core.http import HttpRequest, HttpResponse
@@ -97,8 +97,8 @@ class EmbedProtocol(Protocol):
     """What a protocol's embeddings module provides (module-level, pure); errors are read by
     the protocol's own ``decode_failure`` (:class:`WireProtocol`)."""
 
-    def embed_batch_limit(self, endpoint: Endpoint, model: str) -> int:
-        """The most inputs one request may carry (longer lists are split by the engine)."""
+    def embed_limits(self, endpoint: Endpoint, model: str) -> EmbedLimits:
+        """How much one request may carry (longer lists are split by the engine)."""
         ...
 
     def encode_embed_request(self, endpoint: Endpoint, request: EmbedRequest) -> HttpRequest: ...

@@ -10,6 +10,8 @@
         assert len(server.requests) == 2
 
 With nothing queued, callm's offline model answers (see :mod:`callm.testing.local_model`).
+Embeddings (``/v1/embeddings``, Gemini's ``:batchEmbedContents``) are answered by the
+offline hashing model (:mod:`callm.testing.local_embedding`); a queued Fault applies to them.
 Under pytest, the ``fake_openai`` fixture gives each test a started server.
 """
 

@@ -3,7 +3,7 @@
 
 Written from the providers' documented wire shapes, not from callm's codecs, so the tests
 check one against the other. Each endpoint refuses what its provider refuses — more inputs
-than one request may carry (OpenAI 2048, Gemini 100), an empty input, an unknown
+than one request may carry (OpenAI 2048 and 300,000 tokens, Gemini 100), an empty input, an unknown
 ``encoding_format`` — with the provider's own error shape. A queued :class:`Fault` applies
 to the next embeddings request (a scripted Reply does not: it is left for a chat request).
 ``base64`` vectors are little-endian float32, as OpenAI sends them.
@@ -29,6 +29,7 @@ from ._wire import dumps
 from .local_embedding import DEFAULT_DIMENSIONS, hash_embedding, input_tokens
 
 OPENAI_MAX_INPUTS = 2048
+OPENAI_MAX_TOKENS = 300_000  # summed over a request's inputs
 GEMINI_MAX_INPUTS = 100
 _MAX_DIMENSIONS = 8192
 _GEMINI_TOO_MANY = (
@@ -162,6 +163,10 @@ def _openai_inputs(body: Mapping[str, Any], request_id: str) -> list[str]:
         raise Rejected(_error(400, message, request_id, param="input"))
     if not all(isinstance(t, str) and t for t in texts):
         raise Rejected(_error(400, invalid, request_id, param="input"))
+    tokens = sum(input_tokens(t) for t in texts)
+    if tokens > OPENAI_MAX_TOKENS:
+        message = f"Requested {tokens} tokens, max {OPENAI_MAX_TOKENS} tokens per request"
+        raise Rejected(_error(400, message, request_id, param="input"))
     return texts
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..._core.embeddings import Embeddings, EmbedRequest
+from ..._core.embeddings import Embeddings, EmbedLimits, EmbedRequest
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIResponseError
 from ..._core.http import HttpRequest, HttpResponse
@@ -26,9 +26,10 @@ from .._shared.errors import parse_json, request_id_of
 MAX_INPUTS = 100
 
 
-def embed_batch_limit(endpoint: Endpoint, model: str) -> int:
-    """The most inputs one request to ``endpoint`` may carry."""
-    return endpoint.quirks.embed_batch_size or MAX_INPUTS
+def embed_limits(endpoint: Endpoint, model: str) -> EmbedLimits:
+    """How much one request to ``endpoint`` may carry (each input is truncated to the
+    model's window by Gemini itself, so there is no limit on tokens summed)."""
+    return EmbedLimits(endpoint.quirks.embed_batch_size or MAX_INPUTS)
 
 
 def _resource(model: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..._core.embeddings import Embeddings, EmbedRequest
+from ..._core.embeddings import Embeddings, EmbedLimits, EmbedRequest
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIResponseError
 from ..._core.http import HttpRequest, HttpResponse
@@ -20,13 +20,15 @@ from ..._core.types import Usage
 from .._shared.embeddings import vector_of
 from .._shared.errors import parse_json, request_id_of
 
-# OpenAI refuses more than 2048 inputs in one request.
+# OpenAI refuses more than 2048 inputs, or 300,000 tokens summed over them, in one request.
 MAX_INPUTS = 2048
+MAX_TOKENS = 300_000
 
 
-def embed_batch_limit(endpoint: Endpoint, model: str) -> int:
-    """The most inputs one request to ``endpoint`` may carry."""
-    return endpoint.quirks.embed_batch_size or MAX_INPUTS
+def embed_limits(endpoint: Endpoint, model: str) -> EmbedLimits:
+    """How much one request to ``endpoint`` may carry (OpenAI's limits, unless the entry's
+    ``embed_batch_size`` quirk says fewer inputs)."""
+    return EmbedLimits(endpoint.quirks.embed_batch_size or MAX_INPUTS, MAX_TOKENS)
 
 
 def encode_embed_request(endpoint: Endpoint, request: EmbedRequest) -> HttpRequest:
