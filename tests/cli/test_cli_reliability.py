@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from cli_helpers import FAKE_KEY, CallmProcess
@@ -59,3 +60,58 @@ def test_chat_and_compare_take_the_timeout_too(
 def test_timeout_must_be_positive(callm_run: CallmProcess) -> None:
     done = callm_run("--timeout", "0", "-m", "local/offline", "hi")
     assert done.code == 2 and "--timeout" in done.stderr
+
+
+# -- no key on the command line ------------------------------------------------------------
+
+
+def _alnum(n: int) -> str:
+    import secrets
+    import string
+
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(n))
+
+
+def echo_key(request: Received, send: Send) -> None:
+    """A 401 quoting the key and the whole query string it was sent."""
+    import json
+
+    key = request.headers.get("authorization", "").removeprefix("Bearer ")
+    message = f"Incorrect API key provided: {key} (on {request.path})"
+    body = json.dumps({"error": {"message": message}}).encode()
+    send(head(401, [("content-type", "application/json")], length=len(body)) + body)
+
+
+def test_no_key_reaches_the_terminal_or_the_log(
+    callm_run: CallmProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key, token = _alnum(32), _alnum(24)  # shapes no pattern knows
+    with HostileServer(echo_key) as server:
+        monkeypatch.setenv("MISTRAL_API_KEY", key)
+        monkeypatch.setenv("MISTRAL_BASE_URL", f"{server.base_url}?token={token}")
+        done = callm_run("--debug", "-m", "mistral/m", "hi")
+        logs = callm_run("logs", "--json")
+    assert server.received[0].path == f"/v1/chat/completions?token={token}"
+    assert done.code == 1
+    assert "Incorrect API key provided: ***" in done.stderr
+    for text in (done.stdout, done.stderr, logs.stdout, logs.stderr):
+        assert key not in text and token not in text
+
+
+def test_curl_hides_every_secret_of_the_config(callm_run: CallmProcess, cli_home: Path) -> None:
+    key, header_key, password, token = _alnum(32), _alnum(32), _alnum(16), _alnum(24)
+    cli_home.mkdir(parents=True, exist_ok=True)
+    (cli_home / "config.toml").write_text(
+        "[providers.gw]\n"
+        f'base_url = "https://user:{password}@gw.example/v1?api_key={token}"\n'
+        'auth = "x-api-key"\n'
+        f'api_key = "{key}"\n'
+        f'headers = {{ "X-Portkey-Api-Key" = "{header_key}", "X-Trace" = "kept" }}\n'
+    )
+    done = callm_run("--curl", "-m", "gw/m", "hi")
+    assert done.code == 0, done.stderr
+    for secret in (key, header_key, password, token):
+        assert secret not in done.stdout
+    assert "x-trace: kept" in done.stdout
+    assert "https://gw.example/v1/chat/completions?api_key=***" in done.stdout
+    assert "authorization: Basic ***" in done.stdout

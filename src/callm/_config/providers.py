@@ -11,11 +11,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
+from .._core import secrets
 from .._core.endpoint import Endpoint
 from .._core.errors import ConfigurationError
+from .._core.http import redact_url
 from .._core.quirks import DEFAULT as DEFAULT_QUIRKS
 from .._core.quirks import Quirks
 from ..protocols import PROTOCOL_MODULES
+from .base_url import joined_query, split_base_url
 
 PROTOCOLS = tuple(PROTOCOL_MODULES)
 # auth style -> (header name, value prefix)
@@ -54,7 +57,8 @@ class ProviderSpec:
 
     def __repr__(self) -> str:
         key = "***" if self.api_key else None
-        return f"ProviderSpec(name={self.name!r}, base_url={self.base_url!r}, api_key={key!r})"
+        where = redact_url(self.base_url) if self.base_url else None
+        return f"ProviderSpec(name={self.name!r}, base_url={where!r}, api_key={key!r})"
 
 
 # OpenAI's own servers want max_completion_tokens and take prompt_cache_key; other
@@ -214,17 +218,23 @@ def build_endpoint(spec: ProviderSpec, base_url: str, key: str | None) -> Endpoi
     """The Endpoint of a provider whose base URL and key are resolved."""
     headers = {"content-type": "application/json", "accept": "application/json"}
     headers.update({k.lower(): v for k, v in spec.headers.items()})
-    secret: set[str] = set()
+    # Config headers named like secrets (x-portkey-api-key, cf-aig-authorization …) are
+    # hidden wherever requests are shown, as the key's own header is.
+    secret = {name for name in headers if secrets.looks_secret(name)}
     if key and spec.auth in AUTH_HEADERS:
         name, prefix = AUTH_HEADERS[spec.auth]
         headers[name] = prefix + key
         secret.add(name)
     if spec.token_provider is not None:
         secret.add("authorization")
-    base_url = base_url.rstrip("/")
-    query, deployment_urls = "", False
+    secrets.remember(key, *(headers[name] for name in secret if name in headers))
+    where = split_base_url(spec.name, base_url)
+    if where.basic_auth is not None:
+        _add_basic_auth(spec.name, headers, secret, where.basic_auth)
+    base_url, query, deployment_urls = where.url, "", False
     if spec.name == "azure" or spec.api_version:
         base_url, query, deployment_urls = _azure_addressing(base_url, spec.api_version)
+    query = joined_query(where.query, query)
     return Endpoint(
         provider=spec.name,
         protocol=spec.protocol,
@@ -237,6 +247,18 @@ def build_endpoint(spec: ProviderSpec, base_url: str, key: str | None) -> Endpoi
         token_provider=spec.token_provider,
         key_env=spec.api_key_env[0] if spec.api_key_env else None,
     )
+
+
+def _add_basic_auth(provider: str, headers: dict[str, str], secret: set[str], value: str) -> None:
+    """The base URL's ``user:password@`` as basic auth, unless Authorization is taken."""
+    if "authorization" in secret:
+        raise ConfigurationError(
+            f"provider {provider!r}: the base URL carries a user:password (basic auth), but "
+            "the key already goes in the Authorization header; drop the user:password from "
+            "the URL, or send the proxy's credentials with headers= under another name"
+        )
+    headers["authorization"] = value
+    secret.add("authorization")
 
 
 def _azure_addressing(base_url: str, api_version: str | None) -> tuple[str, str, bool]:

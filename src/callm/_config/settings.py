@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .._core import secrets
 from .._core.endpoint import Endpoint
 from .._core.errors import ConfigurationError
 from .providers import BUILTIN, ProviderSpec, build_endpoint, spec_from_mapping
@@ -112,6 +113,10 @@ class Settings:
         self._environ = os.environ if environ is None else environ
         self.home = callm_home(self._environ)
         self._dotenv = read_dotenv(Path(env_file)) if env_file else {}
+        # Keys in the environment are known by value from now on, used or not: an error
+        # body, a reply or a prompt that holds one is scrubbed (see callm._core.secrets).
+        secrets.remember_environment(self._environ)
+        secrets.remember_environment(self._dotenv)
         self.config = read_config(self.home / "config.toml")
         self._specs = dict(BUILTIN)
         self._add_providers(self.config.get("providers") or {}, "config file")
@@ -201,6 +206,7 @@ class Settings:
         for name in spec.api_key_env:
             value = self.lookup(name)
             if value:
+                secrets.remember(value)  # an entry's own variable may have any name
                 return value
         stored = self.stored_keys().get(spec.key_provider or spec.name)
         if stored:
@@ -218,6 +224,7 @@ class Settings:
             from .keyring_store import KeyringStore
 
             self._stored = {**KeyringStore(self.home).load(), **KeyStore(self.home).load()}
+            secrets.remember(*self._stored.values())
         return self._stored
 
     def has_key(self, provider: str) -> bool:

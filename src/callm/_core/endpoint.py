@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .http import HttpRequest
+from .http import HttpRequest, redact_url
 from .quirks import DEFAULT as DEFAULT_QUIRKS
 from .quirks import Quirks
+from .secrets import remember
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,8 @@ class Endpoint:
     auth_hint: str | None = None
 
     def __repr__(self) -> str:
-        return f"Endpoint({self.provider!r}, {self.base_url!r}, protocol={self.protocol!r})"
+        where = redact_url(self.base_url + self.query)
+        return f"Endpoint({self.provider!r}, {where!r}, protocol={self.protocol!r})"
 
     def url(self, path: str, model: str | None = None) -> str:
         """The full URL of ``path`` ("/chat/completions"), deployment-scoped where needed."""
@@ -58,7 +60,9 @@ class Endpoint:
             return self.headers
         headers = dict(self.headers)
         if self.token_provider is not None:
-            headers["authorization"] = f"Bearer {self.token_provider()}"
+            token = self.token_provider()
+            remember(token)  # scrubbed by value should a server echo it
+            headers["authorization"] = f"Bearer {token}"
         if extra:
             headers.update(extra)
         return headers

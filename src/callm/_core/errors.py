@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import secrets as _secrets
 from .request_errors import (
     BudgetExceededError,
     CallmError,
@@ -120,6 +121,8 @@ class APIError(CallmError):
         partial: Response | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        # A server may echo the key it was sent: known secrets never reach a message.
+        message = _secrets.scrub(message)
         super().__init__(message)
         self.message = message
         self.provider = provider
@@ -130,6 +133,15 @@ class APIError(CallmError):
         self.partial = partial
         # The response headers (rate-limit counters, retry hints), empty when none arrived.
         self.headers: Mapping[str, str] = headers if headers is not None else {}
+
+    @property
+    def body(self) -> Any:
+        """The provider's error answer (parsed JSON, or its text), known secrets scrubbed."""
+        return self._body
+
+    @body.setter
+    def body(self, value: Any) -> None:
+        self._body = _secrets.scrub_json(value)
 
     def __str__(self) -> str:
         where = f"{self.provider}: " if self.provider else ""

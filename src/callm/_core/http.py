@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypedDict
 
+from .secrets import looks_secret
+
 
 class Extensions(TypedDict, total=False):
     """State of one request that its transport acts on (as httpx's ``request.extensions``).
@@ -51,9 +53,18 @@ class HttpResponse:
 
 
 def redact_url(url: str) -> str:
-    """Hide a ``key=`` query parameter (Gemini style) in a URL that is shown to people."""
-    if "key=" not in url:
-        return url
-    head, _, query = url.partition("?")
-    parts = [("key=***" if p.startswith("key=") else p) for p in query.split("&")]
-    return head + "?" + "&".join(parts)
+    """A URL fit to show people: a ``user:password@`` and the values of secret-named query
+    parameters (``key=``, ``api_key=``, ``token=``, ``sig=`` …) become ``***``."""
+    head, mark, query = url.partition("?")
+    scheme, sep, rest = head.partition("://")
+    if sep and "@" in rest.partition("/")[0]:
+        host = rest.partition("/")[0].rpartition("@")[2]
+        head = f"{scheme}://***@{host}{rest[len(rest.partition('/')[0]) :]}"
+    if not mark:
+        return head
+    return head + "?" + "&".join(_redact_param(p) for p in query.split("&"))
+
+
+def _redact_param(param: str) -> str:
+    name, eq, value = param.partition("=")
+    return f"{name}=***" if eq and value and looks_secret(name) else param

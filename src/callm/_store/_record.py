@@ -13,6 +13,7 @@ from typing import Any, TypedDict, Unpack
 
 from .._core.embeddings import EmbedRequest
 from .._core.options import ResponseFormat, ToolChoice
+from .._core.secrets import REDACTED, looks_secret
 from .._core.types import (
     Document,
     Image,
@@ -198,6 +199,8 @@ def request_json(request: Request) -> dict[str, object]:
             value = value.as_json()  # as the call parameter takes it
         if value is not None and not (isinstance(value, Mapping) and not value):
             params[name] = _plain(value)
+    if "extra_headers" in params:
+        params["extra_headers"] = _headers_json(request.extra_headers or {})
     return {
         "messages": [message_json(m) for m in request.messages],
         "parameters": params,
@@ -271,6 +274,12 @@ def _tool_call_json(call: ToolCall) -> dict[str, object]:
     if call.invalid_arguments:
         out["raw_arguments"] = call.raw_arguments
     return out
+
+
+def _headers_json(headers: Mapping[str, str]) -> dict[str, object]:
+    """Extra headers as stored: names kept, the values of secret-named ones masked
+    (``x-gateway-token``, ``helicone-auth`` …: headers are where secrets travel)."""
+    return {str(k): REDACTED if looks_secret(str(k)) else v for k, v in headers.items()}
 
 
 def _plain(value: Any) -> Any:

@@ -4,7 +4,9 @@ Two kinds of secrets are removed, wherever they appear — JSON values, response
 error messages and **message text too** (users paste keys into prompts; a log that keeps
 them is a leak waiting to be shared):
 
-- **keys**: strings shaped like a provider key (``sk-…``, ``sk-ant-…``, ``sk-proj-…``,
+- **keys**: every key callm knows, by value (:mod:`callm._core.secrets`: keys from
+  arguments, config, environment, keys file and keyring, tokens, base-URL credentials —
+  whatever their shape); strings shaped like a provider key (``sk-…``, ``sk-ant-…``, ``sk-proj-…``,
   ``AIza…``, ``gsk_…``, ``xai-…``, ``hf_…``, GitHub and AWS key ids), bearer tokens, the
   value after a secret-named header or field (``authorization``, ``x-api-key``,
   ``api-key``, ``api_key``, ``x-goog-api-key``) and a ``key=`` URL query parameter become
@@ -32,6 +34,8 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
+
+from .._core import secrets
 
 REDACTED = "***"
 
@@ -132,7 +136,7 @@ def mask_keys(text: str, lower: str | None = None) -> str:
         text = _BEARER.sub(rf"\1\2{REDACTED}", text)
     if "key=" in lower:
         text = _KEY_PARAM.sub(rf"\1{REDACTED}", text)
-    return _KEY_SHAPES.sub(REDACTED, text)
+    return _KEY_SHAPES.sub(REDACTED, secrets.scrub(text))
 
 
 def redact_json(value: Any) -> Any:
@@ -179,6 +183,7 @@ def redacted_json_text(value: Any) -> str:
         _SUSPECT_WORDS.search(text.lower())
         or _SUSPECT_PREFIX.search(text)
         or (len(text) >= 256 and _SUSPECT_RUN.search(text))
+        or secrets.holds_secret(text)
     ):
         return _encode(redact_json(value))
     return text

@@ -97,9 +97,12 @@ def debugging(ctx: click.Context) -> bool:
 
 def _fail(ctx: click.Context, exc: Exception, error: type[CLIError]) -> NoReturn:
     """Raise ``error`` with the message of ``exc``, after its traceback under --debug."""
+    from .._store._redact import mask_keys
+
     if debugging(ctx):
-        traceback.print_exc()
-    raise error(str(exc)) from None
+        sys.stderr.write(mask_keys("".join(traceback.format_exc())))
+    # Known keys by value and anything shaped like one: no message shows a key.
+    raise error(mask_keys(str(exc))) from None
 
 
 def _usage_message(exc: click.UsageError) -> str:
@@ -141,7 +144,7 @@ def debug_option(command: F) -> F:
 def _log_to_stderr(ctx: click.Context) -> None:
     logger = logging.getLogger("callm")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.setFormatter(_Scrubbing("%(asctime)s %(name)s %(levelname)s %(message)s"))
     previous = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
@@ -151,3 +154,12 @@ def _log_to_stderr(ctx: click.Context) -> None:
         logger.setLevel(previous)
 
     ctx.call_on_close(restore)
+
+
+class _Scrubbing(logging.Formatter):
+    """Log lines with known keys and key-shaped strings masked, whoever logged them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from .._store._redact import mask_keys
+
+        return mask_keys(super().format(record))
