@@ -32,17 +32,26 @@ class Ingress:
     model: str | None = None  # from the path (Gemini); None: the body says
     include_usage: Callable[[Mapping[str, object]], bool] = _always
     count_tokens: bool = False
+    # The upstream protocol whose own fields (extra_body) a caller of this endpoint may send:
+    # a legacy completion's penalties and logit_bias are Chat Completions fields.
+    family: str = ""
+
+    @property
+    def fields_for(self) -> str:
+        return self.family or self.protocol
 
 
 _BY_PATH: Mapping[str, Ingress] = {
-    path: Ingress(protocol, provider, path, include_usage=usage, count_tokens=count)
-    for path, protocol, provider, usage, count in (
-        ("/v1/chat/completions", "openai_chat", "openai", _usage_asked, False),
-        ("/chat/completions", "openai_chat", "openai", _usage_asked, False),
-        ("/v1/responses", "openai_responses", "openai", _always, False),
-        ("/v1/completions", "openai_completions", "openai", _usage_asked, False),
-        ("/v1/messages", "anthropic", "anthropic", _always, False),
-        ("/v1/messages/count_tokens", "anthropic", "anthropic", _always, True),
+    path: Ingress(protocol, provider, path, include_usage=usage, count_tokens=count, family=family)
+    for path, protocol, provider, usage, count, family in (
+        ("/v1/chat/completions", "openai_chat", "openai", _usage_asked, False, ""),
+        ("/chat/completions", "openai_chat", "openai", _usage_asked, False, ""),
+        # A bare model name on the Responses endpoint goes to OpenAI's Responses API, where
+        # its reasoning items and built-in tools mean something.
+        ("/v1/responses", "openai_responses", "openai-responses", _always, False, ""),
+        ("/v1/completions", "openai_completions", "openai", _usage_asked, False, "openai_chat"),
+        ("/v1/messages", "anthropic", "anthropic", _always, False, ""),
+        ("/v1/messages/count_tokens", "anthropic", "anthropic", _always, True, ""),
     )
 }
 _GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")

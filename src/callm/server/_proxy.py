@@ -150,7 +150,7 @@ async def _reserve(
 
 
 def _tags(call: Call) -> dict[str, str]:
-    return {"ingress": call.ingress.protocol, "key_id": call.key.id if call.key else ""}
+    return {"ingress": call.ingress.fields_for, "key_id": call.key.id if call.key else ""}
 
 
 async def _counted(call: Call) -> Reply:

@@ -55,6 +55,7 @@ from ..._core.types import (
     ToolResult,
     Usage,
 )
+from .._shared.ingress import code_of
 from .._shared.openai import content_array_parts, parse_tool_call
 from .._shared.request import (
     optional_float,
@@ -513,13 +514,13 @@ def encode_error(error: CallmError, *, status: int | None = None) -> tuple[int, 
     """The status and ``{"error": {"message", "type", "param", "code"}}`` body of an error."""
     status = status if status is not None else error_status(error)
     message = error.message if isinstance(error, APIError) else str(error)
-    code = getattr(error, "code", None)
+    code = code_of(error)
     kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return status, {
         "error": {
             "message": message,
             "type": kind,
             "param": None,
-            "code": str(code) if code is not None else None,
+            "code": code,
         }
     }

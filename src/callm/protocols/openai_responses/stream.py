@@ -85,6 +85,7 @@ class ResponsesStreamDecoder:
         # output_index of a function call -> its index among the reply's tool calls
         self._tools: dict[int, int] = {}
         self._tools_sent: set[int] = set()
+        self._call_ids_sent: set[str] = set()
 
     @property
     def finished(self) -> bool:
@@ -165,6 +166,13 @@ class ResponsesStreamDecoder:
     def _tool_call_done(self, index: int, item: Mapping[str, Any]) -> list[StreamEvent]:
         if item.get("type") != "function_call" or index in self._tools_sent:
             return []
+        # The final response may list a call at another index than the stream gave it (a
+        # proxy that sent an unstreamed item late): a call id already sent is not sent again.
+        call_id = item.get("call_id")
+        if call_id and call_id in self._call_ids_sent:
+            return []
+        if call_id:
+            self._call_ids_sent.add(call_id)
         self._tools_sent.add(index)
         self._tools.setdefault(index, len(self._tools))
         return [ToolCallEvent(tool_call_of(item))]
