@@ -43,8 +43,23 @@ def seal(part: Reasoning) -> str:
     return _PREFIX + packed
 
 
+def seal_as_bytes(part: Reasoning) -> str:
+    """The token for a slot that holds bytes, base64 on the wire (Gemini's
+    ``thoughtSignature``): the token's own text would not be valid base64 there."""
+    return base64.b64encode(seal(part).encode()).decode("ascii")
+
+
+_BYTES_PREFIX = base64.b64encode(_PREFIX.encode()).decode("ascii")[:8]  # "Y2FsbG0x"
+
+
 def unseal(token: str | None, text: str) -> Reasoning | None:
-    """The Reasoning a token sealed (with ``text``), or None when it is not a token."""
+    """The Reasoning a token sealed (with ``text``, plain or as bytes), or None when it is
+    not a token."""
+    if token and token.startswith(_BYTES_PREFIX):
+        try:
+            token = base64.b64decode(token, validate=True).decode()
+        except (binascii.Error, ValueError):
+            return None
     if not token or not token.startswith(_PREFIX):
         return None
     try:

@@ -20,7 +20,7 @@ from ..._core.types import (
     Usage,
 )
 from .._shared.ingress import code_of, message_of, status_for
-from .._shared.reasoning import is_foreign, seal
+from .._shared.reasoning import is_foreign, seal_as_bytes
 from . import client
 from .stream import FINISH_REASONS, METADATA_KEYS, PROTOCOL, normalise_finish
 
@@ -103,7 +103,7 @@ def _prepared(part: Part) -> Part | None:
     """The part as the client codec can write it for Gemini, or None for what has no part."""
     if isinstance(part, Reasoning):
         if is_foreign(part, PROTOCOL):
-            return Reasoning(part.text, signature=seal(part), protocol=PROTOCOL)
+            return Reasoning(part.text, signature=seal_as_bytes(part), protocol=PROTOCOL)
         return Reasoning(part.text, signature=part.signature, protocol=PROTOCOL)
     if isinstance(part, RawPart):
         return part if part.protocol == PROTOCOL else None
