@@ -432,9 +432,13 @@ class Engine(_EngineBase):
 class AsyncEngine(_EngineBase):
     """The asyncio send path, over aiohttp (or the caller's own httpx2 AsyncClient)."""
 
-    def __init__(self, *, http_client: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, http_client: Any = None, transport: AsyncTransport | None = None, **kwargs: Any
+    ) -> None:
+        """``transport``: an ``AsyncTransport`` of callm's own (the gateway's upstream
+        client); ``http_client``: your httpx2 AsyncClient."""
         super().__init__(**kwargs)
-        self._transport: AsyncTransport | None = None
+        self._transport: AsyncTransport | None = transport
         if http_client is not None:
             from .._transport._httpx import AsyncHttpxTransport
 

@@ -24,8 +24,10 @@ def make_client(
 ) -> AsyncClient:
     """The engine the gateway calls through: built once, shared by every request."""
     from .. import AsyncClient
+    from ._http_client import UpstreamTransport
 
     return AsyncClient(
+        transport=UpstreamTransport(),
         max_retries=settings.max_retries,
         timeout=settings.timeout,
         providers=settings.providers,
