@@ -181,6 +181,26 @@ def test_a_caller_leaving_before_a_whole_reply_stops_the_upstream_call(
     assert time.monotonic() - hung_up < SLOW_WHOLE / 2
 
 
+def test_a_caller_gone_before_its_connection_is_watched_is_noticed(
+    slow_gateway: GatewayProcess, noticing: NoticingUpstream
+) -> None:
+    """The gateway watches a connection from 50 ms into a request: a caller that sent its
+    request and left sooner stops the upstream call all the same."""
+    noticing.events.clear()
+    key = slow_gateway.new_key()
+    payload = json.dumps({"model": "slow/slow-1", "messages": [{"role": "user", "content": "go"}]})
+    with socket.create_connection(("127.0.0.1", slow_gateway.port), timeout=10) as conn:
+        conn.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\n"
+            + f"authorization: Bearer {key}\r\ncontent-type: application/json\r\n".encode()
+            + f"content-length: {len(payload)}\r\n\r\n{payload}".encode()
+        )
+        time.sleep(0.02)
+    hung_up = time.monotonic()
+    assert noticing.wait_for_event(timeout=SLOW_WHOLE) == ["cut off"]
+    assert time.monotonic() - hung_up < SLOW_WHOLE / 2
+
+
 def test_sigterm_lets_an_in_flight_stream_finish(
     upstream: FakeOpenAIServer, tmp_path: Path
 ) -> None:
