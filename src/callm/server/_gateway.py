@@ -89,6 +89,9 @@ class Gateway:
         self.draining = False
         self.in_flight = 0
         self._routes: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
+        # model -> how its whole requests pass straight through (_direct.DirectRoute, or
+        # None: through the engine)
+        self.direct_routes: dict[str, Any] = {}
         self._allowed: dict[tuple[tuple[str, ...], str], bool] = {}
 
     async def start(self) -> None:

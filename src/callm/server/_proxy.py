@@ -29,6 +29,7 @@ from .._core.types import Request, Response, Usage
 from .._store._redact import redact_text
 from ..protocols import server_codec_for
 from . import _tracing, _upstream
+from ._direct import direct_route, reply_body, send_direct
 from ._http import SSE_HEADERS, Incoming, Reply, StreamReply, dumps, loads
 from ._ledger import Refused, Reservation, VirtualKey
 from ._observe import Outcome
@@ -53,6 +54,8 @@ class Call:
     request: Request | None = None
     model: str = ""  # as the engine knows it: "provider/model", an alias or a group
     shown_model: str = ""  # as the caller named it
+    candidates: tuple[str, ...] = ()  # every concrete model the name may reach
+    capped: bool = False  # the gateway set max_tokens: the caller's own body lacks it
     ticket: Reservation | None = None
 
 
@@ -76,7 +79,7 @@ async def model_request(
         return await _counted(call)
     if call.request is not None and call.request.stream:
         return await _streamed(call, body)
-    return await _whole(call)
+    return await _whole(call, body)
 
 
 async def _admitted(call: Call, incoming: Incoming) -> Mapping[str, object]:
@@ -92,6 +95,7 @@ async def _admitted(call: Call, incoming: Incoming) -> Mapping[str, object]:
         request = replace(request, stream=ingress.stream)
     call.shown_model = request.model
     call.model, candidates = gateway.route(request.model, ingress.native_provider)
+    call.candidates = candidates
     call.outcome.model, call.outcome.stream = call.model, request.stream
     if not gateway.allowed(key, call.model, candidates):
         raise Refused(
@@ -135,6 +139,7 @@ async def _reserve(
         if request.max_tokens is None:
             # A cap makes the reservation an upper bound, so a budget cannot be overshot.
             request = replace(request, max_tokens=gateway.settings.default_max_tokens)
+            call.capped = True
         prompt = _upstream.input_tokens(request)
         tokens = prompt + (request.max_tokens or 0)
         if limits.budget_usd is not None:
@@ -172,14 +177,20 @@ async def _counted(call: Call) -> Reply:
     return Reply(200, dumps(encode(count.tokens)))
 
 
-async def _whole(call: Call) -> Reply:
+async def _whole(call: Call, body: Mapping[str, object]) -> Reply:
     gateway, request = call.gateway, call.request
     assert request is not None
+    route = None
+    if not (call.ingress.count_tokens or call.capped or call.outcome.span is not None):
+        route = direct_route(gateway, call.ingress.protocol, request, call.candidates)
     try:
-        with _tracing.current(call.outcome.span):
-            response = await gateway.client.send(
-                call.model, _upstream.engine_request(request), {"tags": _tags(call)}
-            )
+        if route is not None:
+            response = await send_direct(gateway, route, dict(body))
+        else:
+            with _tracing.current(call.outcome.span):
+                response = await gateway.client.send(
+                    call.model, _upstream.engine_request(request), {"tags": _tags(call)}
+                )
     except CallmError as exc:
         await _give_back(call, getattr(exc, "partial", None))
         return _finish_error(call, exc)
@@ -187,10 +198,12 @@ async def _whole(call: Call) -> Reply:
         await _give_back(call, None)
         raise
     await _settle(call, response)
-    body = call.codec.encode_response(response, model=call.shown_model)
+    out = reply_body(response, call.shown_model) if route is not None else None
+    if out is None:
+        out = call.codec.encode_response(response, model=call.shown_model)
     call.outcome.status = 200
     gateway.observer.report(call.outcome)
-    return Reply(200, dumps(body))
+    return Reply(200, dumps(out))
 
 
 async def _streamed(call: Call, body: Mapping[str, object]) -> Reply | StreamReply:
