@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -359,3 +360,31 @@ async def drive_complete(client: callm.Client | callm.AsyncClient, *args: Any) -
         client.complete(*args)
     else:
         await client.complete(*args)
+
+
+@STREAMED
+@MODES
+async def test_two_copies_of_one_conversation_lose_no_turn(
+    server: FakeOpenAIServer, mode: str, streamed: bool
+) -> None:
+    # Two clients (two processes, as far as the store can tell) continue one conversation
+    # from the same starting point: both turns are kept, the later one after the earlier.
+    server.queue(Reply("one"), Reply("from a"), Reply("from b"))
+    async with opened(mode) as client:
+        first = client.conversation("openai/gpt-4o-mini")
+        r0 = await say(first, streamed, "start")
+    async with opened(mode) as client_a, opened(mode) as client_b:
+        conv_a = client_a.conversation(id=first.id)
+        conv_b = client_b.conversation(id=first.id)
+        ra = await say(conv_a, streamed, "question a")
+        rb = await say(conv_b, streamed, "question b")
+        # b's copy has caught up with what a stored: its next turn sends all of it
+        tail = [m.text for m in conv_b.messages][-4:]
+        assert tail == ["question a", "from a", "question b", "from b"]
+    async with opened(mode) as client:
+        stored = client.conversation(id=first.id)
+    texts = [m.text for m in stored.messages]
+    assert texts == ["start", "one", "question a", "from a", "question b", "from b"]
+    # usage and cost are added up across both writers, not overwritten by the last one
+    assert stored.usage == r0.usage + ra.usage + rb.usage
+    assert stored.cost == sum((r.cost for r in (r0, ra, rb) if r.cost is not None), Decimal(0))

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+import string
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cli_helpers import FAKE_KEY, CallmProcess
 
+import callm
+from callm.testing import FakeOpenAIServer, Fault, Reply
 from hostile import HostileServer, Received, Send, chunk, drip_forever, head, sse, trickle
 
 
@@ -24,7 +32,7 @@ def pings_forever(request: Received, send: Send) -> None:
 
 
 @pytest.fixture
-def pinging(monkeypatch: pytest.MonkeyPatch) -> HostileServer:
+def pinging(monkeypatch: pytest.MonkeyPatch) -> Iterator[HostileServer]:
     with HostileServer(pings_forever) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
@@ -66,16 +74,11 @@ def test_timeout_must_be_positive(callm_run: CallmProcess) -> None:
 
 
 def _alnum(n: int) -> str:
-    import secrets
-    import string
-
     return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(n))
 
 
 def echo_key(request: Received, send: Send) -> None:
     """A 401 quoting the key and the whole query string it was sent."""
-    import json
-
     key = request.headers.get("authorization", "").removeprefix("Bearer ")
     message = f"Incorrect API key provided: {key} (on {request.path})"
     body = json.dumps({"error": {"message": message}}).encode()
@@ -115,3 +118,43 @@ def test_curl_hides_every_secret_of_the_config(callm_run: CallmProcess, cli_home
     assert "x-trace: kept" in done.stdout
     assert "https://gw.example/v1/chat/completions?api_key=***" in done.stdout
     assert "authorization: Basic ***" in done.stdout
+
+
+# -- one conversation, two processes ----------------------------------------------------------
+
+
+def test_two_processes_continuing_one_conversation_keep_both_turns(
+    callm_run: CallmProcess, fake: FakeOpenAIServer
+) -> None:
+    fake.queue(Reply("one"))
+    started = callm_run("--json", "-m", "openai/gpt-4o-mini", "start")
+    cid = json.loads(started.stdout)["conversation_id"]
+    # Both answers come late, so both processes hold the same history when they save.
+    fake.queue(
+        Fault.slow_first_byte(1.0, reply=Reply("answer")),
+        Fault.slow_first_byte(1.0, reply=Reply("answer")),
+    )
+    both = [
+        subprocess.Popen(
+            callm_run.argv("--cid", cid, f"question {side}"),
+            cwd=callm_run.cwd,
+            env=dict(os.environ),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for side in ("a", "b")
+    ]
+    for process in both:
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+    with callm.Client() as client:
+        stored = client.conversation(id=cid)
+        calls = client.pipeline.store().recent_calls(10)
+    texts = [m.text for m in stored.messages]
+    assert len(texts) == 6 and texts[:2] == ["start", "one"]
+    assert sorted(texts[2::2]) == ["question a", "question b"]
+    assert texts[3::2] == ["answer", "answer"]
+    assert len(calls) == 3  # usage is the sum of the three calls, not the last writer's
+    assert stored.usage.input_tokens == sum(c.input_tokens for c in calls)
+    assert stored.usage.output_tokens == sum(c.output_tokens for c in calls)

@@ -28,6 +28,11 @@ no ``context_window=`` given), nothing is trimmed: the provider says if the prom
 **Failures leave no trace.** The new message joins the history only with its reply: a call
 that fails, a stream that breaks off or is closed early, leave the history as it was, so the
 same ``send()`` can simply be retried. Send one message at a time per conversation.
+
+**Several writers lose nothing.** Each save appends to the store atomically and adds its
+calls' usage and cost to the stored totals. When another process (or another copy of the
+conversation) continued it meanwhile, the new turn is stored after the other's, and this
+copy takes up the stored history so its next turn sends all of it.
 """
 
 from __future__ import annotations
@@ -149,6 +154,10 @@ class _Core:
         self.summary_covers = stored.summary_covers if stored else 0
         self.usage = stored.usage if stored else Usage()
         self.cost: Decimal | None = stored.cost if stored else Decimal(0)
+        # What the calls since the last save used: added to the stored totals, so another
+        # process continuing the conversation at the same time loses none of its own.
+        self.unsaved_usage = Usage()
+        self.unsaved_cost: Decimal | None = Decimal(0)
         self._sizes: list[int] = []  # token counts of self.history[: len(self._sizes)]
         self._window: tuple[int | None, str] | None = None
 
@@ -282,9 +291,9 @@ class _Core:
 
     def _add_usage(self, response: Response) -> None:
         self.usage += response.usage
-        self.cost = (
-            None if self.cost is None or response.cost is None else self.cost + response.cost
-        )
+        self.unsaved_usage += response.usage
+        self.cost = _plus(self.cost, response.cost)
+        self.unsaved_cost = _plus(self.unsaved_cost, response.cost)
 
     # -- the store ----------------------------------------------------------------------------
 
@@ -325,7 +334,9 @@ class _Core:
             tuple(self.history),
         )
         try:
-            save_conversation(self._store(), stored, new)
+            before = save_conversation(
+                self._store(), stored, new, usage=self.unsaved_usage, cost=self.unsaved_cost
+            )
         except Exception:
             self.unsaved = new
             logger.warning(
@@ -333,8 +344,19 @@ class _Core:
                 self.id,
                 exc_info=True,
             )
-        else:
-            self.unsaved = []
+            return
+        self.unsaved, self.unsaved_usage, self.unsaved_cost = [], Usage(), Decimal(0)
+        if before > len(self.history) - len(new):
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Another writer appended turns first (ours went after them): take the stored
+        history and totals, so the next turn sends everything the conversation holds."""
+        stored = self._load(self.id)
+        if stored is not None:
+            self.history = list(stored.messages)
+            self.usage, self.cost = stored.usage, stored.cost
+            self._sizes = []
 
 
 # -- pure helpers --------------------------------------------------------------------------------
@@ -409,6 +431,11 @@ def _storable(params: CallParams) -> dict[str, object]:
             except (TypeError, ValueError):
                 continue
     return kept
+
+
+def _plus(total: Decimal | None, cost: Decimal | None) -> Decimal | None:
+    """A running cost: unknown (None) as soon as one part of it is."""
+    return None if total is None or cost is None else total + cost
 
 
 def _given(value: Any, stored: Any) -> Any:

@@ -52,15 +52,34 @@ class StoredConversation:
     updated: datetime | None = None
 
 
-def save_conversation(store: Store, conv: StoredConversation, new: Sequence[Message]) -> None:
+def save_conversation(
+    store: Store,
+    conv: StoredConversation,
+    new: Sequence[Message],
+    *,
+    usage: Usage | None = None,
+    cost: Decimal | None = Decimal(0),
+) -> int:
     """Write ``conv``'s header and append ``new``, its latest messages, in one transaction.
 
-    ``conv.messages`` is the whole history, ``new`` included (its last ``len(new)``).
+    Appending is atomic against the store, so several processes may continue one
+    conversation at once and none loses a turn: ``new`` goes after whatever is stored by
+    then (another writer's turns included), and ``usage`` / ``cost`` — what the calls
+    since the last save used, None for an unknown cost — are added to the stored totals
+    (a conversation not yet stored starts from ``conv``'s own). Returns how many messages
+    were stored before ``new``: more than ``conv`` knew of means another writer came first.
     """
     now = iso_time(datetime.now(UTC))
-    first = len(conv.messages) - len(new)
-    rows = [(conv.id, first + i, now, _encode(_masked_message(m))) for i, m in enumerate(new)]
     with store._write() as db:
+        (stored_count,) = db.execute(
+            "SELECT COALESCE(MAX(position) + 1, 0) FROM conversation_messages "
+            "WHERE conversation_id = ?",
+            (conv.id,),
+        ).fetchone()
+        totals = db.execute(
+            "SELECT usage, cost FROM conversations WHERE id = ?", (conv.id,)
+        ).fetchone()
+        total_usage, total_cost = _totals(conv, totals, usage, cost)
         db.execute(
             "INSERT INTO conversations (id, created, updated, model, system, options, summary, "
             "summary_covers, usage, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -77,15 +96,34 @@ def save_conversation(store: Store, conv: StoredConversation, new: Sequence[Mess
                 _encode(conv.options),
                 _mask(conv.summary),
                 conv.summary_covers,
-                _encode({name: getattr(conv.usage, name) for name in _USAGE_FIELDS}),
-                None if conv.cost is None else str(conv.cost),
+                _encode({name: getattr(total_usage, name) for name in _USAGE_FIELDS}),
+                None if total_cost is None else str(total_cost),
             ),
         )
         db.executemany(
-            "INSERT OR REPLACE INTO conversation_messages (conversation_id, position, time, "
-            "message) VALUES (?, ?, ?, ?)",
-            rows,
+            "INSERT INTO conversation_messages (conversation_id, position, time, message) "
+            "VALUES (?, ?, ?, ?)",
+            [
+                (conv.id, stored_count + i, now, _encode(_masked_message(m)))
+                for i, m in enumerate(new)
+            ],
         )
+    return int(stored_count)
+
+
+def _totals(
+    conv: StoredConversation,
+    stored: tuple[str, str | None] | None,
+    usage: Usage | None,
+    cost: Decimal | None,
+) -> tuple[Usage, Decimal | None]:
+    """The usage and cost to store: the stored totals plus this save's share."""
+    if stored is None or usage is None:  # new here, or a caller that gives whole totals
+        return conv.usage, conv.cost
+    stored_usage = Usage(**json.loads(stored[0]))
+    stored_cost = None if stored[1] is None else Decimal(stored[1])
+    total_cost = None if stored_cost is None or cost is None else stored_cost + cost
+    return stored_usage + usage, total_cost
 
 
 def load_conversation(store: Store, conversation_id: str) -> StoredConversation | None:
