@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,6 +49,7 @@ def point_builtins(
         "GEMINI_BASE_URL": server.url + "/v1beta",
         "GEMINI_API_KEY": key,
     }
+    env.update(vertex_env(server, Path(os.environ["CALLM_HOME"]).parent))
     secret = "aws-secret/" + key  # built at run time: no real secret is ever in the tree
     server.accept_aws_key(AWS_KEY_ID, secret)
     env.update(
@@ -59,3 +64,56 @@ def point_builtins(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return server
+
+
+GOOGLE_KEY_ID = "callm-test-key-1"
+
+
+@functools.cache
+def rsa_key_pair() -> tuple[str, str]:
+    """A 2048-bit RSA key made for this test run: (private PKCS#8 PEM, public PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+def service_account_file(server: FakeOpenAIServer, folder: Path, **extra: Any) -> Path:
+    """A service-account key file whose token_uri is the fake's token endpoint, its key
+    trusted by the fake."""
+    private, public = rsa_key_pair()
+    server.accept_google_key(GOOGLE_KEY_ID, public)
+    info = {
+        "type": "service_account",
+        "project_id": "callm-test-project",
+        "private_key_id": GOOGLE_KEY_ID,
+        "private_key": private,
+        "client_email": "callm-tests@callm-test-project.iam.gserviceaccount.com",
+        "client_id": "100000000000000000001",
+        "token_uri": server.token_uri,
+        **extra,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "vertex-service-account.json"
+    path.write_text(json.dumps(info))
+    return path
+
+
+def vertex_env(server: FakeOpenAIServer, folder: Path) -> dict[str, str]:
+    """The variables that point the vertex provider at ``server`` with a service account."""
+    return {
+        "GOOGLE_APPLICATION_CREDENTIALS": str(service_account_file(server, folder)),
+        "VERTEX_BASE_URL": server.vertex_base_url,
+        "GOOGLE_CLOUD_LOCATION": "us-east5",
+    }

@@ -23,6 +23,8 @@ MODELS = {
     "anthropic": "anthropic/claude-sonnet-4-5",
     "gemini": "gemini/gemini-2.5-flash",
     "bedrock": "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    "vertex_gemini": "vertex/gemini-2.5-flash",
+    "vertex_anthropic": "vertex/claude-sonnet-4-5@20250929",
 }
 WEATHER = callm.Tool(
     "get_weather",
@@ -51,7 +53,8 @@ pytestmark = [
 
 @pytest.fixture
 def server(fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAIServer:
-    """Every built-in provider of the five protocols, pointed at the one fake."""
+    """Every built-in provider of the five protocols (and Vertex AI's two), pointed at the
+    one fake."""
     return point_builtins(fake_openai, monkeypatch, KEY)
 
 

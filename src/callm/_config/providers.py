@@ -40,8 +40,11 @@ class ProviderSpec:
     protocol: str = "openai_chat"
     api_key_env: tuple[str, ...] = ()
     base_url_env: str | None = None
-    # "aws": a Bedrock API key as a bearer token, else AWS Signature V4 (see _config/aws.py).
-    auth: Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "aws", "none"] = "bearer"
+    # "aws": a Bedrock API key as a bearer token, else AWS Signature V4 (see _config/aws.py);
+    # "google": OAuth 2.0 access tokens from google-auth (see _config/google.py).
+    auth: Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "aws", "google", "none"] = (
+        "bearer"
+    )
     key_required: bool = True
     headers: Mapping[str, str] = field(default_factory=dict)
     # How the server departs from its protocol; an entry of your own starts from the
@@ -54,6 +57,17 @@ class ProviderSpec:
     token_provider: Callable[[], str] | None = field(default=None, repr=False)
     # Whose key `callm keys set` stored for this entry (two entries may share one account).
     key_provider: str | None = None
+    # Models whose name starts with a prefix here speak that protocol instead (Vertex AI:
+    # "claude-" models speak Anthropic's Messages, the others Gemini's).
+    model_protocols: Mapping[str, str] = field(default_factory=dict)
+
+    def protocol_for(self, model: str | None) -> str:
+        """The protocol ``model`` speaks on this provider."""
+        if model is not None:
+            for prefix, protocol in self.model_protocols.items():
+                if model.startswith(prefix):
+                    return protocol
+        return self.protocol
 
     def __repr__(self) -> str:
         key = "***" if self.api_key else None
@@ -177,6 +191,15 @@ BUILTIN: Mapping[str, ProviderSpec] = {
             auth="aws",
             key_required=False,  # without an API key, requests are signed with AWS credentials
         ),
+        ProviderSpec(
+            "vertex",
+            None,  # https://{GOOGLE_CLOUD_LOCATION}-aiplatform.googleapis.com/v1/projects/…
+            protocol="gemini",
+            auth="google",
+            key_required=False,  # OAuth 2.0 tokens from Google Cloud credentials instead
+            model_protocols={"claude-": "anthropic"},
+            quirks=Quirks(vertex=True),
+        ),
         ProviderSpec("local", None, auth="none", key_required=False, default_model="offline"),
     )
 }
@@ -207,10 +230,11 @@ def spec_from_mapping(
         except ConfigurationError as exc:
             raise ConfigurationError(f"provider {name!r}: {exc}") from None
     spec = replace(base, **changes)
-    if spec.protocol not in PROTOCOLS:
-        raise ConfigurationError(
-            f"provider {name!r}: unknown protocol {spec.protocol!r}; known: {', '.join(PROTOCOLS)}"
-        )
+    for protocol in (spec.protocol, *spec.model_protocols.values()):
+        if protocol not in PROTOCOLS:
+            raise ConfigurationError(
+                f"provider {name!r}: unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}"
+            )
     return spec
 
 

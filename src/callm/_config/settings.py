@@ -123,6 +123,7 @@ class Settings:
         self._add_providers(providers or {}, "providers argument")
         self._endpoints: dict[str, Endpoint] = {}
         self._stored: dict[str, str] | None = None
+        self._google: dict[str, Any] = {}  # Vertex AI token sources, one per provider
 
     def _add_providers(self, entries: Mapping[str, Any], origin: str) -> None:
         if not isinstance(entries, Mapping):
@@ -153,11 +154,19 @@ class Settings:
             )
         return spec
 
-    def endpoint(self, provider: str) -> Endpoint:
-        """The provider's Endpoint, resolved once and then reused."""
-        endpoint = self._endpoints.get(provider)
+    def endpoint(self, provider: str, model: str | None = None) -> Endpoint:
+        """The provider's Endpoint for ``model``, resolved once and then reused.
+
+        A provider whose models speak different protocols (Vertex AI) has one per protocol.
+        """
+        spec = self.spec(provider)
+        protocol = spec.protocol_for(model)
+        key = provider if protocol == spec.protocol else f"{provider}\0{protocol}"
+        endpoint = self._endpoints.get(key)
         if endpoint is None:
-            endpoint = self._endpoints[provider] = self._resolve(self.spec(provider))
+            if protocol != spec.protocol:
+                spec = replace_protocol(spec, protocol)
+            endpoint = self._endpoints[key] = self._resolve(spec)
         return endpoint
 
     def _resolve(self, spec: ProviderSpec) -> Endpoint:
@@ -167,6 +176,8 @@ class Settings:
             return build_endpoint(spec, local_base_url(), None)
         if spec.auth == "aws":
             return self._bedrock(spec)
+        if spec.auth == "google":
+            return self._vertex(spec)
         base_url = self._base_url(spec)
         key = self.key(spec)
         if spec.name == "azure" or spec.api_version:
@@ -180,6 +191,11 @@ class Settings:
         base_url = from_env or spec.base_url or bedrock_base_url(self.lookup)
         key = self.key(spec)
         return bedrock_endpoint(build_endpoint(spec, base_url, None), self.lookup, key)
+
+    def _vertex(self, spec: ProviderSpec) -> Endpoint:
+        from .google import vertex_endpoint
+
+        return vertex_endpoint(build_endpoint(spec, "", None), self.lookup, self._google)
 
     def _base_url(self, spec: ProviderSpec) -> str:
         from_env = self.lookup(spec.base_url_env) if spec.base_url_env else None
@@ -253,6 +269,12 @@ class Settings:
             if spec.key_required and spec.default_model and self.has_key(name):
                 return f"{name}/{spec.default_model}", False
         return "local/offline", True
+
+
+def replace_protocol(spec: ProviderSpec, protocol: str) -> ProviderSpec:
+    from dataclasses import replace
+
+    return replace(spec, protocol=protocol)
 
 
 def replace_name(spec: ProviderSpec, name: str) -> ProviderSpec:

@@ -65,6 +65,12 @@ class Quirks:
       ``"base64"`` (what the official OpenAI SDK asks for, so compatible servers take it;
       several times faster to decode) or ``"float"`` for a server that refuses it.
 
+    Google's Vertex AI (the ``vertex`` entry):
+
+    - ``vertex``: the protocol at Vertex AI's paths. Anthropic's Messages: the model in the
+      URL (``/models/{model}:rawPredict``, ``:streamRawPredict``), ``anthropic_version:
+      vertex-2023-10-16`` in the body, no ``model`` field.
+
     Gemini (the ``gemini`` protocol):
 
     - ``openapi_schema``: tool and output schemas go in Google's OpenAPI subset instead of
@@ -82,6 +88,7 @@ class Quirks:
     openapi_schema: bool = False
     embed_batch_size: int | None = None
     embed_encoding: EmbedEncoding = "base64"
+    vertex: bool = False
 
     @classmethod
     def of(cls, value: Quirks | Mapping[str, Any] | Iterable[str], base: Quirks) -> Quirks:

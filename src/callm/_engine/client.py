@@ -135,7 +135,7 @@ class _EngineBase:
             if offline:
                 _notice_offline()
         provider, name = split_model(model)
-        resolved = self.settings.endpoint(provider), name
+        resolved = self.settings.endpoint(provider, name), name
         if key is not None:
             self._resolved[key] = resolved
         return resolved

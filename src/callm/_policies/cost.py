@@ -50,6 +50,7 @@ PROVIDER_IDS: Final[Mapping[str, str]] = {
     "xai": "x-ai",
     "openrouter": "openrouter",
     "bedrock": "aws",
+    "vertex": "google",  # Google's table prices the Claude models on Vertex AI too
 }
 
 # A user-defined provider speaking a vendor's own wire protocol is almost always that vendor

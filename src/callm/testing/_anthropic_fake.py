@@ -8,6 +8,9 @@ Faithful to the real API where a client can tell: ``x-api-key`` auth (401
 no ``[DONE]``). Scripted :class:`Reply` / :class:`Fault` items are taken one per
 ``/v1/messages`` call; with none queued the offline model answers, through a translation of
 the request into the Chat Completions shape it reads. Token counting takes no scripted item.
+The same Messages API answers at Vertex AI's ``…/publishers/anthropic/models/{model}:rawPredict``
+and ``:streamRawPredict`` (``anthropic_version: vertex-2023-10-16`` in the body, an OAuth 2.0
+bearer token).
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from aiohttp import web
 
 from .._core.json import as_object, get_int, get_list, get_object, get_str
 from . import local_model
+from ._google_oauth import check_token
 from ._http import _SSE_HEADERS, AddRoute, Rejected, _drop, _whole, record_request
 from ._script import FakeToolCall, Fault, Reply, split_fragments
 from ._state import ServerState
 from ._wire import dumps
 
 _JSON = "application/json"
+VERTEX_VERSION = "vertex-2023-10-16"
 _ARGUMENT_PIECE = 8
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -73,6 +78,8 @@ def register(add: AddRoute, state: ServerState) -> None:
     routes = _Routes(state)
     add("POST", "/v1/messages", routes.messages)
     add("POST", "/v1/messages/count_tokens", routes.count_tokens)
+    vertex = "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{target}"
+    add("POST", vertex, routes.vertex)
 
 
 def error_response(
@@ -103,6 +110,36 @@ class _Routes:
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         body, request_id = await self._admit(request)
+        return await self._answer(request, body, request_id)
+
+    async def vertex(self, request: web.Request) -> web.StreamResponse:
+        """Vertex AI's ``{model}:rawPredict`` / ``:streamRawPredict`` and
+        ``count-tokens:rawPredict``: the Messages API, the model in the URL (counting: in the
+        body), ``anthropic_version`` in the body instead of a header, OAuth 2.0 tokens."""
+        record = await record_request(request)
+        self._state.record(record)
+        request_id = "req_vrtx_" + self._state.new_id()
+        refused = check_token(self._state, record.headers)
+        if refused is not None:
+            raise Rejected(refused)
+        model, _, method = request.match_info["target"].rpartition(":")
+        body: dict[str, object] = record.json if isinstance(record.json, dict) else {}
+        problem = _vertex_problem(body, model, method)
+        if problem is not None:
+            raise Rejected(error_response(400, problem, request_id))
+        body = {k: v for k, v in body.items() if k != "anthropic_version"}
+        if model == "count-tokens":
+            _require(body, request_id, counting=True)
+            count = local_model.prompt_tokens(to_chat_request(body))
+            return web.Response(
+                body=dumps({"input_tokens": count}).encode(),
+                headers={"Content-Type": _JSON, "request-id": request_id},
+            )
+        return await self._answer(request, {**body, "model": model}, request_id)
+
+    async def _answer(
+        self, request: web.Request, body: dict[str, object], request_id: str
+    ) -> web.StreamResponse:
         _require(body, request_id, counting=False)
         chat = to_chat_request(body)
         item = self._state.pop()
@@ -153,6 +190,19 @@ class _Routes:
             message = "There was an error parsing the body of your request: not a JSON object"
             raise Rejected(error_response(400, message, request_id))
         return record.json, request_id
+
+
+def _vertex_problem(body: Mapping[str, object], model: str, method: str) -> str | None:
+    """What Vertex AI refuses in an Anthropic request, as it words it."""
+    if method not in ("rawPredict", "streamRawPredict") or not model:
+        return f"Method not found: {method or '(none)'}"
+    if body.get("anthropic_version") != VERTEX_VERSION:
+        return f"anthropic_version: Input should be '{VERTEX_VERSION}'"
+    if model != "count-tokens" and "model" in body:
+        return "model: Extra inputs are not permitted"
+    if (method == "streamRawPredict") != (body.get("stream") is True):
+        return "stream: streamRawPredict streams, rawPredict does not"
+    return None
 
 
 def _given_key(headers: Mapping[str, str]) -> str | None:

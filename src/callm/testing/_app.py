@@ -66,6 +66,7 @@ def _protocol_routes() -> list[Callable[[AddRoute, ServerState], None]]:
         _bedrock_fake,
         _embed_fake,
         _gemini_fake,
+        _google_oauth,
         _responses_fake,
     )
 
@@ -78,6 +79,7 @@ def _protocol_routes() -> list[Callable[[AddRoute, ServerState], None]]:
         _gemini_fake.register,
         _responses_fake.register,
         _bedrock_fake.register,
+        _google_oauth.register,
     ]
 
 

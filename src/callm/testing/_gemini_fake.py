@@ -8,6 +8,8 @@
 * ``POST /v1beta/models/{model}:countTokens`` (``contents`` or ``generateContentRequest``).
 * ``GET /v1beta/models`` and ``GET /v1beta/models/{model}``: the server's models plus a
   few Gemini names.
+* Vertex AI: ``POST /v1/projects/{p}/locations/{l}/publishers/google/models/{model}:…``,
+  the same methods, signed in with an OAuth 2.0 bearer token (see ``_google_oauth``).
 
 Auth is the ``x-goog-api-key`` header or ``?key=``. A wrong key is a 400
 ``INVALID_ARGUMENT`` with an ``API_KEY_INVALID`` ErrorInfo detail, and a missing one a 403
@@ -32,6 +34,7 @@ from aiohttp import web
 
 from .._core.json import as_object, get_int, get_list, get_object
 from . import local_model
+from ._google_oauth import check_token
 from ._http import AddRoute, Rejected, _drop, _whole, record_request
 from ._script import Fault, Reply, split_fragments
 from ._state import ServerState
@@ -41,6 +44,7 @@ _JSON = "application/json; charset=UTF-8"
 _SSE = {"Content-Type": "text/event-stream", "Content-Disposition": "attachment"}
 _CRLF2 = "\r\n\r\n"
 GEMINI_MODELS = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash")
+VERTEX_PREFIX = "/v1/projects/{project}/locations/{location}"
 FAKE_SIGNATURE = "Y2FsbG0tZmFrZS10aG91Z2h0LXNpZ25hdHVyZQ=="
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -70,6 +74,9 @@ def register(add: AddRoute, state: ServerState) -> None:
     add("GET", "/v1beta/models", routes.models)
     add("GET", "/v1beta/models/{model}", routes.model)
     add("POST", "/v1beta/models/{target}", routes.post)
+    # Vertex AI: the same protocol under a project's path, with OAuth 2.0 bearer tokens.
+    vertex = _Routes(state, vertex=True)
+    add("POST", VERTEX_PREFIX + "/publishers/google/models/{target}", vertex.post)
 
 
 def google_error(
@@ -104,8 +111,9 @@ def _bad_key() -> web.Response:
 
 
 class _Routes:
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerState, *, vertex: bool = False) -> None:
         self._state = state
+        self._vertex = vertex
         names = dict.fromkeys((*state.models, *GEMINI_MODELS))
         self._models = {name: _model_object(name) for name in names}
 
@@ -113,6 +121,11 @@ class _Routes:
         """Record the request, check its key; returns the parsed JSON body (or None)."""
         record = await record_request(request)
         self._state.record(record)
+        if self._vertex:
+            refused = check_token(self._state, record.headers)
+            if refused is not None:
+                raise Rejected(refused)
+            return record.json
         key = self._state.api_key
         if key is not None:
             given = record.headers.get("x-goog-api-key") or record.query.get("key")

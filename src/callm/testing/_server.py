@@ -46,6 +46,9 @@ class FakeOpenAIServer:
     - Amazon Bedrock: ``/model/{id}/converse``, ``/converse-stream`` (AWS's binary event
       stream), ``/count-tokens`` and ``/foundation-models``, signed with SigV4 or a bearer
       API key (see :meth:`accept_aws_key`);
+    - Vertex AI: Gemini and Anthropic under ``/v1/projects/{p}/locations/{l}/publishers/…``
+      with OAuth 2.0 tokens from a fake token endpoint, ``/token`` (see
+      :meth:`accept_google_key`);
     - the Batch APIs: OpenAI ``/v1/files`` and ``/v1/batches``, Anthropic
       ``/v1/messages/batches``, Gemini ``:batchGenerateContent`` and ``/v1beta/batches/{id}``;
       a batch ends ``batch_delay`` seconds after it is submitted, its requests answered in
@@ -106,6 +109,32 @@ class FakeOpenAIServer:
         unknown key id is refused and a wrong signature too, as AWS refuses them.
         """
         self._state.accept_aws_key(access_key_id, secret_access_key)
+
+    @property
+    def vertex_base_url(self) -> str:
+        """The API root for Vertex AI clients (``VERTEX_BASE_URL``): ``url + "/v1"``."""
+        return self.url + "/v1"
+
+    @property
+    def token_uri(self) -> str:
+        """The fake OAuth 2.0 token endpoint (a credentials file's ``token_uri``)."""
+        return self.url + "/token"
+
+    def accept_google_key(self, private_key_id: str, public_key_pem: str) -> None:
+        """Trust a service account's key: JWTs it signs (``kid`` = ``private_key_id``) get
+        access tokens, and from then on Vertex requests need a token issued here."""
+        with self._state.oauth() as oauth:
+            oauth.public_keys[private_key_id] = public_key_pem
+
+    def google_tokens(self, *, lifetime: int | None = None, revoke: bool = False) -> int:
+        """How many token requests arrived; ``lifetime`` sets the ``expires_in`` of tokens
+        issued from now on, ``revoke`` invalidates every token issued so far."""
+        with self._state.oauth() as oauth:
+            if lifetime is not None:
+                oauth.lifetime = lifetime
+            if revoke:
+                oauth.issued = dict.fromkeys(oauth.issued, 0.0)
+            return oauth.token_requests
 
     def queue(self, *items: Reply | Fault) -> None:
         """Append replies or faults; each generation request takes the oldest one."""

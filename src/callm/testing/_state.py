@@ -7,8 +7,28 @@ import os
 import threading
 from collections import deque
 from collections.abc import Iterable
+from types import TracebackType
+from typing import Generic, TypeVar
 
 from ._script import Fault, RecordedRequest, Reply
+
+
+class OAuthState:
+    """The fake Google token endpoint's memory: trusted keys, the tokens it issued.
+
+    Not locked on its own: :class:`ServerState` holds it and takes its lock around every use.
+    """
+
+    def __init__(self) -> None:
+        self.public_keys: dict[str, str] = {}  # service-account private_key_id -> public PEM
+        self.issued: dict[str, float] = {}  # access token -> when it expires (epoch seconds)
+        self.lifetime = 3600  # seconds, as Google issues them
+        self.token_requests = 0
+
+    @property
+    def enforced(self) -> bool:
+        """Whether Vertex requests must bring a token this endpoint issued."""
+        return bool(self.public_keys or self.issued)
 
 
 class ServerState:
@@ -31,6 +51,7 @@ class ServerState:
         # AWS access key id -> secret access key: Bedrock signatures made with these are
         # recomputed and compared (see _aws_wire.check_auth).
         self._aws_keys: dict[str, str] = {}
+        self._oauth = OAuthState()
         # A per-server prefix plus a counter: unique ids without a uuid per request.
         self._id_prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
@@ -78,6 +99,10 @@ class ServerState:
         with self._lock:
             return dict(self._aws_keys)
 
+    def oauth(self) -> _Locked[OAuthState]:
+        """The token endpoint's state, held under the lock: ``with state.oauth() as o:``."""
+        return _Locked(self._lock, self._oauth)
+
     def new_uuid(self) -> str:
         """A request id shaped like AWS's (a UUID), unique within this server."""
         import uuid
@@ -88,3 +113,23 @@ class ServerState:
     def new_id(self) -> str:
         """A short id, unique within this server (``next`` on a count is atomic in CPython)."""
         return f"{self._id_prefix}{next(self._ids):08x}"
+
+
+T = TypeVar("T")
+
+
+class _Locked(Generic[T]):
+    """A value used only while its lock is held."""
+
+    def __init__(self, lock: threading.Lock, value: T) -> None:
+        self._lock = lock
+        self._value = value
+
+    def __enter__(self) -> T:
+        self._lock.acquire()
+        return self._value
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._lock.release()

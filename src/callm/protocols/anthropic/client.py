@@ -34,6 +34,9 @@ Pure translation, no I/O. How callm's types map onto the wire:
   ``cache_creation_input_tokens`` plus ``cache_read_input_tokens``), so it compares across
   providers; ``cached_input_tokens`` is the cache read part, ``cache_write_tokens`` the cache
   creation part, ``reasoning_tokens`` is ``output_tokens_details.thinking_tokens`` when sent.
+- On Vertex AI (an endpoint whose quirks say ``vertex``) the same body goes to
+  ``…/publishers/anthropic/models/{model}:rawPredict`` (``:streamRawPredict``) without its
+  ``model``, with ``anthropic_version: vertex-2023-10-16``; replies and streams are the same.
 - Stop reasons: see :data:`FINISH_REASONS`. ``pause_turn`` (a long server-tool turn paused)
   maps to ``"length"``: the reply is unfinished, and resending the conversation with it
   appended lets the model continue; ``native_finish_reason`` says which it was.
@@ -131,6 +134,7 @@ MAX_CACHE_BREAKPOINTS = 4  # Anthropic refuses a request with more cache_control
 CACHE_TTLS = ("5m", "1h")  # cache= values read as a time to live rather than a key
 _UNCACHEABLE = ("thinking", "redacted_thinking")  # blocks that may not carry cache_control
 _BASE64_MARK = ";base64,"
+VERTEX_VERSION = "vertex-2023-10-16"  # what Anthropic's models on Vertex AI read
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -139,8 +143,13 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def encode(endpoint: Endpoint, request: Request) -> HttpRequest:
-    """Build the HTTP request for ``POST /v1/messages``."""
-    return _post(endpoint, "/v1/messages", encode_body(request), request.extra_headers)
+    """Build the HTTP request for ``POST /v1/messages`` (Vertex AI: ``:rawPredict``)."""
+    body = encode_body(request)
+    if endpoint.quirks.vertex:
+        method = "streamRawPredict" if request.stream else "rawPredict"
+        path = f"/models/{body.pop('model')}:{method}"
+        return _post(endpoint, path, _on_vertex(body), request.extra_headers)
+    return _post(endpoint, "/v1/messages", body, request.extra_headers)
 
 
 def encode_count_tokens(endpoint: Endpoint, request: Request) -> HttpRequest:
@@ -148,7 +157,15 @@ def encode_count_tokens(endpoint: Endpoint, request: Request) -> HttpRequest:
     body = encode_body(request)
     for key in _NOT_COUNTED:
         body.pop(key, None)
+    if endpoint.quirks.vertex:  # the model stays in the body here
+        path = "/models/count-tokens:rawPredict"
+        return _post(endpoint, path, _on_vertex(body), request.extra_headers)
     return _post(endpoint, "/v1/messages/count_tokens", body, request.extra_headers)
+
+
+def _on_vertex(body: dict[str, Any]) -> dict[str, Any]:
+    """Vertex AI names the API version in the body (and the model in the URL)."""
+    return {"anthropic_version": VERTEX_VERSION, **body}
 
 
 def encode_models(endpoint: Endpoint) -> HttpRequest:
