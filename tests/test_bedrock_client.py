@@ -189,6 +189,10 @@ async def test_a_profile_of_the_credentials_file_signs_with_its_session_token(
     headers = server.requests[-1].headers
     assert headers["x-amz-security-token"] == "session-token-value"
     assert "/eu-central-1/bedrock/aws4_request" in headers["authorization"]
+    server.queue(Fault.status(400, f"bad request echoing {secret}"))  # a server that echoes
+    with pytest.raises(callm.BadRequestError) as caught:
+        await call(mode, False, MODEL, "again")
+    assert secret not in str(caught.value) + repr(caught.value.body)
 
 
 async def test_a_wrong_secret_is_an_authentication_error_saying_what_to_do(

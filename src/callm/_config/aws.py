@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .._core import secrets
 from .._core.endpoint import Endpoint
 from .._core.errors import ConfigurationError
 from .._core.http import HttpRequest
@@ -130,7 +131,9 @@ def static_credentials(lookup: Lookup) -> AwsCredentials | None:
         section = _profile_section(lookup, config=config)
         key_id, secret = section.get("aws_access_key_id"), section.get("aws_secret_access_key")
         if key_id and secret:
-            return AwsCredentials(key_id, secret, section.get("aws_session_token"))
+            token = section.get("aws_session_token")
+            secrets.remember(secret, token)  # scrubbed by value wherever it might come back
+            return AwsCredentials(key_id, secret, token)
     return None
 
 
@@ -193,4 +196,5 @@ class _Refreshing:
                     f"the AWS credentials could not be refreshed ({exc}) — {AUTH_HINT}",
                     provider="bedrock",
                 ) from None
+        secrets.remember(frozen.secret_key, frozen.token)
         return AwsCredentials(frozen.access_key, frozen.secret_key, frozen.token or None)
