@@ -69,7 +69,8 @@ class Quirks:
 
     - ``vertex``: the protocol at Vertex AI's paths. Anthropic's Messages: the model in the
       URL (``/models/{model}:rawPredict``, ``:streamRawPredict``), ``anthropic_version:
-      vertex-2023-10-16`` in the body, no ``model`` field.
+      vertex-2023-10-16`` in the body, no ``model`` field. Gemini's embeddings:
+      ``:predict`` with ``instances`` instead of ``batchEmbedContents``.
 
     Gemini (the ``gemini`` protocol):
 

@@ -105,13 +105,13 @@ def plan_embed(
         model = routes.plan(model, _stand_in(model or "", texts))[0]
     if not model:
         raise InvalidRequestError("embed() needs a model, e.g. openai/text-embedding-3-small")
-    provider = split_model(model)[0]
-    protocol = engine.settings.spec(provider).protocol
+    provider, name = split_model(model)
+    protocol = engine.settings.spec(provider).protocol_for(name)
     codec = embed_protocol_for(protocol)
     if codec is None:  # said before a missing key is
         raise InvalidRequestError(
             f"{provider} ({protocol}) has no embeddings endpoint in callm; "
-            "use an OpenAI-compatible or Gemini provider"
+            "use an OpenAI-compatible, Gemini, Vertex AI or Bedrock provider"
         )
     endpoint, name = engine.resolve_model(model)
     limits = codec.embed_limits(endpoint, name)

@@ -37,7 +37,8 @@ PROTOCOL_MODULES: Mapping[str, str] = {
 EMBED_MODULES: Mapping[str, str] = {
     "openai_chat": "openai_chat.embeddings",
     "openai_responses": "openai_chat.embeddings",  # the same OpenAI servers
-    "gemini": "gemini.embeddings",
+    "gemini": "gemini.embeddings",  # Vertex AI's :predict too (gemini.vertex_embeddings)
+    "bedrock": "bedrock.embeddings",  # Titan and Cohere Embed through InvokeModel
 }
 # ingress protocol name -> server module under callm.protocols
 SERVER_MODULES: Mapping[str, str] = {

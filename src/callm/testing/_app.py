@@ -64,6 +64,7 @@ def _protocol_routes() -> list[Callable[[AddRoute, ServerState], None]]:
         _anthropic_fake,
         _batch_fake,
         _bedrock_fake,
+        _cloud_embed_fake,
         _embed_fake,
         _gemini_fake,
         _google_oauth,
@@ -75,6 +76,7 @@ def _protocol_routes() -> list[Callable[[AddRoute, ServerState], None]]:
     return [
         _batch_fake.register,
         _embed_fake.register,
+        _cloud_embed_fake.register,
         _anthropic_fake.register,
         _gemini_fake.register,
         _responses_fake.register,

@@ -5,7 +5,8 @@ with ``outputDimensionality`` when ``dimensions`` is given); ``extra_body`` is m
 every entry, which is where Gemini takes ``taskType`` and ``title``. The API takes at most
 100 entries a request. Its reply carries the vectors only, in input order, and no token
 counts (Vertex AI's adds ``usageMetadata``, read when present): the engine then estimates
-them and says so (``Embeddings.usage_estimated``).
+them and says so (``Embeddings.usage_estimated``). On Vertex AI (an endpoint whose quirks
+say ``vertex``) the same models answer ``:predict`` instead: see :mod:`.vertex_embeddings`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..._core.json import dumps
 from ..._core.types import Usage
 from .._shared.embeddings import vector_of
 from .._shared.errors import parse_json, request_id_of
+from . import vertex_embeddings
 
 # "BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch"
 MAX_INPUTS = 100
@@ -29,6 +31,8 @@ MAX_INPUTS = 100
 def embed_limits(endpoint: Endpoint, model: str) -> EmbedLimits:
     """How much one request to ``endpoint`` may carry (each input is truncated to the
     model's window by Gemini itself, so there is no limit on tokens summed)."""
+    if endpoint.quirks.vertex:
+        return vertex_embeddings.embed_limits(endpoint, model)
     return EmbedLimits(endpoint.quirks.embed_batch_size or MAX_INPUTS)
 
 
@@ -39,6 +43,8 @@ def _resource(model: str) -> str:
 
 def encode_embed_request(endpoint: Endpoint, request: EmbedRequest) -> HttpRequest:
     """Build ``POST …/models/{model}:batchEmbedContents`` for ``request.inputs``."""
+    if endpoint.quirks.vertex:
+        return vertex_embeddings.encode_embed_request(endpoint, request)
     resource = _resource(request.model)
     shared: dict[str, Any] = {}
     if request.dimensions is not None:
@@ -64,6 +70,8 @@ def decode_embed_response(
     latency_s: float | None = None,
 ) -> Embeddings:
     """The vectors of a ``batchEmbedContents`` reply (in input order, as Gemini sends them)."""
+    if endpoint.quirks.vertex:
+        return vertex_embeddings.decode_embed_response(endpoint, request, response, latency_s)
     data = parse_json(endpoint, response)
     items = data.get("embeddings") if isinstance(data, dict) else None
     if not isinstance(items, list) or len(items) != len(request.inputs):
