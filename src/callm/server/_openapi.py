@@ -148,6 +148,10 @@ def _paths() -> dict[str, object]:
     }
     completions = {"model": _MODEL, "prompt": {"type": "string"}, "max_tokens": _MAX_TOKENS}
     count = {"model": _MODEL, "messages": _ANTHROPIC_MESSAGES}
+    embeddings = {
+        "model": _MODEL,
+        "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+    }
     return {
         "/v1/chat/completions": _model_call(
             "OpenAI Chat Completions", _body(["model", "messages"], chat)
@@ -156,6 +160,7 @@ def _paths() -> dict[str, object]:
         "/v1/completions": _model_call(
             "OpenAI Completions (legacy)", _body(["model", "prompt"], completions)
         ),
+        "/v1/embeddings": _model_call("OpenAI embeddings", _body(["model", "input"], embeddings)),
         "/v1/messages": _model_call(
             "Anthropic Messages", _body(["model", "messages", "max_tokens"], messages)
         ),
