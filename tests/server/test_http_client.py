@@ -261,3 +261,14 @@ def test_a_cancelled_exchange_closes_its_connection() -> None:
             assert not any(transport._idle.values())  # the pool is the point
 
     run(go)
+
+
+def test_bytes_past_the_end_of_a_reply_retire_its_connection() -> None:
+    async def go() -> None:
+        async with RawServer(lambda r: [OK + b"HTTP/1.1 200 OK\r\n"]) as server:
+            transport = UpstreamTransport()
+            assert (await transport.send(post(server.url), TIMEOUT)).status == 200
+            assert (await transport.send(post(server.url), TIMEOUT)).status == 200
+            assert server.connections == 2  # the first was not trusted again
+
+    run(go)

@@ -168,7 +168,8 @@ class _Connection(asyncio.Protocol):
 
     @property
     def finished(self) -> bool:
-        return self._state == _DONE and self._error is None
+        """Read to the end, and nothing more came: the connection may serve again."""
+        return self._state == _DONE and self._error is None and not self._buffer
 
     # --- parsing -------------------------------------------------------------------------
 
