@@ -1,4 +1,5 @@
-"""The gateway on granian's RSGI interface (chosen by benchmark; see bench/gateway.py).
+"""The gateway on granian's RSGI interface, for ``callm serve --workers N`` (one process
+runs on the gateway's own server, ``_httpd.py``, which answers with less latency).
 
 :class:`RSGIApp` adapts granian's request to an :class:`Incoming`, sends back the reply,
 and cancels the request's work when the caller disconnects: a whole reply's upstream call

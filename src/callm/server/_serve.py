@@ -1,4 +1,5 @@
-"""``callm serve``: check the setup, then run the gateway on granian (one worker)."""
+"""``callm serve``: check the setup, then run the gateway: in one process on its own HTTP/1.1
+server (``_httpd.py``), or with ``--workers N`` (a fleet's instances) on granian's RSGI."""
 
 from __future__ import annotations
 
@@ -46,6 +47,13 @@ def serve(
 ) -> None:
     """Run the gateway in the foreground until SIGINT/SIGTERM (in-flight streams finish)."""
     check(host, config, workers)
+    if workers == 1:
+        # One process: the gateway's own server (lower latency than granian's hand-offs).
+        from ._gateway import Gateway
+        from ._httpd import run
+
+        run(Gateway(load_settings(config)), host, port)
+        return
     try:
         from granian.constants import Interfaces, Loops
         from granian.server import Server
