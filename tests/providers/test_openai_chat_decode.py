@@ -353,13 +353,11 @@ def test_n_greater_than_one() -> None:
     assert [c.finish_reason for c in resp.choices] == ["length", "stop"]
 
 
-def test_empty_choices_gives_empty_response() -> None:
+def test_empty_choices_is_an_error_not_an_empty_reply() -> None:
     body = completion(usage={"prompt_tokens": 5, "completion_tokens": 0})
     body["choices"] = []
-    resp = respond(body)
-    assert resp.content == ()
-    assert resp.finish_reason is None
-    assert resp.usage.input_tokens == 5
+    with pytest.raises(callm.APIResponseError, match="no choice"):
+        respond(body)
 
 
 def test_legacy_text_completion() -> None:
@@ -860,9 +858,17 @@ def test_non_object_json_chunk_raises_api_response_error(data: str) -> None:
 
 def test_done_marker() -> None:
     decoder = ChatStreamDecoder(endpoint())
+    decoder.feed(SSEEvent(json.dumps(chunk({"content": "hi"}))))
     assert decoder.feed(SSEEvent("[DONE]")) == []
     assert decoder.done
     assert decoder.finished
+
+
+def test_done_marker_with_no_choice_before_it_is_no_reply() -> None:
+    decoder = ChatStreamDecoder(endpoint())
+    with pytest.raises(callm.APIResponseError, match="without sending any choice"):
+        decoder.feed(SSEEvent("[DONE]"))
+    assert decoder.done
 
 
 def test_legacy_text_completion_chunks() -> None:
@@ -1149,7 +1155,10 @@ def test_fastapi_detail_error() -> None:
 def test_non_json_error_bodies(status: int, raw: str, cls: type[Exception]) -> None:
     exc = decode_error(endpoint(), status, {}, raw)
     assert isinstance(exc, cls)
-    assert raw in str(exc)
+    if raw.startswith("<html>"):  # a page is named by its words, not shown as markup
+        assert "an HTML page ('502 Bad Gateway')" in str(exc)
+    else:
+        assert raw in str(exc)
     assert exc.status_code == status
 
 

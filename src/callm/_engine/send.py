@@ -136,4 +136,5 @@ def stream_state(call: Call, body: StreamBody | AsyncStreamBody, started: float)
     decoder = call.wire.stream_decoder(call.endpoint, request_id_of(body.headers))
     # A protocol whose streams are not SSE (Bedrock's binary event stream) says how to cut them.
     framing = getattr(call.wire, "stream_framing", None)
-    return StreamState(decoder, call.timeout, started, framing() if framing else None)
+    content_type = body.headers.get("content-type") or ""
+    return StreamState(decoder, call.timeout, started, framing() if framing else None, content_type)

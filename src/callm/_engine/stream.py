@@ -34,7 +34,7 @@ from .._core.types import (
     ToolCallEvent,
     UsageEvent,
 )
-from ..protocols._shared.errors import is_unreadable
+from ..protocols._shared.errors import is_unreadable, readable
 from ..protocols._shared.sse import SSEDecoder, SSEEvent
 
 if TYPE_CHECKING:
@@ -42,6 +42,13 @@ if TYPE_CHECKING:
     from ..protocols import Framing, StreamDecoder
 
 _clock = time.perf_counter
+_HEAD_KEPT = 512
+
+
+def _is_event_stream(content_type: str) -> bool:
+    """SSE (text/event-stream) or another framing of events (AWS's eventstream)."""
+    kind = content_type.lower()
+    return "event-stream" in kind or "eventstream" in kind
 
 
 class OutputParser(Protocol):
@@ -63,7 +70,9 @@ class StreamState:
     """
 
     __slots__ = (
+        "_content_type",
         "_deadline",
+        "_head",
         "_idle",
         "_last",
         "_reported",
@@ -84,8 +93,12 @@ class StreamState:
         timeout: Timeout,
         started: float,
         framing: Framing | None = None,
+        content_type: str = "",
     ) -> None:
         self.decoder = decoder
+        # What came before the first event, to say what a body without events was.
+        self._content_type = content_type
+        self._head = b""
         self._sse: Framing = framing if framing is not None else SSEDecoder()
         self._started = started
         self._last = started
@@ -102,6 +115,8 @@ class StreamState:
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         """Events completed by one network chunk; raises on an in-stream error or a timeout."""
+        if self.ttft is None and len(self._head) < _HEAD_KEPT:
+            self._head += chunk[: _HEAD_KEPT - len(self._head)]
         events = self._decode(self._sse.feed(chunk))
         now = _clock()
         if events:
@@ -148,6 +163,8 @@ class StreamState:
                 raise
             events = []
         if self.error is None and not self.decoder.finished:
+            if self.ttft is None and not _is_event_stream(self._content_type):
+                raise self.fail(self._not_a_stream())
             raise self.fail(
                 StreamInterruptedError(
                     "the stream ended before the provider finished its reply; the part that "
@@ -155,6 +172,16 @@ class StreamState:
                 )
             )
         return events
+
+    def _not_a_stream(self) -> APIResponseError:
+        """A stream request answered with a page or a whole JSON body: say what came."""
+        text = self._head.decode("utf-8", "replace")
+        what = readable(text)
+        if what == text:  # not a page: its type and its first words
+            what = f"{self._content_type or 'a body'} ({text[:200]!r})"
+        return APIResponseError(
+            f"the provider answered the stream request with {what} instead of an event stream"
+        )
 
     def fail(self, error: APIError) -> APIError:
         """Attach what has arrived so far to an error, so nothing received is lost."""

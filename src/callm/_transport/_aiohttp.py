@@ -19,6 +19,7 @@ import aiohttp
 from .._core.errors import APIConnectionError, APITimeoutError
 from .._core.http import HttpRequest, HttpResponse, redact_url
 from .._core.timeouts import Timeout
+from ._limits import ERROR_BODY_LIMIT, check_expansion
 
 _ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
 
@@ -47,20 +48,61 @@ class _AiohttpStream:
         self.headers: Mapping[str, str] = response.headers
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        response = self._response
+        compressed = "content-encoding" in response.headers
+        size = 0
         try:
-            async for chunk in self._response.content.iter_any():
+            async for chunk in response.content.iter_any():
+                if compressed:
+                    size += len(chunk)
+                    check_expansion(response.headers, size, _wire_bytes(response))
                 yield chunk
         except _ERRORS as exc:
             raise translate(exc, self._url) from None
 
     async def read(self) -> bytes:
         try:
-            return await self._response.read()
+            return await _read(self._response)
         except _ERRORS as exc:
             raise translate(exc, self._url) from None
 
     async def close(self) -> None:
         self._response.close()
+
+
+async def _read(response: aiohttp.ClientResponse) -> bytes:
+    """The body: an error's only up to ERROR_BODY_LIMIT, a compressed one checked as it grows
+    (see ``_limits``); a plain 2xx body in one read, the fast path."""
+    if response.status >= 400:
+        return await _read_upto(response.content, ERROR_BODY_LIMIT)
+    if "content-encoding" not in response.headers:
+        return await response.read()
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        check_expansion(response.headers, size, _wire_bytes(response))
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _read_upto(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """Up to ``limit`` bytes of a body (one read may return fewer)."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await content.read(limit - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
+def _wire_bytes(response: aiohttp.ClientResponse) -> int | None:
+    content = response.content
+    compressed: int | None = getattr(content, "total_compressed_bytes", None)
+    return compressed
 
 
 class AiohttpTransport:
@@ -106,7 +148,7 @@ class AiohttpTransport:
         try:
             response = await self._request(request, timeout)
             async with response:
-                body = await response.read()
+                body = await _read(response)
         except _ERRORS as exc:
             raise translate(exc, request.url) from None
         return HttpResponse(response.status, response.headers, body)

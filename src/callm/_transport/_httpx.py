@@ -18,6 +18,7 @@ import httpx2
 from .._core.errors import APIConnectionError, APITimeoutError
 from .._core.http import HttpRequest, HttpResponse, redact_url
 from .._core.timeouts import Timeout
+from ._limits import ERROR_BODY_LIMIT, check_expansion
 
 _clock = time.monotonic
 
@@ -73,13 +74,17 @@ class _Stream:
         self.headers: Mapping[str, str] = response.headers
 
     def chunks(self) -> Iterator[bytes]:
+        response = self._response
+        size = 0
         with translate_errors(self._url):
-            for chunk in self._response.iter_bytes():
+            for chunk in response.iter_bytes():
                 _check(self._deadline, self._url)
+                size += len(chunk)
+                check_expansion(response.headers, size, response.num_bytes_downloaded)
                 yield chunk
 
     def read(self) -> bytes:
-        return b"".join(self.chunks())
+        return _upto(self.chunks(), self.status)
 
     def close(self) -> None:
         self._response.close()
@@ -98,20 +103,43 @@ class _AsyncStream:
     async def chunks(self) -> AsyncIterator[bytes]:
         import asyncio
 
-        pieces = self._response.aiter_bytes()
+        response = self._response
+        pieces = response.aiter_bytes()
+        size = 0
         with translate_errors(self._url):
             while True:
                 async with asyncio.timeout(_left(self._deadline)):
                     chunk = await anext(pieces, None)
                 if chunk is None:
                     return
+                size += len(chunk)
+                check_expansion(response.headers, size, response.num_bytes_downloaded)
                 yield chunk
 
     async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self.chunks()])
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self.chunks():
+            parts.append(chunk)
+            size += len(chunk)
+            if self.status >= 400 and size >= ERROR_BODY_LIMIT:
+                break
+        return b"".join(parts)[:ERROR_BODY_LIMIT] if self.status >= 400 else b"".join(parts)
 
     async def close(self) -> None:
         await self._response.aclose()
+
+
+def _upto(chunks: Iterator[bytes], status: int) -> bytes:
+    """The body; an error's only up to ERROR_BODY_LIMIT (see ``_limits``)."""
+    parts: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        parts.append(chunk)
+        size += len(chunk)
+        if status >= 400 and size >= ERROR_BODY_LIMIT:
+            return b"".join(parts)[:ERROR_BODY_LIMIT]
+    return b"".join(parts)
 
 
 def _left(deadline: float | None) -> float | None:

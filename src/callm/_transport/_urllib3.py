@@ -19,11 +19,12 @@ from urllib.parse import urlsplit
 from urllib3 import exceptions as x
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
-from .._core.errors import APIConnectionError, APITimeoutError
+from .._core.errors import APIConnectionError, APIResponseError, APITimeoutError
 from .._core.http import HttpRequest, HttpResponse, redact_url
 from .._core.timeouts import Timeout
 from . import _deadline
 from ._deadline import Deadline
+from ._limits import ERROR_BODY_LIMIT
 
 _READ_SIZE = 65536
 _ERRORS = (x.HTTPError, OSError, http.client.HTTPException)
@@ -162,7 +163,7 @@ class _Urllib3Stream:
 
     def read(self) -> bytes:
         try:
-            data: bytes = self._response.read()
+            data: bytes = _read(self._response)
         except BaseException as exc:
             raise self._failed(exc) from None
         self._release()
@@ -198,10 +199,26 @@ class _Urllib3Stream:
 
 
 def _recycle(pool: _Pool, origin: Origin, conn: HTTPConnection, response: Any) -> None:
-    if response.will_close:
+    if response.will_close or not response.isclosed():  # closed: read to its end
         conn.close()
     else:
         pool.give(origin, conn)
+
+
+def _read(response: Any) -> bytes:
+    """The body; an error's only up to ERROR_BODY_LIMIT (enough to say what went wrong)."""
+    data: bytes = response.read(ERROR_BODY_LIMIT) if response.status >= 400 else response.read()
+    return data
+
+
+def _plain(response: Any, url: str) -> None:
+    """Refuse a 2xx body compressed though callm asked for none: it is never decompressed,
+    so a compressed body cannot grow in memory, and a clear error beats unreadable JSON."""
+    encoding = response.getheader("content-encoding")
+    if encoding and encoding.strip().lower() != "identity" and response.status < 400:
+        raise APIResponseError(
+            f"{redact_url(url)} sent a {encoding}-compressed body though callm asked for none"
+        )
 
 
 def _headers(response: Any) -> dict[str, str]:
@@ -320,8 +337,10 @@ class Urllib3Transport:
         try:
             response, conn, origin = self._exchange(request, timeout, deadline)
             try:
-                data = response.read()
+                _plain(response, request.url)
+                data = _read(response)
             except BaseException:
+                response.close()  # its file holds the socket open past conn.close()
                 conn.close()
                 raise
         except BaseException as exc:
@@ -337,6 +356,12 @@ class Urllib3Transport:
         deadline = _watch(timeout)
         try:
             response, conn, origin = self._exchange(request, timeout, deadline)
+            try:
+                _plain(response, request.url)
+            except BaseException:
+                response.close()
+                conn.close()
+                raise
         except BaseException as exc:
             raise _failure(exc, request.url, deadline) from None
         return _Urllib3Stream(response, conn, self._pool, (origin, request.url), deadline)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,26 @@ _BY_STATUS: Mapping[int, type[e.APIStatusError]] = {
     503: e.OverloadedError,
     529: e.OverloadedError,
 }
+
+
+# An error message is one line a person reads: a longer text is cut, a page named by its title.
+_MESSAGE_LIMIT = 500
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_MARKUP = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
+
+
+def readable(text: str) -> str:
+    """``text`` fit for an error message: an HTML page by its title (else its first words),
+    a long text cut short."""
+    start = text[:256].lstrip().lower()
+    if start.startswith(("<!doctype html", "<html")) or "<html" in start:
+        found = _TITLE.search(text[:65536])
+        words = found.group(1) if found else _MARKUP.sub(" ", text[:4096])
+        title = " ".join(words.split())[:120]
+        return f"an HTML page ({title!r})" if title else "an HTML page"
+    if len(text) <= _MESSAGE_LIMIT:
+        return text
+    return f"{text[:_MESSAGE_LIMIT].rstrip()}… ({len(text):,} characters in all)"
 
 
 def request_id_of(headers: Mapping[str, str]) -> str | None:
@@ -206,7 +227,7 @@ def decode_error(
     error = data.get("error", data) if isinstance(data, dict) else data
     if not isinstance(error, dict):
         error = {"message": str(error) if error else ""}
-    message = str(error.get("message") or error.get("detail") or "").strip()
+    message = readable(str(error.get("message") or error.get("detail") or "").strip())
     code = error.get("code")
     code_text = str(code) if code is not None else None
     cls = _error_class(status, message, code_text, str(error.get("type") or ""))

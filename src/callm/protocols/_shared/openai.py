@@ -14,6 +14,7 @@ from typing import Any
 from ..._core.json import dumps, loads
 from ..._core.quirks import Quirks
 from ..._core.types import FinishReason, Part, Reasoning, Refusal, Request, Text, ToolCall, Usage
+from .usage import details, tokens
 
 FINISH_REASONS: Mapping[str, FinishReason] = {
     "stop": "stop",
@@ -83,18 +84,18 @@ def decode_usage(data: Mapping[str, Any]) -> Usage:
     """Usage from a body or chunk: OpenAI's fields, DeepSeek's cache counts, Groq's x_groq."""
     usage = data.get("usage")
     if not usage:
-        usage = (data.get("x_groq") or {}).get("usage")
-        if not usage:
-            return Usage()
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
-    cached = prompt_details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or 0
+        usage = details(data, "x_groq").get("usage")
+    if not isinstance(usage, Mapping) or not usage:
+        return Usage()
+    prompt_details = details(usage, "prompt_tokens_details")
+    completion_details = details(usage, "completion_tokens_details")
+    cached = tokens(prompt_details, "cached_tokens") or tokens(usage, "prompt_cache_hit_tokens")
     return Usage(
-        input_tokens=usage.get("prompt_tokens") or 0,
-        output_tokens=usage.get("completion_tokens") or 0,
+        input_tokens=tokens(usage, "prompt_tokens"),
+        output_tokens=tokens(usage, "completion_tokens"),
         cached_input_tokens=cached,
-        cache_write_tokens=prompt_details.get("cache_write_tokens") or 0,
-        reasoning_tokens=completion_details.get("reasoning_tokens") or 0,
+        cache_write_tokens=tokens(prompt_details, "cache_write_tokens"),
+        reasoning_tokens=tokens(completion_details, "reasoning_tokens"),
     )
 
 

@@ -32,6 +32,7 @@ from ..._core.types import (
 )
 from .._shared.errors import in_stream_error, unreadable_event
 from .._shared.sse import SSEEvent
+from .._shared.usage import details, tokens
 from ..openai_chat.client import parse_tool_call
 
 PROTOCOL = "anthropic"
@@ -98,16 +99,15 @@ def decode_usage(usage: Any) -> Usage:
     """Usage with ``input_tokens`` as the whole prompt, cache reads and writes included."""
     if not isinstance(usage, Mapping):
         return Usage()
-    fresh = usage.get("input_tokens") or 0
-    written = usage.get("cache_creation_input_tokens") or 0
-    read = usage.get("cache_read_input_tokens") or 0
-    details = usage.get("output_tokens_details") or {}
+    fresh = tokens(usage, "input_tokens")
+    written = tokens(usage, "cache_creation_input_tokens")
+    read = tokens(usage, "cache_read_input_tokens")
     return Usage(
         input_tokens=fresh + written + read,
-        output_tokens=usage.get("output_tokens") or 0,
+        output_tokens=tokens(usage, "output_tokens"),
         cached_input_tokens=read,
         cache_write_tokens=written,
-        reasoning_tokens=details.get("thinking_tokens") or 0,
+        reasoning_tokens=tokens(details(usage, "output_tokens_details"), "thinking_tokens"),
     )
 
 

@@ -38,6 +38,7 @@ from ..._core.types import (
 )
 from .._shared.errors import unreadable_event
 from .._shared.sse import SSEEvent
+from .._shared.usage import tokens
 from .errors import in_stream_error
 
 PROTOCOL = "gemini"
@@ -85,12 +86,11 @@ def normalise_finish(native: str | None, has_calls: bool) -> FinishReason | None
 
 def decode_usage(meta: Mapping[str, Any]) -> Usage:
     """``usageMetadata`` → Usage (thoughts count as output; see the gemini module notes)."""
-    thoughts = meta.get("thoughtsTokenCount") or 0
+    thoughts = tokens(meta, "thoughtsTokenCount")
     return Usage(
-        input_tokens=(meta.get("promptTokenCount") or 0)
-        + (meta.get("toolUsePromptTokenCount") or 0),
-        output_tokens=(meta.get("candidatesTokenCount") or 0) + thoughts,
-        cached_input_tokens=meta.get("cachedContentTokenCount") or 0,
+        input_tokens=tokens(meta, "promptTokenCount") + tokens(meta, "toolUsePromptTokenCount"),
+        output_tokens=tokens(meta, "candidatesTokenCount") + thoughts,
+        cached_input_tokens=tokens(meta, "cachedContentTokenCount"),
         reasoning_tokens=thoughts,
     )
 

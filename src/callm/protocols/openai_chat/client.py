@@ -467,12 +467,26 @@ def decode(endpoint: Endpoint, response: HttpResponse, latency_s: float | None =
     if not isinstance(data, dict) or "choices" not in data:
         # A 2xx that is not a completion (OpenRouter sends upstream errors this way).
         raise _unreadable(endpoint, response, data)
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not all(_is_choice(c) for c in choices) or not choices:
+        raise APIResponseError(
+            f"the provider answered HTTP {response.status} with no choice to read "
+            f"(choices: {str(choices)[:100]})",
+            provider=endpoint.provider,
+            request_id=request_id_of(response.headers),
+            body=data,
+            headers=response.headers,
+        )
     meta = _Meta(endpoint.provider, data, request_id_of(response.headers), latency_s)
-    choices = data.get("choices") or ()
-    if not choices:
-        return _empty_response(meta)
     extra = tuple(_decode_choice(meta, c, ()) for c in choices[1:])
     return _decode_choice(meta, choices[0], extra)
+
+
+def _is_choice(choice: Any) -> bool:
+    """A chat choice with its message (even empty), or a text completion's choice."""
+    return isinstance(choice, dict) and (
+        isinstance(choice.get("message"), dict) or "text" in choice
+    )
 
 
 def _unreadable(endpoint: Endpoint, response: HttpResponse, data: Any) -> APIError:
@@ -501,10 +515,6 @@ class _Meta:
         self.request_id = request_id
         self.latency_s = latency
         self.usage = decode_usage(data)
-
-
-def _empty_response(meta: _Meta) -> Response:
-    return _decode_choice(meta, {"message": {}}, ())
 
 
 def _decode_choice(meta: _Meta, choice: Any, extra: tuple[Response, ...]) -> Response:

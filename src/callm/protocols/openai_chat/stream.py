@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..._core.endpoint import Endpoint
-from ..._core.errors import APIError
+from ..._core.errors import APIError, APIResponseError
 from ..._core.json import dumps, loads
 from ..._core.types import (
     FinishEvent,
@@ -111,6 +111,13 @@ class ChatStreamDecoder:
         data = event.data
         if data[:6] == "[DONE]":
             self.done = True
+            if not self._choices:
+                raise APIResponseError(
+                    "the provider ended the stream without sending any choice to read",
+                    provider=self.endpoint.provider,
+                    request_id=self.request_id,
+                    partial=self.response(),
+                )
             return self._flush_tool_calls()
         try:
             chunk = loads(data)
@@ -141,11 +148,13 @@ class ChatStreamDecoder:
         return events
 
     def _choice(self, choice: Mapping[str, Any]) -> list[StreamEvent]:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if not isinstance(delta, dict) and (not isinstance(choice, dict) or "text" not in choice):
+            return []  # neither a chat delta nor a text completion's: nothing to read
         index = choice.get("index") or 0
         state = self._choices.get(index)
         if state is None:
             state = self._choices[index] = _ChoiceState()
-        delta = choice.get("delta")
         # Fast path for the chunk that makes up most streams: one text fragment, nothing else.
         if index == 0 and delta is not None and len(delta) == 1 and not choice.get("finish_reason"):
             content = delta.get("content")

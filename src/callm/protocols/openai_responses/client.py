@@ -78,6 +78,7 @@ from ..._core.types import (
 )
 from .._shared.errors import decode_error, parse_json, request_id_of, twin_status
 from .._shared.openai import prompt_cache_key
+from .._shared.usage import details, tokens
 from ..openai_chat import client as openai_chat
 from ..openai_chat.client import parse_tool_call
 
@@ -540,14 +541,14 @@ def decode_usage(usage: Any) -> Usage:
     """Usage of a response object (``input_tokens``, ``output_tokens`` and their details)."""
     if not isinstance(usage, Mapping):
         return Usage()
-    input_details = usage.get("input_tokens_details") or {}
-    output_details = usage.get("output_tokens_details") or {}
+    input_details = details(usage, "input_tokens_details")
+    output_details = details(usage, "output_tokens_details")
     return Usage(
-        input_tokens=usage.get("input_tokens") or 0,
-        output_tokens=usage.get("output_tokens") or 0,
-        cached_input_tokens=input_details.get("cached_tokens") or 0,
-        cache_write_tokens=input_details.get("cache_write_tokens") or 0,
-        reasoning_tokens=output_details.get("reasoning_tokens") or 0,
+        input_tokens=tokens(usage, "input_tokens"),
+        output_tokens=tokens(usage, "output_tokens"),
+        cached_input_tokens=tokens(input_details, "cached_tokens"),
+        cache_write_tokens=tokens(input_details, "cache_write_tokens"),
+        reasoning_tokens=tokens(output_details, "reasoning_tokens"),
     )
 
 
