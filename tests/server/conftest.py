@@ -7,13 +7,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fleet_servers import postgres_server, postgres_url, redis_server, redis_url
+from fleet_servers import (
+    postgres_server,
+    postgres_url,
+    redis_cluster,
+    redis_server,
+    redis_url,
+)
 from gateway_process import GatewayProcess
 
 from callm.testing import FakeOpenAIServer
 
 pytest.importorskip("granian")
-__all__ = ["postgres_server", "postgres_url", "redis_server", "redis_url"]  # fixtures
+__all__ = [  # fixtures
+    "postgres_server",
+    "postgres_url",
+    "redis_cluster",
+    "redis_server",
+    "redis_url",
+]
 
 CONFIG = """
 [gateway]

@@ -292,6 +292,14 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisServer]:
+    """A one-node Redis Cluster: it serves every slot and refuses cross-slot commands."""
+    server = start_or_report(RedisServer(cluster=True))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> str:
     """A new, empty database for this test."""

@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
 import redis.asyncio as aioredis
-from fleet_servers import RedisServer, start_or_report
+from fleet_servers import RedisServer
 from redis.asyncio.cluster import RedisCluster
 
 from callm.server._fleet.counters import Limits, RedisCounters, Totals, from_units, to_units
 
 USD = 10**9  # nano-dollars
-
-
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[RedisServer]:
-    server = start_or_report(RedisServer(cluster=True))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["redis", "cluster"])
