@@ -24,10 +24,13 @@ async def pair(
 ) -> AsyncIterator[tuple[FleetLedger, FleetLedger]]:
     async with aioredis.Redis.from_url(redis_cluster.url) as client:
         await client.flushall()
-    config = FleetConfig(postgres_url, redis_cluster.url)
+    # A pool far smaller than the burst: a cluster client raises when it runs out.
+    config = FleetConfig(postgres_url, redis_cluster.url, redis_connections=4)
     first, second = FleetLedger(config), FleetLedger(config)
     await first.start()
     await second.start()
+    # Each instance's key-change subscription holds one of its node's connections.
+    await wait_for(lambda: first.cache.listening and second.cache.listening)
     yield first, second
     await first.close()
     await second.close()
@@ -66,8 +69,8 @@ async def test_a_change_reaches_the_other_instance_within_a_second_on_a_cluster(
     first, second = pair
     key = await make(first)
     assert await second.find_key("hash-" + key.id) == key
-    # Told over the cluster's pub/sub, not left to the cache's lifetime running out.
-    await wait_for(lambda: second.cache.listening)
+    # Told over the cluster's pub/sub (listening, see the fixture), not left to the
+    # cache's lifetime running out.
     await first.update_key(key.id, KeyLimits(max_parallel=0), "changed")
     deadline = time.monotonic() + 1.0
     while (found := await second.find_key("hash-" + key.id)) is None or found.name != "changed":
