@@ -9,7 +9,7 @@ receive the client itself as their :class:`~callm._features.caller.Caller`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack, cast
+from typing import TYPE_CHECKING, TypeVar, Unpack
 
 from ._core.http import HttpRequest
 from ._core.params import CallParams, MessagesInput
@@ -21,7 +21,7 @@ from ._features.request import draft_request
 if TYPE_CHECKING:
     from ._core.embeddings import Embeddings
     from ._engine.embed import EmbedParams
-    from ._features.conversation import AsyncConversation, Conversation
+    from ._features.conversation import AsyncConversation, Conversation, ConversationOptions
     from ._features.output import OutputSpec
     from ._features.run import AsyncRunStream, RunStream
     from ._policies.tokens import TokenCount
@@ -80,7 +80,7 @@ class Client(Engine):
         messages: MessagesInput = "",
         *,
         max_steps: int = 10,
-        approve: Callable[[ToolCall], Any] | None = None,
+        approve: Callable[[ToolCall], object] | None = None,
         **params: Unpack[CallParams],
     ) -> Response:
         """Call the model, run the tools it asks for, send the results back, until it answers.
@@ -98,7 +98,7 @@ class Client(Engine):
         messages: MessagesInput = "",
         *,
         max_steps: int = 10,
-        approve: Callable[[ToolCall], Any] | None = None,
+        approve: Callable[[ToolCall], object] | None = None,
         **params: Unpack[CallParams],
     ) -> RunStream:
         """:meth:`run`, streamed: the events of every step, and each tool result as it is made."""
@@ -107,7 +107,7 @@ class Client(Engine):
         return RunStream(self, model, messages, params, max_steps=max_steps, approve=approve)
 
     def conversation(
-        self, model: str | None = None, *, system: str | None = None, **options: Any
+        self, model: str | None = None, **options: Unpack[ConversationOptions]
     ) -> Conversation:
         """A conversation that keeps its history, fitted to the model's context window.
 
@@ -118,7 +118,7 @@ class Client(Engine):
         """
         from ._features.conversation import Conversation
 
-        return Conversation(self, model, system=system, **options)
+        return Conversation(self, model, **options)
 
     def count_tokens(
         self, model: str | None, messages: MessagesInput, **params: Unpack[CallParams]
@@ -206,7 +206,7 @@ class AsyncClient(AsyncEngine):
             from ._features.output import stream_params
 
             spec, inner = stream_params(params)
-            return _structured(await self._stream(model, messages, cast("CallParams", inner)), spec)
+            return _structured(await self._stream(model, messages, inner), spec)
         return await self.open(model, draft_request(messages, params, True), params)
 
     async def run(
@@ -215,7 +215,7 @@ class AsyncClient(AsyncEngine):
         messages: MessagesInput = "",
         *,
         max_steps: int = 10,
-        approve: Callable[[ToolCall], Any] | None = None,
+        approve: Callable[[ToolCall], object] | None = None,
         **params: Unpack[CallParams],
     ) -> Response:
         """:meth:`Client.run`, awaited; parallel tool calls run concurrently."""
@@ -231,7 +231,7 @@ class AsyncClient(AsyncEngine):
         messages: MessagesInput = "",
         *,
         max_steps: int = 10,
-        approve: Callable[[ToolCall], Any] | None = None,
+        approve: Callable[[ToolCall], object] | None = None,
         **params: Unpack[CallParams],
     ) -> AsyncRunStream:
         """:meth:`run`, streamed: ``async with ac.run_stream(…) as s: async for ev in s``."""
@@ -240,12 +240,12 @@ class AsyncClient(AsyncEngine):
         return AsyncRunStream(self, model, messages, params, max_steps=max_steps, approve=approve)
 
     def conversation(
-        self, model: str | None = None, *, system: str | None = None, **options: Any
+        self, model: str | None = None, **options: Unpack[ConversationOptions]
     ) -> AsyncConversation:
         """An async conversation: ``await conv.send("hi")``; see :meth:`Client.conversation`."""
         from ._features.conversation import AsyncConversation
 
-        return AsyncConversation(self, model, system=system, **options)
+        return AsyncConversation(self, model, **options)
 
     async def count_tokens(
         self, model: str | None, messages: MessagesInput, **params: Unpack[CallParams]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar, overload
 
 __all__ = [
     "as_list",
@@ -48,6 +48,7 @@ def loads(text: str) -> Any:
 # return what they read, never a copy.
 
 _NO_OBJECT: Mapping[str, object] = MappingProxyType({})
+_D = TypeVar("_D")
 
 
 def as_object(value: object) -> Mapping[str, object] | None:
@@ -72,13 +73,21 @@ def get_list(data: Mapping[str, object], key: str) -> Sequence[object]:
     return value if isinstance(value, list) else ()
 
 
-def get_str(data: Mapping[str, object], key: str, default: str = "") -> str:
-    """``data[key]`` if it is a string, else ``default``."""
+@overload
+def get_str(data: Mapping[str, object], key: str) -> str: ...
+@overload
+def get_str(data: Mapping[str, object], key: str, default: _D) -> str | _D: ...
+def get_str(data: Mapping[str, object], key: str, default: object = "") -> object:
+    """``data[key]`` if it is a string, else ``default`` (``""`` unless given)."""
     value = data.get(key)
     return value if isinstance(value, str) else default
 
 
-def get_int(data: Mapping[str, object], key: str, default: int = 0) -> int:
-    """``data[key]`` if it is an integer (true and false are not), else ``default``."""
+@overload
+def get_int(data: Mapping[str, object], key: str) -> int: ...
+@overload
+def get_int(data: Mapping[str, object], key: str, default: _D) -> int | _D: ...
+def get_int(data: Mapping[str, object], key: str, default: object = 0) -> object:
+    """``data[key]`` if it is an integer (true and false are not), else ``default`` (0)."""
     value = data.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) else default

@@ -7,21 +7,23 @@ into callm's own types.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeAlias, TypedDict
+from typing import TypeAlias, TypedDict
 
 from .options import ResponseFormat, ToolChoice
 from .timeouts import Timeout
 from .types import Message, Tool
 
-MessagesInput: TypeAlias = str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
+MessagesInput: TypeAlias = (
+    str | Message | Mapping[str, object] | Sequence[Message | Mapping[str, object]]
+)
 # A callm Tool, an OpenAI-style dict, or a plain Python function (see callm.tool).
-ToolInput: TypeAlias = Tool | Mapping[str, Any] | Callable[..., Any]
+ToolInput: TypeAlias = Tool | Mapping[str, object] | Callable[..., object]
 
 
 class CallParams(TypedDict, total=False):
     """The optional parameters of a chat call (keyword-only everywhere)."""
 
-    system: str
+    system: str | None
     max_tokens: int
     temperature: float
     top_p: float
@@ -42,7 +44,7 @@ class CallParams(TypedDict, total=False):
     # Prompt caching: True places breakpoints / a derived key; a string is the cache key.
     cache: bool | str
     # Structured output: a pydantic model, dataclass, TypedDict or JSON-schema dict.
-    output: Any
+    output: object
     output_retries: int
     # Policies of one call: its tags (for budgets, the log), whether it is logged, and
     # whether the client's response cache may answer it.

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from decimal import Decimal
 
 Role: TypeAlias = Literal["system", "developer", "user", "assistant", "tool"]
+# How closely a vision model looks at an image (OpenAI's ``detail``).
+ImageDetail: TypeAlias = Literal["auto", "low", "high"]
 FinishReason: TypeAlias = Literal[
     "stop", "length", "tool_calls", "content_filter", "refusal", "error"
 ]
@@ -39,7 +41,7 @@ class Image:
     """
 
     url: str
-    detail: Literal["auto", "low", "high"] | None = None
+    detail: ImageDetail | None = None
     kind: Literal["image"] = "image"
 
     @classmethod
@@ -51,9 +53,7 @@ class Image:
         return cls(url=_data_url(data, image_type(data, media_type, "the image bytes")), **kw)
 
     @classmethod
-    def from_path(
-        cls, path: str | os.PathLike[str], detail: Literal["auto", "low", "high"] | None = None
-    ) -> Image:
+    def from_path(cls, path: str | os.PathLike[str], detail: ImageDetail | None = None) -> Image:
         """An image file, sent inline; its type comes from its bytes, else its suffix."""
         from .media import read_file, supported_image
 
@@ -61,7 +61,7 @@ class Image:
         return cls(_data_url(data, supported_image(media_type, repr(str(path)))), detail)
 
     @classmethod
-    def from_url(cls, url: str, detail: Literal["auto", "low", "high"] | None = None) -> Image:
+    def from_url(cls, url: str, detail: ImageDetail | None = None) -> Image:
         """An image the provider fetches itself (``https://…``, ``gs://…``, a file URI)."""
         from .media import check_url
 

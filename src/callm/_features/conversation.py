@@ -39,12 +39,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, Unpack, cast
+from typing import TYPE_CHECKING, Literal, TypeAlias, TypeVar, Unpack, cast
 
 from .._core.errors import CallmError, ContextWindowExceededError, InvalidRequestError
+from .._core.json import get_object
+from .._core.params import CallParams
 from .._core.types import Message, Part, Request, Response, Text, Tool, ToolCall, ToolResult, Usage
 from .._engine.stream import AsyncStream, OpeningStream, Stream
 from .._policies.tokens import local_count
@@ -55,7 +58,6 @@ from .messages import to_message, to_tools
 logger = logging.getLogger("callm")
 
 if TYPE_CHECKING:
-    from .._core.params import CallParams
     from .._store import Store
     from .._store._conversations import StoredConversation
     from .caller import AsyncConversationHost, ConversationHost, Host
@@ -63,8 +65,9 @@ if TYPE_CHECKING:
 Strategy: TypeAlias = Literal["drop_oldest", "summarize"]
 STRATEGIES: tuple[Strategy, ...] = ("drop_oldest", "summarize")
 # What send() and stream() take: text and parts (one user message), or whole messages.
-ContentInput: TypeAlias = Any
+ContentInput: TypeAlias = str | Part | os.PathLike[str] | Message | Mapping[str, object] | Response
 S = TypeVar("S", Stream, AsyncStream)
+T = TypeVar("T")
 
 # Call defaults that are stored with a conversation and come back on resume. The rest —
 # tools (Python functions), output types, timeouts, extra_headers (they may hold keys) —
@@ -96,6 +99,18 @@ SUMMARY_INSTRUCTIONS = (
     "only."
 )
 SUMMARY_HEADING = "Summary of the earlier conversation:"
+
+
+class ConversationOptions(CallParams, total=False):
+    """What :meth:`callm.Client.conversation` takes besides the model: the conversation's
+    own options (see :class:`Conversation`) and the call defaults."""
+
+    id: str | None
+    strategy: Strategy | None
+    context_window: int | None
+    max_output_tokens: int | None
+    summary_model: str | None
+    persist: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,20 +150,16 @@ class _Core:
         self.persist = persist
         self.unsaved: list[Message] = []  # messages a failed save left for the next one
         stored = self._load(id) if persist and id is not None else None
-        options: Mapping[str, Any] = stored.options if stored is not None else {}
+        options: Mapping[str, object] = stored.options if stored is not None else {}
         self.resumed = stored is not None
         self.id = id if id is not None else _new_id()
         self.model = model if model is not None else stored.model if stored else None
         self.system = system if system is not None else stored.system if stored else None
-        self.strategy: Strategy = strategy or options.get("strategy") or "drop_oldest"
-        if self.strategy not in STRATEGIES:
-            raise InvalidRequestError(
-                f"strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}"
-            )
-        self.window_override = _given(context_window, options.get("context_window"))
-        self.max_output_tokens = _given(max_output_tokens, options.get("max_output_tokens"))
-        self.summary_model = _given(summary_model, options.get("summary_model"))
-        self.params = cast("CallParams", {**options.get("params", {}), **params})
+        self.strategy = _strategy(strategy or options.get("strategy") or "drop_oldest")
+        self.window_override = _given(context_window, options, "context_window", int)
+        self.max_output_tokens = _given(max_output_tokens, options, "max_output_tokens", int)
+        self.summary_model = _given(summary_model, options, "summary_model", str)
+        self.params = cast("CallParams", {**get_object(options, "params"), **params})
         self.history: list[Message] = list(stored.messages) if stored else []
         self.summary = stored.summary if stored else None
         self.summary_covers = stored.summary_covers if stored else 0
@@ -238,7 +249,7 @@ class _Core:
         self._save(new)
         return replace(response, transcript=self.messages)
 
-    def append(self, items: Sequence[Message | Mapping[str, Any] | Response]) -> None:
+    def append(self, items: Sequence[Message | Mapping[str, object] | Response]) -> None:
         """Add messages to the history as they are (tool results, an assistant reply …)."""
         new = [i.to_message() if isinstance(i, Response) else to_message(i) for i in items]
         self.history += new
@@ -394,16 +405,18 @@ def _new_messages(content: Sequence[ContentInput]) -> list[Message]:
     """Text and parts become one user message; messages and Responses are taken as they are."""
     if not content:
         return []
-    if not any(isinstance(c, Message | Mapping | Response) for c in content):
-        return [Message.user(*content)]
-    return [
-        c.to_message()
-        if isinstance(c, Response)
-        else to_message(c)
-        if isinstance(c, Message | Mapping)
-        else Message.user(c)
-        for c in content
-    ]
+    parts = [c for c in content if not isinstance(c, Message | Mapping | Response)]
+    if len(parts) == len(content):
+        return [Message.user(*parts)]
+    return [_as_message(c) for c in content]
+
+
+def _as_message(item: ContentInput) -> Message:
+    if isinstance(item, Response):
+        return item.to_message()
+    if isinstance(item, Message | Mapping):
+        return to_message(item)
+    return Message.user(item)
 
 
 def _transcript_line(message: Message) -> str:
@@ -438,8 +451,19 @@ def _plus(total: Decimal | None, cost: Decimal | None) -> Decimal | None:
     return None if total is None or cost is None else total + cost
 
 
-def _given(value: Any, stored: Any) -> Any:
-    return value if value is not None else stored
+def _strategy(name: object) -> Strategy:
+    for strategy in STRATEGIES:
+        if name == strategy:
+            return strategy
+    raise InvalidRequestError(f"strategy must be one of {', '.join(STRATEGIES)}, not {name!r}")
+
+
+def _given(value: T | None, stored: Mapping[str, object], key: str, kind: type[T]) -> T | None:
+    """The value given, else the stored option ``key`` when it is a ``kind``."""
+    if value is not None:
+        return value
+    kept = stored.get(key)
+    return kept if isinstance(kept, kind) else None
 
 
 def _new_id() -> str:
@@ -515,7 +539,7 @@ class _ConversationBase:
         """The USD cost of every call, summed; None when any call's price was unknown."""
         return self._core.cost
 
-    def append(self, *messages: Message | Mapping[str, Any] | Response) -> None:
+    def append(self, *messages: Message | Mapping[str, object] | Response) -> None:
         """Add messages to the history without calling the model (tool results, say)."""
         self._core.append(messages)
 
@@ -539,27 +563,26 @@ class Conversation(_ConversationBase):
         client: ConversationHost,
         model: str | None = None,
         *,
-        system: str | None = None,
         id: str | None = None,
         strategy: Strategy | None = None,
         context_window: int | None = None,
         max_output_tokens: int | None = None,
         summary_model: str | None = None,
         persist: bool = True,
-        **call_defaults: Any,
+        **call_defaults: Unpack[CallParams],
     ) -> None:
         self._client = client
         self._core = _Core(
             client,
             model,
-            system=system,
+            system=call_defaults.pop("system", None),  # the conversation's, not each call's
             id=id,
             strategy=strategy,
             context_window=context_window,
             max_output_tokens=max_output_tokens,
             summary_model=summary_model,
             persist=persist,
-            params=cast("CallParams", call_defaults),
+            params=call_defaults,
         )
 
     def send(self, *content: ContentInput, **params: Unpack[CallParams]) -> Response:
@@ -604,27 +627,26 @@ class AsyncConversation(_ConversationBase):
         client: AsyncConversationHost,
         model: str | None = None,
         *,
-        system: str | None = None,
         id: str | None = None,
         strategy: Strategy | None = None,
         context_window: int | None = None,
         max_output_tokens: int | None = None,
         summary_model: str | None = None,
         persist: bool = True,
-        **call_defaults: Any,
+        **call_defaults: Unpack[CallParams],
     ) -> None:
         self._client = client
         self._core = _Core(
             client,
             model,
-            system=system,
+            system=call_defaults.pop("system", None),  # the conversation's, not each call's
             id=id,
             strategy=strategy,
             context_window=context_window,
             max_output_tokens=max_output_tokens,
             summary_model=summary_model,
             persist=persist,
-            params=cast("CallParams", call_defaults),
+            params=call_defaults,
         )
 
     async def send(self, *content: ContentInput, **params: Unpack[CallParams]) -> Response:

@@ -38,7 +38,7 @@ _DATA_KEYS = frozenset({"default", "enum", "const", "examples", "example"})
 
 @overload
 def tool(
-    function: Callable[..., Any],
+    function: Callable[..., object],
     *,
     name: str | None = None,
     description: str | None = None,
@@ -53,16 +53,16 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     strict: bool | None = None,
-) -> Callable[[Callable[..., Any]], Tool]: ...
+) -> Callable[[Callable[..., object]], Tool]: ...
 
 
 def tool(
-    function: Callable[..., Any] | None = None,
+    function: Callable[..., object] | None = None,
     *,
     name: str | None = None,
     description: str | None = None,
     strict: bool | None = None,
-) -> Tool | Callable[[Callable[..., Any]], Tool]:
+) -> Tool | Callable[[Callable[..., object]], Tool]:
     """A :class:`callm.Tool` made from a function's signature, type hints and docstring.
 
     Use it as ``callm.tool(fn)``, ``@callm.tool`` or ``@callm.tool(name=…, strict=True)``.
@@ -77,7 +77,7 @@ def tool(
 
 
 def _make_tool(
-    function: Callable[..., Any],
+    function: Callable[..., object],
     *,
     name: str | None,
     description: str | None,
@@ -125,14 +125,14 @@ class Signature:
     # (parameter name, model field name, positional only?) in signature order.
     params: tuple[tuple[str, str, bool], ...]
 
-    def bind(self, arguments: Mapping[str, object]) -> tuple[list[Any], dict[str, object]]:
+    def bind(self, arguments: Mapping[str, object]) -> tuple[list[object], dict[str, object]]:
         """The call's positional and keyword arguments, validated and converted to the hints.
 
         Raises pydantic's ValidationError when the arguments do not fit.
         """
         values = self.model.model_validate(dict(arguments))
         given = values.model_fields_set
-        args: list[Any] = []
+        args: list[object] = []
         kwargs: dict[str, object] = {}
         for name, field, positional in self.params:
             if positional:
@@ -142,7 +142,7 @@ class Signature:
         return args, kwargs
 
 
-def signature_of(function: Callable[..., Any]) -> Signature:
+def signature_of(function: Callable[..., object]) -> Signature:
     """The (cached) Signature of a tool function; raises InvalidRequestError if it has none."""
     try:
         return _cached_signature(function)
@@ -153,11 +153,11 @@ def signature_of(function: Callable[..., Any]) -> Signature:
 
 
 @functools.lru_cache(maxsize=512)
-def _cached_signature(function: Callable[..., Any]) -> Signature:
+def _cached_signature(function: Callable[..., object]) -> Signature:
     return _signature(function)
 
 
-def _signature(function: Callable[..., Any]) -> Signature:
+def _signature(function: Callable[..., object]) -> Signature:
     from pydantic import ConfigDict, create_model
 
     label = getattr(function, "__qualname__", None) or repr(function)
@@ -167,7 +167,7 @@ def _signature(function: Callable[..., Any]) -> Signature:
     except (TypeError, ValueError, NameError) as exc:
         raise InvalidRequestError(f"cannot read the signature of {label}: {exc}") from exc
     doc = _parse_doc(_underlying(function))
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = {}  # (hint, FieldInfo): create_model wants its hints as type forms
     params: list[tuple[str, str, bool]] = []
     for index, param in enumerate(parameters):
         _check_kind(param, label)
@@ -177,7 +177,7 @@ def _signature(function: Callable[..., Any]) -> Signature:
         params.append((param.name, field, positional))
     try:
         model = create_model("arguments", __config__=ConfigDict(extra="forbid"), **fields)
-        schema = _without_titles(model.model_json_schema())
+        schema = _object_without_titles(model.model_json_schema())
     except Exception as exc:  # pydantic's schema errors have several types; all mean "no"
         reason = str(exc).strip().splitlines()[0]
         raise InvalidRequestError(
@@ -187,7 +187,7 @@ def _signature(function: Callable[..., Any]) -> Signature:
     return Signature(schema, doc.summary, model, tuple(params))
 
 
-def _underlying(function: Callable[..., Any]) -> Any:
+def _underlying(function: Callable[..., object]) -> object:
     """Where the hints and docstring live: a partial's function, a callable's __call__."""
     while isinstance(function, functools.partial):
         function = function.func
@@ -206,7 +206,9 @@ def _check_kind(param: inspect.Parameter, label: str) -> None:
         )
 
 
-def _field(param: inspect.Parameter, hint: Any, doc_description: str | None) -> tuple[Any, Any]:
+def _field(
+    param: inspect.Parameter, hint: object, doc_description: str | None
+) -> tuple[object, object]:
     """``(annotation, FieldInfo)`` of one parameter for pydantic.create_model."""
     from pydantic import Field
 
@@ -218,7 +220,7 @@ def _field(param: inspect.Parameter, hint: Any, doc_description: str | None) -> 
     return hint, Field(default, alias=param.name, description=description)
 
 
-def _annotated_description(hint: Any) -> tuple[Any, str | None]:
+def _annotated_description(hint: object) -> tuple[object, str | None]:
     """``Annotated[X, "text"]``: the hint without the plain strings, and the first string."""
     if get_origin(hint) is not Annotated:
         return hint, None
@@ -230,7 +232,7 @@ def _annotated_description(hint: Any) -> tuple[Any, str | None]:
     return (Annotated[(base, *rest)] if rest else base), texts[0]
 
 
-def _has_field_description(hint: Any) -> bool:
+def _has_field_description(hint: object) -> bool:
     from pydantic.fields import FieldInfo
 
     if get_origin(hint) is not Annotated:
@@ -244,7 +246,7 @@ class _Doc:
     params: Mapping[str, str]
 
 
-def _parse_doc(function: Callable[..., Any]) -> _Doc:
+def _parse_doc(function: object) -> _Doc:
     text = inspect.getdoc(function)
     if not text:
         return _Doc("", {})
@@ -255,12 +257,16 @@ def _parse_doc(function: Callable[..., Any]) -> _Doc:
     return _Doc((parsed.description or "").strip(), params)
 
 
-def _without_titles(node: Any) -> Any:
-    """pydantic's auto titles ("City", "Arguments") are noise in a tool schema: drop them."""
+def _without_titles(node: object) -> object:
     if isinstance(node, list):
         return [_without_titles(item) for item in node]
     if not isinstance(node, dict):
         return node
+    return _object_without_titles(node)
+
+
+def _object_without_titles(node: Mapping[str, object]) -> dict[str, object]:
+    """pydantic's auto titles ("City", "Arguments") are noise in a tool schema: drop them."""
     return {
         key: value if key in _DATA_KEYS else _without_titles(value)
         for key, value in node.items()

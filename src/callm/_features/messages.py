@@ -5,18 +5,19 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
 
 from .._core.errors import InvalidRequestError
 from .._core.params import MessagesInput, ToolInput
 from .._core.types import (
     Document,
     Image,
+    ImageDetail,
     Message,
     Part,
     RawPart,
     Reasoning,
     Refusal,
+    Role,
     Text,
     Tool,
     ToolCall,
@@ -25,7 +26,14 @@ from .._core.types import (
 )
 
 _PART_TYPES = (Text, Image, Document, ToolCall, ToolResult, Reasoning, Refusal, RawPart)
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+_ROLES: Mapping[str, Role] = {
+    "system": "system",
+    "developer": "developer",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+}
+_DETAILS: tuple[ImageDetail, ...] = ("auto", "low", "high")
 
 
 def to_messages(messages: MessagesInput, system: str | None = None) -> tuple[Message, ...]:
@@ -43,7 +51,7 @@ def to_messages(messages: MessagesInput, system: str | None = None) -> tuple[Mes
     return tuple(items)
 
 
-def to_message(message: Message | Mapping[str, Any]) -> Message:
+def to_message(message: Message | Mapping[str, object]) -> Message:
     """One message from a callm Message or an OpenAI-style dict."""
     if isinstance(message, Message):
         return message
@@ -51,20 +59,21 @@ def to_message(message: Message | Mapping[str, Any]) -> Message:
         raise InvalidRequestError(
             f"a message must be a dict or callm.Message, not {type(message).__name__}"
         )
-    role = message.get("role")
-    if role not in _ROLES:
+    given = message.get("role")
+    role = _ROLES.get(given) if isinstance(given, str) else None
+    if role is None:
         raise InvalidRequestError(
-            f"message role {role!r} is not one of {', '.join(sorted(_ROLES))}"
+            f"message role {given!r} is not one of {', '.join(sorted(_ROLES))}"
         )
     if role == "tool":
         return _tool_message(message)
     parts = list(_content_parts(message.get("content")))
     if role == "assistant":
         parts.extend(_tool_calls(message.get("tool_calls") or ()))
-    return Message(role, tuple(parts), message.get("name"))
+    return Message(role, tuple(parts), _optional_str(message, "name"))
 
 
-def _tool_message(message: Mapping[str, Any]) -> Message:
+def _tool_message(message: Mapping[str, object]) -> Message:
     call_id = message.get("tool_call_id")
     if not call_id:
         raise InvalidRequestError("a tool message needs the tool_call_id it answers")
@@ -74,10 +83,11 @@ def _tool_message(message: Mapping[str, Any]) -> Message:
         if isinstance(content, str)
         else "".join(p.text for p in _content_parts(content) if isinstance(p, Text))
     )
-    return Message("tool", (ToolResult(call_id, text, message.get("name")),))
+    name = _optional_str(message, "name")
+    return Message("tool", (ToolResult(str(call_id), text, name),))
 
 
-def _content_parts(content: Any) -> list[Part]:
+def _content_parts(content: object) -> list[Part]:
     if content is None:
         return []
     if isinstance(content, str):
@@ -91,7 +101,7 @@ def _content_parts(content: Any) -> list[Part]:
     return [_part(p) for p in content]
 
 
-def _part(part: Any) -> Part:
+def _part(part: object) -> Part:
     if isinstance(part, _PART_TYPES):
         return part
     if isinstance(part, str):
@@ -99,54 +109,58 @@ def _part(part: Any) -> Part:
     if isinstance(part, os.PathLike):  # a Path: an Image or a Document by its media type
         return attachment(part)
     kind = part.get("type") if isinstance(part, Mapping) else None
-    if kind in ("text", "input_text"):
-        return Text(part["text"])
-    if kind in ("image_url", "input_image", "image"):
-        return _image_part(part)
-    if kind in ("file", "input_file", "document"):
-        return _file_part(part)
+    if isinstance(part, Mapping):
+        if kind in ("text", "input_text"):
+            return Text(_required_str(part, "text", "a text part"))
+        if kind in ("image_url", "input_image", "image"):
+            return _image_part(part)
+        if kind in ("file", "input_file", "document"):
+            return _file_part(part)
     raise InvalidRequestError(
         f"unsupported content part {kind!r}: use text, image or file parts, a pathlib.Path, "
         "or callm types"
     )
 
 
-def _image_part(part: Mapping[str, Any]) -> Image:
+def _image_part(part: Mapping[str, object]) -> Image:
     """OpenAI's ``image_url`` / ``input_image`` parts, or callm's ``{"type": "image", …}``
     with one of ``path``, ``url`` or ``data`` (bytes)."""
-    image: Any = part.get("image_url")
-    detail = part.get("detail")
-    if isinstance(image, Mapping):
-        image, detail = image.get("url"), image.get("detail", detail)
+    given = part.get("image_url")
+    image, detail = given, part.get("detail")
+    if isinstance(given, Mapping):
+        image, detail = given.get("url"), given.get("detail", detail)
     if isinstance(image, str):
-        return Image(image, detail)
-    if part.get("path") is not None:
-        return Image.from_path(part["path"], detail)
-    if part.get("url") is not None:
-        return Image.from_url(part["url"], detail)
-    if isinstance(part.get("data"), bytes):
-        return Image.from_bytes(part["data"], part.get("media_type"), detail=detail)
+        return Image(image, _detail(detail))
+    path, url, data = part.get("path"), part.get("url"), part.get("data")
+    if isinstance(path, str | os.PathLike):
+        return Image.from_path(path, _detail(detail))
+    if isinstance(url, str):
+        return Image.from_url(url, _detail(detail))
+    if isinstance(data, bytes):
+        return Image.from_bytes(data, _optional_str(part, "media_type"), detail=_detail(detail))
     raise InvalidRequestError(f"an image part needs a path, url or data: {_shown(part)}")
 
 
-def _file_part(part: Mapping[str, Any]) -> Image | Document:
+def _file_part(part: Mapping[str, object]) -> Image | Document:
     """OpenAI's ``file`` / ``input_file`` parts (inline ``file_data`` or ``file_url``), or
     callm's ``{"type": "file", …}`` with one of ``path``, ``url`` or ``data`` (bytes)."""
     inner = part.get("file")
-    spec: Mapping[str, Any] = inner if isinstance(inner, Mapping) else part
-    title = spec.get("filename") or part.get("title")
-    if isinstance(spec.get("file_data"), str):
-        data_url = spec["file_data"]
-        return Document(data_url, _data_url_type(data_url), title)
-    if isinstance(spec.get("file_url"), str):
-        return Document.from_url(spec["file_url"], title=title)
-    if part.get("path") is not None:
-        found = attachment(part["path"])
+    spec = inner if isinstance(inner, Mapping) else part
+    title = _optional_str(spec, "filename") or _optional_str(part, "title")
+    file_data, file_url = spec.get("file_data"), spec.get("file_url")
+    if isinstance(file_data, str):
+        return Document(file_data, _data_url_type(file_data), title)
+    if isinstance(file_url, str):
+        return Document.from_url(file_url, title=title)
+    path, url, data = part.get("path"), part.get("url"), part.get("data")
+    media_type = _optional_str(part, "media_type")
+    if isinstance(path, str | os.PathLike):
+        found = attachment(path)
         return found if title is None or isinstance(found, Image) else replace(found, title=title)
-    if part.get("url") is not None:
-        return Document.from_url(part["url"], part.get("media_type"), title)
-    if isinstance(part.get("data"), bytes):
-        return Document.from_bytes(part["data"], part.get("media_type"), title=title)
+    if isinstance(url, str):
+        return Document.from_url(url, media_type, title)
+    if isinstance(data, bytes):
+        return Document.from_bytes(data, media_type, title=title)
     raise InvalidRequestError(
         f"a file part needs a path, url, data or file_data (uploaded file ids are not "
         f"supported): {_shown(part)}"
@@ -159,23 +173,54 @@ def _data_url_type(url: str) -> str | None:
     return url[5:].split(",", 1)[0].split(";", 1)[0] or None
 
 
-def _shown(part: Mapping[str, Any]) -> str:
+def _optional_str(data: Mapping[str, object], key: str) -> str | None:
+    value = data.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidRequestError(f"{key} must be a string, not {type(value).__name__}")
+
+
+def _required_str(data: Mapping[str, object], key: str, what: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise InvalidRequestError(f"{what} needs a {key!r} string: {_shown(data)}")
+    return value
+
+
+def _detail(value: object) -> ImageDetail | None:
+    if value is None:
+        return None
+    for detail in _DETAILS:
+        if value == detail:
+            return detail
+    raise InvalidRequestError(f"an image's detail must be auto, low or high, not {value!r}")
+
+
+def _shown(part: Mapping[str, object]) -> str:
     # Never echo a base64 payload into an error message.
     return repr({k: (v if len(repr(v)) < 80 else "…") for k, v in part.items()})
 
 
-def _tool_calls(calls: Sequence[Any]) -> list[Part]:
+def _tool_calls(calls: object) -> list[Part]:
     from ..protocols.openai_chat.client import parse_tool_call
 
+    if not isinstance(calls, Sequence) or isinstance(calls, str):
+        raise InvalidRequestError(f"tool_calls must be a list, not {type(calls).__name__}")
     parts: list[Part] = []
     for call in calls:
         if isinstance(call, ToolCall):
             parts.append(call)
             continue
+        if not isinstance(call, Mapping):
+            raise InvalidRequestError(f"a tool call must be a dict or callm.ToolCall: {call!r}")
         function = call.get("function") or {}
+        if not isinstance(function, Mapping):
+            raise InvalidRequestError(f"a tool call's function must be a dict: {call!r}")
         parts.append(
             parse_tool_call(
-                call.get("id") or "", function.get("name") or "", function.get("arguments")
+                str(call.get("id") or ""),
+                str(function.get("name") or ""),
+                function.get("arguments"),
             )
         )
     return parts
@@ -202,12 +247,18 @@ def _tool(tool: ToolInput) -> Tool:
         from .functions import tool as tool_from_function
 
         return tool_from_function(tool)
-    spec = tool.get("function", tool) if tool.get("type") == "function" else tool
-    if not spec.get("name"):
+    function = tool.get("function")
+    spec = function if tool.get("type") == "function" and isinstance(function, Mapping) else tool
+    name = spec.get("name")
+    if not name or not isinstance(name, str):
         raise InvalidRequestError(f"a tool needs a name: {tool!r}")
+    parameters = spec.get("parameters") or {"type": "object", "properties": {}}
+    if not isinstance(parameters, Mapping):
+        raise InvalidRequestError(f"the tool {name!r}'s parameters must be a JSON schema object")
+    strict = spec.get("strict")
     return Tool(
-        name=spec["name"],
-        description=spec.get("description") or "",
-        parameters=spec.get("parameters") or {"type": "object", "properties": {}},
-        strict=spec.get("strict"),
+        name=name,
+        description=str(spec.get("description") or ""),
+        parameters=parameters,
+        strict=strict if isinstance(strict, bool) else None,
     )

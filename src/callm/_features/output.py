@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._core.errors import InvalidRequestError, StructuredOutputError
+from .._core.json import get_list
 from .._core.options import ResponseFormat
 from .._core.params import MessagesInput
 from .._core.types import Message, Response
@@ -42,6 +43,8 @@ from .messages import to_messages
 from .schema import strict_schema
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from .._core.params import CallParams
     from .caller import AsyncCaller, Caller
 
@@ -66,14 +69,14 @@ class OutputSpec:
     strict: bool
     wrapped: bool
     # Decoded JSON (already unwrapped) → the typed value; raises InvalidOutput.
-    validate: Callable[[Any], Any]
+    validate: Callable[[object], object]
 
     @property
     def response_format(self) -> ResponseFormat:
         """The ``json_schema`` response format, which every protocol translates."""
         return ResponseFormat("json_schema", self.schema, self.name, self.strict)
 
-    def parse(self, text: str) -> Any:
+    def parse(self, text: str) -> object:
         """The reply text → the validated value; raises InvalidOutput."""
         try:
             data = json.loads(json_text(text))
@@ -84,7 +87,7 @@ class OutputSpec:
         return self.validate(data)
 
 
-def output_spec(output: Any) -> OutputSpec:
+def output_spec(output: object) -> OutputSpec:
     """The spec of an ``output=`` value (cached per type)."""
     if isinstance(output, Mapping):
         return _dict_spec(output)
@@ -117,12 +120,12 @@ def _checked_spec(params: CallParams) -> OutputSpec:
 
 
 @lru_cache(maxsize=256)
-def _type_spec(target: Any) -> OutputSpec:
+def _type_spec(target: Any) -> OutputSpec:  # any type form pydantic takes
     from pydantic import TypeAdapter, ValidationError
     from pydantic.errors import PydanticUserError
 
     try:
-        adapter: Any = TypeAdapter(target)
+        adapter = TypeAdapter(target)
         schema = adapter.json_schema()
     except (PydanticUserError, TypeError, ValueError) as exc:
         raise InvalidRequestError(f"{_NOT_AN_OUTPUT.format(target)} ({exc})") from exc
@@ -131,7 +134,7 @@ def _type_spec(target: Any) -> OutputSpec:
     if wrapped:
         strict = _wrap(strict)
 
-    def validate(data: Any) -> Any:
+    def validate(data: object) -> object:
         try:
             # JSON mode, as the data came from JSON (strict models take ISO dates there).
             return adapter.validate_json(json.dumps(data))
@@ -141,7 +144,7 @@ def _type_spec(target: Any) -> OutputSpec:
     return OutputSpec(_name(getattr(target, "__name__", None)), strict, ok, wrapped, validate)
 
 
-def _pydantic_errors(exc: Any) -> list[str]:
+def _pydantic_errors(exc: ValidationError) -> list[str]:
     errors = []
     for error in exc.errors(include_url=False):
         where = ".".join(str(p) for p in error["loc"])
@@ -152,9 +155,10 @@ def _pydantic_errors(exc: Any) -> list[str]:
 # --- JSON-schema dicts --------------------------------------------------------------------------
 
 
-def _dict_spec(output: Mapping[str, Any]) -> OutputSpec:
-    named = isinstance(output.get("schema"), Mapping)
-    schema: Mapping[str, Any] = output["schema"] if named else output
+def _dict_spec(output: Mapping[str, object]) -> OutputSpec:
+    given = output.get("schema")
+    named = isinstance(given, Mapping)
+    schema = given if isinstance(given, Mapping) else output
     name = _name(output.get("name") if named else schema.get("title"))
     check = _schema_checker(schema)
     if named and output.get("strict") is False:
@@ -164,7 +168,7 @@ def _dict_spec(output: Mapping[str, Any]) -> OutputSpec:
     return OutputSpec(name, _wrap(sent) if wrapped else sent, ok, wrapped, check)
 
 
-def _schema_checker(schema: Mapping[str, object]) -> Callable[[Any], Any]:
+def _schema_checker(schema: Mapping[str, object]) -> Callable[[object], object]:
     """A validator for a JSON schema: jsonschema's when installed, else a minimal check."""
     try:
         import jsonschema  # type: ignore[import-untyped]
@@ -172,7 +176,7 @@ def _schema_checker(schema: Mapping[str, object]) -> Callable[[Any], Any]:
         return lambda data: _minimal_check(schema, data)
     validator = jsonschema.validators.validator_for(schema)(schema)
 
-    def check(data: Any) -> Any:
+    def check(data: object) -> object:
         errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
         if errors:
             raise InvalidOutput([_schema_error(e) for e in errors])
@@ -181,7 +185,14 @@ def _schema_checker(schema: Mapping[str, object]) -> Callable[[Any], Any]:
     return check
 
 
-def _schema_error(error: Any) -> str:
+class _SchemaError(Protocol):
+    """What is read of a jsonschema ValidationError."""
+
+    absolute_path: Sequence[object]
+    message: str
+
+
+def _schema_error(error: _SchemaError) -> str:
     where = ".".join(str(p) for p in error.absolute_path)
     return f"{where}: {error.message}" if where else str(error.message)
 
@@ -196,13 +207,13 @@ _JSON_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
-def _minimal_check(schema: Mapping[str, Any], data: Any) -> Any:
+def _minimal_check(schema: Mapping[str, object], data: object) -> object:
     """Without jsonschema: the root type and the root object's required keys only."""
     expected = _JSON_TYPES.get(str(schema.get("type")))
     if expected is not None and not isinstance(data, expected):
         raise InvalidOutput([f"expected a JSON {schema['type']}, got {type(data).__name__}"])
     if isinstance(data, dict):
-        missing = [k for k in schema.get("required", ()) if k not in data]
+        missing = [k for k in get_list(schema, "required") if k not in data]
         if missing:
             raise InvalidOutput([f"{k}: Field required" for k in missing])
     return data
@@ -226,7 +237,7 @@ def _wrap(schema: dict[str, object]) -> dict[str, object]:
     return wrapped
 
 
-def _name(name: Any) -> str:
+def _name(name: object) -> str:
     """A format name providers accept: ``[a-zA-Z0-9_-]{1,64}``."""
     cleaned = re.sub(r"[^a-zA-Z0-9_-]", "_", str(name or ""))[:64]
     return cleaned or "output"
@@ -293,10 +304,10 @@ def give_up(response: Response, errors: list[str], attempts: int) -> StructuredO
     )
 
 
-def _plan(params: CallParams) -> tuple[OutputSpec, int, dict[str, Any]]:
+def _plan(params: CallParams) -> tuple[OutputSpec, int, CallParams]:
     """The spec, the re-ask budget and the plain call parameters of a structured call."""
     spec = _checked_spec(params)
-    inner: dict[str, Any] = dict(params)
+    inner = params.copy()
     del inner["output"]
     inner["response_format"] = spec.response_format
     retries = inner.pop("output_retries", DEFAULT_OUTPUT_RETRIES)
@@ -339,7 +350,7 @@ async def complete_async(
     raise AssertionError("unreachable: the loop returns or raises")
 
 
-def stream_params(params: CallParams) -> tuple[OutputSpec, dict[str, Any]]:
+def stream_params(params: CallParams) -> tuple[OutputSpec, CallParams]:
     """The spec and the plain call parameters of a structured stream (streams never re-ask)."""
     spec, _, inner = _plan(params)
     return spec, inner

@@ -6,7 +6,7 @@ whose ``response`` is the whole streamed Response.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._core.types import PartialOutput, Response
 from .output import InvalidOutput, OutputSpec, give_up, json_text, judge
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from .._core.types import StreamEvent
 
-_UNSET: Any = object()
+_UNSET = object()
 
 
 class PartialParser:
@@ -27,7 +27,7 @@ class PartialParser:
     def __init__(self, spec: OutputSpec) -> None:
         self._spec = spec
         self._text = ""
-        self._last: Any = _UNSET
+        self._last: object = _UNSET
 
     def feed(self, text: str) -> PartialOutput | None:
         """A PartialOutput when the text so far parses to something new, else None."""

@@ -8,34 +8,38 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
 
 from .._core.options import ResponseFormat, response_format_of, tool_choice_of
 from .._core.params import CallParams, MessagesInput
 from .._core.types import Request
 from .messages import to_messages, to_tools
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-_REQUEST_FIELDS = ("max_tokens", "temperature", "top_p", "top_k", "seed", "n", "user")
+_NO_BODY: Mapping[str, object] = MappingProxyType({})
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 def draft_request(messages: MessagesInput, params: CallParams, stream: bool) -> Request:
     """The Request of a call, its ``model`` left empty for the engine to fill in."""
-    fields: dict[str, Any] = {k: params[k] for k in _REQUEST_FIELDS if k in params}  # type: ignore[literal-required]
     stop = params.get("stop")
     choice = params.get("tool_choice")
     return Request(
         model="",
         messages=to_messages(messages, params.get("system")),
+        max_tokens=params.get("max_tokens"),
+        temperature=params.get("temperature"),
+        top_p=params.get("top_p"),
+        top_k=params.get("top_k"),
         stop=(stop,) if isinstance(stop, str) else tuple(stop) if stop else None,
+        seed=params.get("seed"),
+        n=params.get("n"),
+        user=params.get("user"),
         tools=to_tools(params.get("tools")),
         tool_choice=tool_choice_of(choice) if choice is not None else None,
         response_format=_response_format(params),
         stream=stream,
-        extra_body=params.get("extra_body") or _EMPTY,
-        extra_headers=params.get("extra_headers") or _EMPTY,
+        extra_body=params.get("extra_body") or _NO_BODY,
+        extra_headers=params.get("extra_headers") or _NO_HEADERS,
         cache=params.get("cache"),
-        **fields,
     )
 
 

@@ -39,7 +39,7 @@ from collections.abc import (
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._core.errors import CallmError, InvalidRequestError, MaxStepsExceededError
 from .._core.options import tool_choice_of
@@ -58,11 +58,13 @@ from .._core.types import (
 from .messages import to_messages, to_tools
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from .._core.params import CallParams
     from .._engine.stream import AsyncStream, Stream
     from .caller import AsyncCaller, Caller
 
-Approve = Callable[[ToolCall], Any]
+Approve = Callable[[ToolCall], object]
 
 
 class _Loop:
@@ -137,8 +139,8 @@ class _Ready:
     """A call that found its function and whose arguments fit: ready to run."""
 
     call: ToolCall
-    function: Callable[..., Any]
-    args: list[Any] = field(default_factory=list)
+    function: Callable[..., object]
+    args: list[object] = field(default_factory=list)
     kwargs: dict[str, object] = field(default_factory=dict)
 
 
@@ -182,7 +184,7 @@ def _bound(call: ToolCall, tool: Tool) -> _Ready | ToolResult:
     return _Ready(call, tool.function, args, kwargs)
 
 
-def _invalid_arguments(name: str, exc: Any) -> str:
+def _invalid_arguments(name: str, exc: ValidationError) -> str:
     lines = [f"Error: invalid arguments for {name}:"]
     for error in exc.errors(include_url=False):
         where = ".".join(str(part) for part in error["loc"]) or "(arguments)"
@@ -190,7 +192,7 @@ def _invalid_arguments(name: str, exc: Any) -> str:
     return "\n".join(lines)
 
 
-def _refusal(call: ToolCall, answer: Any) -> ToolResult | None:
+def _refusal(call: ToolCall, answer: object) -> ToolResult | None:
     """None when ``approve`` said yes; else the error result saying it was refused."""
     if answer and not isinstance(answer, str):
         return None
@@ -204,7 +206,7 @@ def _error(call: ToolCall, message: str) -> ToolResult:
     return ToolResult(call.id, message, call.name, is_error=True)
 
 
-def _result(call: ToolCall, value: Any) -> ToolResult:
+def _result(call: ToolCall, value: object) -> ToolResult:
     """A str goes back as it is; anything else as JSON (pydantic models, dataclasses too)."""
     if isinstance(value, str):
         return ToolResult(call.id, value, call.name)
@@ -236,7 +238,7 @@ class _InEventLoopError(InvalidRequestError):
     """An async tool or approve hook met the sync Client inside a running event loop."""
 
 
-def _run_awaitable(awaitable: Awaitable[Any], what: str) -> Any:
+def _run_awaitable(awaitable: Awaitable[object], what: str) -> object:
     """Run an awaitable to completion from sync code (its own event loop)."""
     import asyncio  # here: `import callm` stays free of asyncio (and ssl)
 
@@ -251,7 +253,7 @@ def _run_awaitable(awaitable: Awaitable[Any], what: str) -> Any:
             f"{what} and the sync Client is running inside an event loop: use AsyncClient.run"
         )
 
-    async def wait() -> Any:
+    async def wait() -> object:
         return await awaitable
 
     return asyncio.run(wait())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
 
 from .._core.errors import InvalidRequestError
 
@@ -44,7 +43,7 @@ def strict_schema(schema: Mapping[str, object]) -> tuple[dict[str, object], bool
 
 
 def _resolve(root: Mapping[str, object], ref: str) -> dict[str, object]:
-    target: Any = root
+    target: object = root
     for key in ref.removeprefix("#/").split("/"):
         target = target.get(key) if isinstance(target, Mapping) else None
     if not isinstance(target, Mapping):
@@ -52,7 +51,7 @@ def _resolve(root: Mapping[str, object], ref: str) -> dict[str, object]:
     return copy.deepcopy(dict(target))
 
 
-def _strictify(node: Any, flags: dict[str, bool]) -> None:
+def _strictify(node: object, flags: dict[str, bool]) -> None:
     if not isinstance(node, dict):
         return
     for key in _DROPPED:
@@ -87,25 +86,25 @@ def _move_to_description(node: dict[str, object]) -> None:
         node["description"] = f"{said} ({', '.join(notes)})" if said else ", ".join(notes)
 
 
-def _strict_object(node: dict[str, Any], flags: dict[str, bool]) -> None:
+def _strict_object(node: dict[str, object], flags: dict[str, bool]) -> None:
     extra = node.get("additionalProperties")
     if extra not in (None, False):  # a free-form map: strict mode cannot express it
         flags["strict"] = False
         return
     properties = node.setdefault("properties", {})
     node["additionalProperties"] = False
-    node["required"] = list(properties)
+    node["required"] = list(properties) if isinstance(properties, dict) else []
 
 
-def _children(node: Mapping[str, Any]) -> list[Any]:
-    children: list[Any] = []
+def _children(node: Mapping[str, object]) -> list[object]:
+    children: list[object] = []
     for key in ("properties", "$defs", "definitions"):
-        if isinstance(node.get(key), dict):
-            children += node[key].values()
+        if isinstance(named := node.get(key), dict):
+            children += named.values()
     for key in ("anyOf", "allOf", "prefixItems"):
-        if isinstance(node.get(key), list):
-            children += node[key]
+        if isinstance(listed := node.get(key), list):
+            children += listed
     for key in ("items", "additionalProperties", "not"):
-        if isinstance(node.get(key), dict):
-            children.append(node[key])
+        if isinstance(single := node.get(key), dict):
+            children.append(single)
     return children
