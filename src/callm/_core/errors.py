@@ -36,7 +36,7 @@ would have — an ``overloaded_error`` is an OverloadedError — with ``status_c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from . import secrets as _secrets
 from .request_errors import (
@@ -106,6 +106,18 @@ class MaxStepsExceededError(CallmError):
         self.response = response
 
 
+class ErrorFields(TypedDict, total=False):
+    """The keyword arguments of :class:`APIError`, for the subclasses that add their own."""
+
+    provider: str | None
+    status_code: int | None
+    request_id: str | None
+    body: object
+    code: str | None
+    partial: Response | None
+    headers: Mapping[str, str] | None
+
+
 class APIError(CallmError):
     """Something went wrong talking to a provider."""
 
@@ -116,7 +128,7 @@ class APIError(CallmError):
         provider: str | None = None,
         status_code: int | None = None,
         request_id: str | None = None,
-        body: Any = None,
+        body: object = None,
         code: str | None = None,
         partial: Response | None = None,
         headers: Mapping[str, str] | None = None,
@@ -135,12 +147,12 @@ class APIError(CallmError):
         self.headers: Mapping[str, str] = headers if headers is not None else {}
 
     @property
-    def body(self) -> Any:
+    def body(self) -> object:
         """The provider's error answer (parsed JSON, or its text), known secrets scrubbed."""
         return self._body
 
     @body.setter
-    def body(self, value: Any) -> None:
+    def body(self, value: object) -> None:
         self._body = _secrets.scrub_json(value)
 
     def __str__(self) -> str:
@@ -184,7 +196,9 @@ class ConflictError(APIStatusError):
 class RateLimitError(APIStatusError):
     """Too many requests or tokens (429). ``retry_after`` is the server's hint in seconds."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, **kw: Unpack[ErrorFields]
+    ) -> None:
         super().__init__(message, **kw)
         self.retry_after = retry_after
 

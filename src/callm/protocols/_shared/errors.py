@@ -6,7 +6,7 @@ import math
 import re
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..._core import errors as e
 from ..._core.endpoint import Endpoint
@@ -177,7 +177,7 @@ _TWIN_STATUS: Mapping[str, int] = {
 }
 
 
-def twin_status(error: Mapping[str, Any]) -> int:
+def twin_status(error: Mapping[str, object]) -> int:
     """The HTTP status of an in-stream error's twin answer; 0 when nothing says which.
 
     An integer ``code`` (OpenRouter, vLLM, Google) or ``status_code`` (Groq) is an HTTP
@@ -197,7 +197,7 @@ def twin_status(error: Mapping[str, Any]) -> int:
 
 
 def in_stream_error(
-    decoder: StreamDecoder, error: Mapping[str, Any], body: Any, request_id: str | None = None
+    decoder: StreamDecoder, error: Mapping[str, object], body: object, request_id: str | None = None
 ) -> e.APIError:
     """The typed error of an error the provider reported inside a stream.
 
@@ -221,7 +221,7 @@ def in_stream_error(
 
 
 def decode_error(
-    endpoint: Endpoint, status: int, headers: Mapping[str, str], data: Any
+    endpoint: Endpoint, status: int, headers: Mapping[str, str], data: object
 ) -> e.APIError:
     """The exception for an error answer; ``data`` is the parsed body (or raw text)."""
     error = data.get("error", data) if isinstance(data, dict) else data
@@ -231,7 +231,7 @@ def decode_error(
     code = error.get("code")
     code_text = str(code) if code is not None else None
     cls = _error_class(status, message, code_text, str(error.get("type") or ""))
-    kwargs: dict[str, Any] = {
+    kwargs: e.ErrorFields = {
         "provider": endpoint.provider,
         "status_code": status or None,
         "request_id": request_id_of(headers),
@@ -278,7 +278,7 @@ def _with_hint(cls: type[e.APIError], message: str, endpoint: Endpoint) -> str:
     return message
 
 
-def parse_json(endpoint: Endpoint, response: HttpResponse) -> Any:
+def parse_json(endpoint: Endpoint, response: HttpResponse) -> object:
     """The JSON body of a response, or an APIResponseError saying it could not be read."""
     try:
         return loads(response.body.decode())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 from ..._core.errors import (
     APIConnectionError,
@@ -39,48 +38,48 @@ _KINDS = {
 # --- reading a body ------------------------------------------------------------------------
 
 
-def describe(value: Any) -> str:
+def describe(value: object) -> str:
     """What a JSON value is, for a message: "a string", "an array" …"""
     return _KINDS.get(type(value), type(value).__name__)
 
 
-def invalid(where: str, wanted: str, value: Any) -> InvalidRequestError:
+def invalid(where: str, wanted: str, value: object) -> InvalidRequestError:
     return InvalidRequestError(f"{where} must be {wanted}, not {describe(value)}")
 
 
-def body_object(body: Any) -> Mapping[str, object]:
+def body_object(body: object) -> Mapping[str, object]:
     """The request body itself, which must be a JSON object."""
     if not isinstance(body, Mapping):
         raise invalid("the request body", "a JSON object", body)
     return body
 
 
-def an_object(value: Any, where: str) -> Mapping[str, object]:
+def an_object(value: object, where: str) -> Mapping[str, object]:
     if not isinstance(value, Mapping):
         raise invalid(where, "an object", value)
     return value
 
 
-def an_array(value: Any, where: str) -> list[Any]:
+def an_array(value: object, where: str) -> list[object]:
     if not isinstance(value, list):
         raise invalid(where, "an array", value)
     return value
 
 
-def objects(value: Any, where: str) -> Iterator[tuple[str, Mapping[str, object]]]:
+def objects(value: object, where: str) -> Iterator[tuple[str, Mapping[str, object]]]:
     """``(path, object)`` for each item of an array that must hold objects."""
     for i, item in enumerate(an_array(value, where)):
         at = f"{where}[{i}]"
         yield at, an_object(item, at)
 
 
-def a_string(value: Any, where: str) -> str:
+def a_string(value: object, where: str) -> str:
     if not isinstance(value, str):
         raise invalid(where, "a string", value)
     return value
 
 
-def required(body: Mapping[str, object], key: str, where: str = "") -> Any:
+def required(body: Mapping[str, object], key: str, where: str = "") -> object:
     if key not in body or body[key] is None:
         raise InvalidRequestError(f"{where}{key} is required")
     return body[key]
@@ -122,7 +121,7 @@ def optional_string(body: Mapping[str, object], key: str, where: str = "") -> st
     return a_string(value, where + key)
 
 
-def string_list(value: Any, where: str) -> tuple[str, ...]:
+def string_list(value: object, where: str) -> tuple[str, ...]:
     """A string or an array of strings (``stop``, ``stop_sequences`` …) as a tuple."""
     if isinstance(value, str):
         return (value,)
@@ -143,7 +142,7 @@ def model_of(body: Mapping[str, object], model: str | None) -> str:
 # --- writing a stream ------------------------------------------------------------------------
 
 
-def sse(data: Any, event: str | None = None) -> bytes:
+def sse(data: object, event: str | None = None) -> bytes:
     """One SSE frame: an optional ``event:`` line and one ``data:`` line of compact JSON."""
     payload = data if isinstance(data, str) else dumps(data)
     if event is None:

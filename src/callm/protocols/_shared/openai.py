@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from ..._core.json import dumps, loads
 from ..._core.quirks import Quirks
@@ -38,11 +37,13 @@ PROMPT_CACHE_KEY = "prompt_cache_key"
 CACHE_TTLS = ("5m", "1h")  # Anthropic's TTL spellings of cache=: no key of their own
 
 
-def content_array_parts(content: list[Any]) -> list[Part]:
+def content_array_parts(content: list[object]) -> list[Part]:
     """Mistral's reasoning models send content as an array of text and thinking blocks."""
     parts: list[Part] = []
     for block in content:
-        kind = block.get("type") if isinstance(block, dict) else None
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
         if kind == "text":
             parts.append(Text(block.get("text") or ""))
         elif kind == "thinking":
@@ -52,7 +53,7 @@ def content_array_parts(content: list[Any]) -> list[Part]:
     return parts
 
 
-def parse_tool_call(call_id: str, name: str, arguments: Any) -> ToolCall:
+def parse_tool_call(call_id: str, name: str, arguments: object) -> ToolCall:
     """A tool call with its JSON arguments parsed; malformed ones are kept raw and flagged."""
     if not call_id:  # Gemini's compat layer sends "": make one up so results can refer to it
         call_id = "call_" + os.urandom(12).hex()
@@ -80,7 +81,7 @@ def normalise_finish(native: str | None, parts: Sequence[Part] = ()) -> FinishRe
     return reason
 
 
-def decode_usage(data: Mapping[str, Any]) -> Usage:
+def decode_usage(data: Mapping[str, object]) -> Usage:
     """Usage from a body or chunk: OpenAI's fields, DeepSeek's cache counts, Groq's x_groq."""
     usage = data.get("usage")
     if not usage:
@@ -126,5 +127,5 @@ def _leading_system(request: Request) -> list[str]:
     return texts
 
 
-def _tool_specs(request: Request) -> list[Any]:
+def _tool_specs(request: Request) -> list[object]:
     return [[t.name, t.description, t.parameters] for t in request.tools]

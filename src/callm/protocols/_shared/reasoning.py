@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
 
 from ..._core.types import Reasoning
 
@@ -36,7 +35,7 @@ def is_foreign(part: Reasoning, protocol: str) -> bool:
 
 def seal(part: Reasoning) -> str:
     """The token that carries ``part``'s protocol and companions."""
-    fields: list[Any] = [part.protocol, part.signature, part.id, part.data]
+    fields: list[object] = [part.protocol, part.signature, part.id, part.data]
     if part.detail is not None:
         fields.append(dict(part.detail))
     packed = base64.urlsafe_b64encode(_dumps(fields).encode()).decode("ascii")

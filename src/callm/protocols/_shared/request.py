@@ -7,26 +7,25 @@ what it should be, so a caller of the gateway learns what to fix.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from ..._core.errors import InvalidRequestError
 
 
-def require_mapping(value: Any, where: str) -> Mapping[str, object]:
+def require_mapping(value: object, where: str) -> Mapping[str, object]:
     """``value`` when it is a JSON object."""
     if not isinstance(value, Mapping):
         raise InvalidRequestError(f"{where} must be a JSON object, not {_kind(value)}")
     return value
 
 
-def require_list(value: Any, where: str, what: str = "an array") -> list[Any]:
+def require_list(value: object, where: str, what: str = "an array") -> list[object]:
     """``value`` when it is a JSON array."""
     if not isinstance(value, list):
         raise InvalidRequestError(f"{where} must be {what}, not {_kind(value)}")
     return value
 
 
-def require_str(value: Any, where: str, *, allow_empty: bool = False) -> str:
+def require_str(value: object, where: str, *, allow_empty: bool = False) -> str:
     """``value`` when it is a (non-empty, unless allowed) string."""
     if not isinstance(value, str):
         raise InvalidRequestError(f"{where} must be a string, not {_kind(value)}")
@@ -35,13 +34,13 @@ def require_str(value: Any, where: str, *, allow_empty: bool = False) -> str:
     return value
 
 
-def optional_str(value: Any, where: str) -> str | None:
+def optional_str(value: object, where: str) -> str | None:
     if value is None:
         return None
     return require_str(value, where, allow_empty=True)
 
 
-def optional_int(value: Any, where: str, *, minimum: int = 0) -> int | None:
+def optional_int(value: object, where: str, *, minimum: int = 0) -> int | None:
     """An integer field (a bool is not one), at least ``minimum``."""
     if value is None:
         return None
@@ -54,7 +53,7 @@ def optional_int(value: Any, where: str, *, minimum: int = 0) -> int | None:
     return value
 
 
-def optional_float(value: Any, where: str) -> float | None:
+def optional_float(value: object, where: str) -> float | None:
     """A number field (a bool is not one)."""
     if value is None:
         return None
@@ -63,7 +62,7 @@ def optional_float(value: Any, where: str) -> float | None:
     return float(value)
 
 
-def stop_sequences(value: Any, where: str) -> tuple[str, ...] | None:
+def stop_sequences(value: object, where: str) -> tuple[str, ...] | None:
     """A stop sequence or a list of them."""
     if value is None:
         return None
@@ -73,7 +72,7 @@ def stop_sequences(value: Any, where: str) -> tuple[str, ...] | None:
     return tuple(require_str(s, f"{where}[{i}]", allow_empty=True) for i, s in enumerate(items))
 
 
-def _kind(value: Any) -> str:
+def _kind(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):

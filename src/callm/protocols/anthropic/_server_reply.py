@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, assert_never
+from typing import assert_never
 
 from ..._core.errors import CallmError, InvalidRequestError, OverloadedError
 from ..._core.types import (
@@ -31,7 +31,7 @@ PROTOCOL = "anthropic"
 # --- encoding a reply ---------------------------------------------------------------------
 
 
-def encode_response(response: Response, *, model: str) -> dict[str, Any]:
+def encode_response(response: Response, *, model: str) -> dict[str, object]:
     """The Message body an Anthropic SDK reads for ``response``."""
     return {
         "id": message_id(response.id),
@@ -52,9 +52,9 @@ def message_id(upstream_id: str) -> str:
     return "msg_" + (upstream_id or os.urandom(12).hex())
 
 
-def content_blocks(parts: Sequence[Part]) -> list[dict[str, Any]]:
+def content_blocks(parts: Sequence[Part]) -> list[dict[str, object]]:
     """The content blocks of a reply's parts, in order."""
-    blocks: list[dict[str, Any]] = []
+    blocks: list[dict[str, object]] = []
     for part in parts:
         block = content_block(part)
         if block is not None:
@@ -68,7 +68,7 @@ def _citations(part: Part) -> bool:
     return isinstance(part, RawPart) and part.protocol == PROTOCOL and part.type == "citations"
 
 
-def content_block(part: Part) -> dict[str, Any] | None:
+def content_block(part: Part) -> dict[str, object] | None:
     """One part as a content block; None for what this format has no block for."""
     match part:
         case Text(text=text) | Refusal(text=text):
@@ -91,7 +91,7 @@ def content_block(part: Part) -> dict[str, Any] | None:
             assert_never(part)
 
 
-def thinking_block(part: Reasoning) -> dict[str, Any]:
+def thinking_block(part: Reasoning) -> dict[str, object]:
     """A thinking block (redacted thinking when only its data is known)."""
     if is_foreign(part, PROTOCOL):
         return {"type": "thinking", "thinking": part.text, "signature": seal(part)}
@@ -100,7 +100,7 @@ def thinking_block(part: Reasoning) -> dict[str, Any]:
     return {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
 
 
-def _media_block(part: Image | Document) -> dict[str, Any]:
+def _media_block(part: Image | Document) -> dict[str, object]:
     """An image or document a model produced, in the block shape requests use."""
     try:
         if isinstance(part, Image):
@@ -140,10 +140,10 @@ def stop_sequence(response: Response) -> str | None:
     return matched if isinstance(matched, str) else None
 
 
-def encode_usage(usage: Usage) -> dict[str, Any]:
+def encode_usage(usage: Usage) -> dict[str, object]:
     """Usage as Anthropic counts it: ``input_tokens`` excludes cache reads and writes."""
     fresh = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens
-    out: dict[str, Any] = {
+    out: dict[str, object] = {
         "input_tokens": max(fresh, 0),
         "output_tokens": usage.output_tokens,
         "cache_creation_input_tokens": usage.cache_write_tokens,
@@ -154,7 +154,7 @@ def encode_usage(usage: Usage) -> dict[str, Any]:
     return out
 
 
-def encode_count_tokens(input_tokens: int) -> dict[str, Any]:
+def encode_count_tokens(input_tokens: int) -> dict[str, object]:
     """The body of a ``/v1/messages/count_tokens`` answer."""
     return {"input_tokens": input_tokens}
 
@@ -176,19 +176,19 @@ _ERROR_TYPES: Mapping[int, str] = {
 _OVERLOADED = 529  # Anthropic's own status for an overloaded service
 
 
-def encode_error(error: CallmError, *, status: int | None = None) -> tuple[int, dict[str, Any]]:
+def encode_error(error: CallmError, *, status: int | None = None) -> tuple[int, dict[str, object]]:
     """The status and ``{"type": "error", "error": {…}}`` body an Anthropic SDK reads."""
     if status is None:
         status = _OVERLOADED if isinstance(error, OverloadedError) else status_for(error)
     return status, error_body(error, status)
 
 
-def error_body(error: CallmError, status: int) -> dict[str, Any]:
+def error_body(error: CallmError, status: int) -> dict[str, object]:
     """The error object, also sent as an ``error`` event inside a stream."""
     kind = _ERROR_TYPES.get(status)
     if kind is None:
         kind = "api_error" if status >= 500 else "invalid_request_error"
-    inner: dict[str, Any] = {"type": kind, "message": message_of(error)}
+    inner: dict[str, object] = {"type": kind, "message": message_of(error)}
     code = code_of(error)
     if code is not None and code != kind:
         inner["code"] = code  # e.g. budget_exceeded: a 429 that waiting will not cure

@@ -15,7 +15,7 @@ everything the reply held.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Mapping
 
 from ..._core.errors import CallmError
 from ..._core.types import (
@@ -115,7 +115,7 @@ class StreamEncoder:
 
     # --- blocks -------------------------------------------------------------------------
 
-    def _delta(self, kind: str, delta: dict[str, Any]) -> bytes:
+    def _delta(self, kind: str, delta: Mapping[str, object]) -> bytes:
         frames = b""
         if self._open is None or self._open[0] != kind:
             empty = {"type": "text", "text": ""}
@@ -164,7 +164,7 @@ class StreamEncoder:
         self._tools_done.add(tool_index)
         return self._tool_blocks[tool_index]
 
-    def _begin(self, kind: str, block: dict[str, Any]) -> bytes:
+    def _begin(self, kind: str, block: Mapping[str, object]) -> bytes:
         index, self._next_index = self._next_index, self._next_index + 1
         self._open = (kind, index)
         start = {"type": "content_block_start", "index": index, "content_block": block}
@@ -194,7 +194,7 @@ class StreamEncoder:
         return blocks
 
 
-def _block_delta(index: int, delta: dict[str, Any]) -> bytes:
+def _block_delta(index: int, delta: Mapping[str, object]) -> bytes:
     # The hot path of a stream: one frame per text fragment, built without a dict walk.
     payload = dumps(delta)
     return (

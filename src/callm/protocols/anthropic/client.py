@@ -48,7 +48,8 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, assert_never
+from dataclasses import dataclass
+from typing import TypedDict, assert_never
 
 from ..._core.endpoint import Endpoint
 from ..._core.errors import (
@@ -58,6 +59,7 @@ from ..._core.errors import (
     InvalidRequestError,
 )
 from ..._core.http import HttpRequest, HttpResponse
+from ..._core.json import get_list, get_str
 from ..._core.media import PDF, is_text
 from ..._core.options import ResponseFormat, ToolChoice
 from ..._core.types import (
@@ -163,7 +165,7 @@ def encode_count_tokens(endpoint: Endpoint, request: Request) -> HttpRequest:
     return _post(endpoint, "/v1/messages/count_tokens", body, request.extra_headers)
 
 
-def _on_vertex(body: dict[str, Any]) -> dict[str, Any]:
+def _on_vertex(body: dict[str, object]) -> dict[str, object]:
     """Vertex AI names the API version in the body (and the model in the URL)."""
     return {"anthropic_version": VERTEX_VERSION, **body}
 
@@ -178,7 +180,7 @@ def encode_models(endpoint: Endpoint) -> HttpRequest:
 
 
 def _post(
-    endpoint: Endpoint, path: str, body: Mapping[str, Any], extra: Mapping[str, str]
+    endpoint: Endpoint, path: str, body: Mapping[str, object], extra: Mapping[str, str]
 ) -> HttpRequest:
     return HttpRequest(
         "POST",
@@ -189,10 +191,11 @@ def _post(
     )
 
 
-def encode_body(request: Request) -> dict[str, Any]:
+def encode_body(request: Request) -> dict[str, object]:
     """The JSON body of a Messages request, ``extra_body`` merged in last."""
     system, messages = encode_messages(request.messages)
-    body: dict[str, Any] = {
+    tools = [encode_tool(t) for t in request.tools]
+    body: dict[str, object] = {
         "model": request.model,
         "max_tokens": _max_tokens(request),
         "messages": messages,
@@ -200,8 +203,8 @@ def encode_body(request: Request) -> dict[str, Any]:
     if system:
         body["system"] = system
     _encode_sampling(body, request)
-    if request.tools:
-        body["tools"] = [encode_tool(t) for t in request.tools]
+    if tools:
+        body["tools"] = tools
     if request.tool_choice is not None:
         body["tool_choice"] = encode_tool_choice(request.tool_choice)
     if request.response_format is not None:
@@ -209,14 +212,43 @@ def encode_body(request: Request) -> dict[str, Any]:
         if output_format is not None:
             body["output_config"] = {"format": output_format}
     if request.cache:
-        place_cache_breakpoints(body, request.cache)
+        place_cache_breakpoints(Prefix(tools, system, messages), request.cache)
     if request.stream:
         body["stream"] = True
     body.update(request.extra_body)
     return body
 
 
-def place_cache_breakpoints(body: dict[str, Any], cache: bool | str) -> None:
+class Turn(TypedDict):
+    """One message of the ``messages`` array, as it is built."""
+
+    role: str
+    content: list[dict[str, object]]
+
+
+@dataclass(frozen=True, slots=True)
+class Prefix:
+    """The parts of a request body that may carry ``cache_control``, in prefix order."""
+
+    tools: list[dict[str, object]]
+    system: list[dict[str, object]]
+    messages: list[Turn]
+
+    def blocks(self) -> list[dict[str, object]]:
+        """Every block that may carry ``cache_control``, in prefix order."""
+        blocks = [*self.tools, *self.system]
+        for message in self.messages:
+            blocks.extend(message["content"])
+        return blocks
+
+    def breakpoint_candidates(self) -> list[dict[str, object] | None]:
+        """Where callm places its marks, in order of preference."""
+        system = self.system[-1] if self.system else None
+        tools = self.tools[-1] if self.tools else None
+        return [_conversation_breakpoint(self.messages), system, tools]
+
+
+def place_cache_breakpoints(prefix: Prefix, cache: bool | str) -> None:
     """``cache=``: mark the stable prefix of the conversation, the system prompt and the tool
     definitions, in that order of preference, within Anthropic's four-breakpoint limit.
 
@@ -225,7 +257,7 @@ def place_cache_breakpoints(body: dict[str, Any], cache: bool | str) -> None:
     (Anthropic refuses a longer-lived mark after a shorter-lived one).
     """
     control = cache_control(cache)
-    marked = [block for block in _blocks(body) if "cache_control" in block]
+    marked = [block for block in prefix.blocks() if "cache_control" in block]
     if len(marked) > MAX_CACHE_BREAKPOINTS:
         raise InvalidRequestError(
             f"Anthropic takes at most {MAX_CACHE_BREAKPOINTS} cache breakpoints and "
@@ -234,7 +266,7 @@ def place_cache_breakpoints(body: dict[str, Any], cache: bool | str) -> None:
     if "ttl" in control:
         for block in marked:
             block["cache_control"] = dict(control)
-    for candidate in _breakpoint_candidates(body):
+    for candidate in prefix.breakpoint_candidates():
         if len(marked) == MAX_CACHE_BREAKPOINTS:
             break
         if candidate is not None and "cache_control" not in candidate:
@@ -242,36 +274,21 @@ def place_cache_breakpoints(body: dict[str, Any], cache: bool | str) -> None:
             marked.append(candidate)
 
 
-def cache_control(cache: bool | str) -> dict[str, Any]:
+def cache_control(cache: bool | str) -> dict[str, object]:
     """The ``cache_control`` object for a ``cache=`` value: ephemeral, with its TTL if one."""
     if isinstance(cache, str) and cache in CACHE_TTLS:
         return {**_EPHEMERAL, "ttl": cache}
     return dict(_EPHEMERAL)
 
 
-def _blocks(body: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every block of the prefix that may carry ``cache_control``, in prefix order."""
-    blocks: list[dict[str, Any]] = list(body.get("tools") or ())
-    blocks.extend(body.get("system") or ())
-    for message in body["messages"]:
-        blocks.extend(message["content"])
-    return blocks
-
-
-def _breakpoint_candidates(body: Mapping[str, Any]) -> list[dict[str, Any] | None]:
-    tools = body.get("tools") or [None]
-    system = body.get("system") or [None]
-    return [_conversation_breakpoint(body["messages"]), system[-1], tools[-1]]
-
-
-def _conversation_breakpoint(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def _conversation_breakpoint(messages: Sequence[Turn]) -> dict[str, object] | None:
     """The last block before the newest user turn: what this call writes to the cache is
     what the next turn of the conversation reads back."""
     newest = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=0)
     for message in reversed(messages[:newest]):
         for block in reversed(message["content"]):
             if block.get("type") not in _UNCACHEABLE:
-                return block  # type: ignore[no-any-return]
+                return block
     return None
 
 
@@ -296,7 +313,7 @@ def _max_tokens(request: Request) -> int:
     return default
 
 
-def _encode_sampling(body: dict[str, Any], request: Request) -> None:
+def _encode_sampling(body: dict[str, object], request: Request) -> None:
     if request.temperature is not None:
         body["temperature"] = request.temperature
     if request.top_p is not None:
@@ -313,10 +330,12 @@ def _encode_sampling(body: dict[str, Any], request: Request) -> None:
         raise InvalidRequestError("Anthropic returns one reply per request: leave n unset or 1")
 
 
-def encode_messages(messages: Sequence[Message]) -> tuple[list[Any], list[Any]]:
+def encode_messages(
+    messages: Sequence[Message],
+) -> tuple[list[dict[str, object]], list[Turn]]:
     """``(system blocks, messages)``: system text lifted out, tool results merged per turn."""
-    system: list[Any] = []
-    out: list[dict[str, Any]] = []
+    system: list[dict[str, object]] = []
+    out: list[Turn] = []
     merging_results = False  # is out[-1] a user turn made of tool results only?
     for message in messages:
         if message.role in ("system", "developer"):
@@ -343,14 +362,14 @@ def encode_messages(messages: Sequence[Message]) -> tuple[list[Any], list[Any]]:
     return system, out
 
 
-def _mark_cache(message: Message, blocks: list[dict[str, Any]]) -> None:
+def _mark_cache(message: Message, blocks: list[dict[str, object]]) -> None:
     if message.cache:
         if not blocks:
             raise InvalidRequestError("a message with cache=True needs some content to mark")
         blocks[-1] = {**blocks[-1], "cache_control": dict(_EPHEMERAL)}
 
 
-def _system_block(part: Part) -> dict[str, Any]:
+def _system_block(part: Part) -> dict[str, object]:
     if isinstance(part, Text):
         return {"type": "text", "text": part.text}
     raise InvalidRequestError(
@@ -359,7 +378,7 @@ def _system_block(part: Part) -> dict[str, Any]:
     )
 
 
-def _user_block(part: Part) -> dict[str, Any]:
+def _user_block(part: Part) -> dict[str, object]:
     match part:
         case Text(text=text):
             return {"type": "text", "text": text}
@@ -378,8 +397,8 @@ def _user_block(part: Part) -> dict[str, Any]:
             assert_never(part)
 
 
-def _assistant_blocks(parts: Sequence[Part]) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = []
+def _assistant_blocks(parts: Sequence[Part]) -> list[dict[str, object]]:
+    blocks: list[dict[str, object]] = []
     for part in parts:
         match part:
             case Text(text=text) | Refusal(text=text):
@@ -402,7 +421,7 @@ def _assistant_blocks(parts: Sequence[Part]) -> list[dict[str, Any]]:
     return blocks
 
 
-def _thinking_block(part: Reasoning) -> dict[str, Any] | None:
+def _thinking_block(part: Reasoning) -> dict[str, object] | None:
     if part.protocol not in (None, "anthropic"):
         return None  # another provider's signature would be refused: see below
     if part.signature:
@@ -414,24 +433,24 @@ def _thinking_block(part: Reasoning) -> dict[str, Any] | None:
     return None
 
 
-def _fold_citations(part: RawPart, blocks: list[dict[str, Any]]) -> None:
+def _fold_citations(part: RawPart, blocks: list[dict[str, object]]) -> None:
     _raw(part)  # refuses citations from another protocol
     if not blocks or blocks[-1].get("type") != "text":
         raise InvalidRequestError("an Anthropic citations part must follow the text it cites")
-    blocks[-1] = {**blocks[-1], "citations": list(part.data.get("citations") or ())}
+    blocks[-1] = {**blocks[-1], "citations": list(get_list(part.data, "citations"))}
 
 
-def _tool_use_block(call: ToolCall) -> dict[str, Any]:
+def _tool_use_block(call: ToolCall) -> dict[str, object]:
     # Anthropic takes the input as an object; a call whose arguments were malformed JSON has
     # none, so it goes back with {} (its tool result should say what went wrong).
     arguments = {} if call.invalid_arguments else dict(call.arguments)
     return {"type": "tool_use", "id": call.id, "name": call.name, "input": arguments}
 
 
-def _tool_result_block(part: Part) -> dict[str, Any]:
+def _tool_result_block(part: Part) -> dict[str, object]:
     if not isinstance(part, ToolResult):
         raise InvalidRequestError(f"a tool message holds only tool results, not a {part.kind} part")
-    block: dict[str, Any] = {
+    block: dict[str, object] = {
         "type": "tool_result",
         "tool_use_id": part.tool_call_id,
         "content": part.content,
@@ -441,7 +460,7 @@ def _tool_result_block(part: Part) -> dict[str, Any]:
     return block
 
 
-def _raw(part: RawPart) -> dict[str, Any]:
+def _raw(part: RawPart) -> dict[str, object]:
     """A raw part goes back only to the protocol it came from."""
     if part.protocol != PROTOCOL:
         raise InvalidRequestError(
@@ -451,12 +470,12 @@ def _raw(part: RawPart) -> dict[str, Any]:
     return dict(part.data)
 
 
-def encode_image(image: Image) -> dict[str, Any]:
+def encode_image(image: Image) -> dict[str, object]:
     """An image block: a base64 source for a ``data:`` URL, a url source otherwise."""
     return {"type": "image", "source": _source(image.url, "image")}
 
 
-def encode_document(document: Document) -> dict[str, Any]:
+def encode_document(document: Document) -> dict[str, object]:
     """A document block; inline text documents travel as a ``text`` source, PDFs as base64."""
     url = document.url
     if url.startswith("data:"):
@@ -467,7 +486,7 @@ def encode_document(document: Document) -> dict[str, Any]:
                 text = base64.b64decode(data, validate=True).decode("utf-8", "replace")
             except binascii.Error:
                 raise InvalidRequestError("the document's data: URL is not valid base64") from None
-            source: dict[str, Any] = {"type": "text", "media_type": "text/plain", "data": text}
+            source: dict[str, object] = {"type": "text", "media_type": "text/plain", "data": text}
         elif media_type == PDF:
             source = {"type": "base64", "media_type": media_type, "data": data}
         else:
@@ -476,13 +495,13 @@ def encode_document(document: Document) -> dict[str, Any]:
             )
     else:
         source = _source(url, "document")
-    block: dict[str, Any] = {"type": "document", "source": source}
+    block: dict[str, object] = {"type": "document", "source": source}
     if document.title:
         block["title"] = document.title
     return block
 
 
-def _source(url: str, what: str) -> dict[str, Any]:
+def _source(url: str, what: str) -> dict[str, object]:
     if url.startswith("data:"):
         media_type, data = _split_data_url(url, what)
         return {"type": "base64", "media_type": media_type, "data": data}
@@ -500,9 +519,9 @@ def _split_data_url(url: str, what: str) -> tuple[str, str]:
     return head[len("data:") :] or "application/octet-stream", data
 
 
-def encode_tool(tool: Tool) -> dict[str, Any]:
+def encode_tool(tool: Tool) -> dict[str, object]:
     """A client tool: name, description and its JSON Schema as ``input_schema``."""
-    entry: dict[str, Any] = {"name": tool.name, "input_schema": dict(tool.parameters)}
+    entry: dict[str, object] = {"name": tool.name, "input_schema": dict(tool.parameters)}
     if tool.description:
         entry["description"] = tool.description
     if tool.strict is not None:
@@ -556,8 +575,8 @@ def decode(endpoint: Endpoint, response: HttpResponse, latency_s: float | None =
             parts.extend(block_parts(block))
     native = data.get("stop_reason")
     return Response(
-        id=data.get("id") or "",
-        model=data.get("model") or "",
+        id=get_str(data, "id"),
+        model=get_str(data, "model"),
         provider=endpoint.provider,
         content=tuple(parts),
         finish_reason=normalise_finish(native),
@@ -587,7 +606,7 @@ def decode_count_tokens(endpoint: Endpoint, response: HttpResponse) -> int:
 
 def decode_failure(endpoint: Endpoint, response: HttpResponse) -> APIError:
     """The typed error of a non-2xx answer, whatever its body holds."""
-    body: Any
+    body: object
     try:
         body = parse_json(endpoint, response)
     except APIError:
@@ -595,7 +614,9 @@ def decode_failure(endpoint: Endpoint, response: HttpResponse) -> APIError:
     return _error_of(endpoint, response.status, response.headers, body)
 
 
-def _error_of(endpoint: Endpoint, status: int, headers: Mapping[str, str], body: Any) -> APIError:
+def _error_of(
+    endpoint: Endpoint, status: int, headers: Mapping[str, str], body: object
+) -> APIError:
     """``decode_error`` plus Anthropic's habits: the error type as ``.code``, the body's
     ``request_id`` when no header carried one, and its own context-window wordings."""
     error = body.get("error") if isinstance(body, dict) else None
@@ -632,10 +653,10 @@ def decode_models(endpoint: Endpoint, response: HttpResponse) -> list[ModelInfo]
         )
     return [
         ModelInfo(
-            id=item.get("id") or "",
+            id=get_str(item, "id"),
             provider=endpoint.provider,
             created=_epoch(item.get("created_at", item.get("created"))),
-            owned_by=item.get("owned_by"),
+            owned_by=get_str(item, "owned_by", None),
             raw=item,
         )
         for item in items
@@ -643,7 +664,7 @@ def decode_models(endpoint: Endpoint, response: HttpResponse) -> list[ModelInfo]
     ]
 
 
-def _epoch(value: Any) -> int | None:
+def _epoch(value: object) -> int | None:
     """Seconds since the epoch of an RFC 3339 time (or an int already), None if unreadable."""
     if isinstance(value, int):
         return value

@@ -12,7 +12,6 @@ they are sent as they are and the API says so.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 _UNSUPPORTED = (
     "minimum",
@@ -38,10 +37,11 @@ def to_anthropic_schema(schema: Mapping[str, object]) -> dict[str, object]:
     return _node(schema)
 
 
-def _node(node: Mapping[str, Any]) -> dict[str, Any]:
+def _node(node: Mapping[str, object]) -> dict[str, object]:
     out = dict(node)
     notes = [f"{k}={out.pop(k)!r}" for k in _UNSUPPORTED if k in out]
-    if isinstance(out.get("minItems"), int) and out["minItems"] > 1:
+    min_items = out.get("minItems")
+    if isinstance(min_items, int) and min_items > 1:
         notes.append(f"minItems={out.pop('minItems')!r}")
     if "format" in out and out["format"] not in _FORMATS:
         notes.append(f"format={out.pop('format')!r}")
@@ -49,16 +49,16 @@ def _node(node: Mapping[str, Any]) -> dict[str, Any]:
         said = out.get("description")
         out["description"] = f"{said} ({', '.join(notes)})" if said else ", ".join(notes)
     for key in _MAPS:
-        if isinstance(out.get(key), Mapping):
-            out[key] = {k: _child(v) for k, v in out[key].items()}
+        if isinstance(named := out.get(key), Mapping):
+            out[key] = {k: _child(v) for k, v in named.items()}
     for key in _LISTS:
-        if isinstance(out.get(key), list):
-            out[key] = [_child(v) for v in out[key]]
+        if isinstance(listed := out.get(key), list):
+            out[key] = [_child(v) for v in listed]
     for key in _NODES:
-        if isinstance(out.get(key), Mapping):
-            out[key] = _node(out[key])
+        if isinstance(single := out.get(key), Mapping):
+            out[key] = _node(single)
     return out
 
 
-def _child(value: Any) -> Any:
+def _child(value: object) -> object:
     return _node(value) if isinstance(value, Mapping) else value

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from typing import Any
 
 from ..._core.errors import InvalidRequestError
 from ..._core.media import guess_from_name
@@ -146,7 +145,7 @@ def decode_request(body: Mapping[str, object], *, model: str | None = None) -> R
     )
 
 
-def _system_messages(system: Any) -> list[Message]:
+def _system_messages(system: object) -> list[Message]:
     if system is None:
         return []
     if isinstance(system, str):
@@ -189,7 +188,7 @@ class _Turn:
         return self.messages or [Message(self.role, ())]
 
 
-def _conversation(messages: Any) -> list[Message]:
+def _conversation(messages: object) -> list[Message]:
     out: list[Message] = []
     for where, message in objects(messages, "messages"):
         role = message.get("role")
@@ -206,7 +205,7 @@ def _conversation(messages: Any) -> list[Message]:
     return out
 
 
-def _user_turn(blocks: Any, where: str) -> list[Message]:
+def _user_turn(blocks: object, where: str) -> list[Message]:
     turn = _Turn("user")
     for at, block in objects(blocks, where + ".content"):
         if block.get("type") == "tool_result" and _plain_tool_result(block):
@@ -221,7 +220,7 @@ def _user_turn(blocks: Any, where: str) -> list[Message]:
     return turn.done()
 
 
-def _assistant_turn(blocks: Any, where: str) -> list[Message]:
+def _assistant_turn(blocks: object, where: str) -> list[Message]:
     turn = _Turn("assistant")
     for at, block in objects(blocks, where + ".content"):
         for part in _assistant_parts(block, at):
@@ -231,7 +230,7 @@ def _assistant_turn(blocks: Any, where: str) -> list[Message]:
     return turn.done()
 
 
-def _system_turn(blocks: Any, where: str) -> list[Message]:
+def _system_turn(blocks: object, where: str) -> list[Message]:
     turn = _Turn("system")
     for at, block in objects(blocks, where + ".content"):
         turn.add(_user_part(block, at))
@@ -348,7 +347,7 @@ def _tool_result(block: Mapping[str, object], where: str) -> tuple[ToolResult, l
     return ToolResult(call_id, "\n".join(texts), is_error=is_error), media
 
 
-def _user(metadata: Any, extra: dict[str, object]) -> str | None:
+def _user(metadata: object, extra: dict[str, object]) -> str | None:
     if metadata is None:
         return None
     metadata = an_object(metadata, "metadata")
@@ -358,7 +357,7 @@ def _user(metadata: Any, extra: dict[str, object]) -> str | None:
     return user if isinstance(user, str) else None
 
 
-def _tools(value: Any, extra: dict[str, object]) -> tuple[Tool, ...]:
+def _tools(value: object, extra: dict[str, object]) -> tuple[Tool, ...]:
     if value is None:
         return ()
     items = an_array(value, "tools")
@@ -381,7 +380,7 @@ def _tools(value: Any, extra: dict[str, object]) -> tuple[Tool, ...]:
     return tuple(tools)
 
 
-def _tool_choice(value: Any, extra: dict[str, object]) -> ToolChoice | None:
+def _tool_choice(value: object, extra: dict[str, object]) -> ToolChoice | None:
     if value is None:
         return None
     choice = {"type": value} if isinstance(value, str) else an_object(value, "tool_choice")
@@ -400,7 +399,7 @@ def _tool_choice(value: Any, extra: dict[str, object]) -> ToolChoice | None:
     return typed
 
 
-def _response_format(value: Any, extra: dict[str, object]) -> ResponseFormat | None:
+def _response_format(value: object, extra: dict[str, object]) -> ResponseFormat | None:
     if value is None:
         return None
     config = an_object(value, "output_config")
@@ -416,7 +415,7 @@ def _response_format(value: Any, extra: dict[str, object]) -> ResponseFormat | N
     return response_format
 
 
-def _reencoded(response_format: ResponseFormat) -> Any:
+def _reencoded(response_format: ResponseFormat) -> object:
     try:
         return client.encode_response_format(response_format)
     except InvalidRequestError:

@@ -8,11 +8,10 @@ then turned into parts by :func:`block_parts`, the same function
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIError
-from ..._core.json import loads
+from ..._core.json import get_list, get_str, loads
 from ..._core.types import (
     FinishEvent,
     FinishReason,
@@ -52,11 +51,11 @@ _NO_EVENTS: list[StreamEvent] = []
 # --- content blocks, usage and stop reasons (shared with non-streaming decoding) -----------
 
 
-def block_parts(block: Mapping[str, Any], raw_input: str | None = None) -> list[Part]:
+def block_parts(block: Mapping[str, object], raw_input: str | None = None) -> list[Part]:
     """The callm parts of one content block (streamed tool input comes as ``raw_input``)."""
     kind = block.get("type")
     if kind == "text":
-        parts: list[Part] = [Text(block.get("text") or "")]
+        parts: list[Part] = [Text(get_str(block, "text"))]
         citations = block.get("citations")
         if citations:
             parts.append(RawPart(PROTOCOL, "citations", {"citations": citations}))
@@ -64,22 +63,22 @@ def block_parts(block: Mapping[str, Any], raw_input: str | None = None) -> list[
     if kind == "thinking":
         return [
             Reasoning(
-                block.get("thinking") or "",
-                signature=block.get("signature") or None,
+                get_str(block, "thinking"),
+                signature=get_str(block, "signature") or None,
                 protocol="anthropic",
             )
         ]
     if kind == "redacted_thinking":
-        return [Reasoning("", data=block.get("data") or "", protocol="anthropic")]
+        return [Reasoning("", data=get_str(block, "data"), protocol="anthropic")]
     if kind == "tool_use":
         arguments = block.get("input") if raw_input is None else raw_input
-        return [parse_tool_call(block.get("id") or "", block.get("name") or "", arguments)]
+        return [parse_tool_call(get_str(block, "id"), get_str(block, "name"), arguments)]
     if raw_input is not None:  # a server tool's streamed input: parse it into the block
         block = {**block, "input": _parsed_input(raw_input)}
     return [RawPart(PROTOCOL, str(kind), block)]
 
 
-def _parsed_input(raw: str) -> Any:
+def _parsed_input(raw: str) -> object:
     if not raw.strip():
         return {}
     try:
@@ -95,7 +94,7 @@ def normalise_finish(native: str | None) -> FinishReason | None:
     return FINISH_REASONS.get(native)
 
 
-def decode_usage(usage: Any) -> Usage:
+def decode_usage(usage: object) -> Usage:
     """Usage with ``input_tokens`` as the whole prompt, cache reads and writes included."""
     if not isinstance(usage, Mapping):
         return Usage()
@@ -119,7 +118,7 @@ class _Block:
 
     __slots__ = ("json", "parts", "pieces", "raw", "tool_index")
 
-    def __init__(self, raw: dict[str, Any], tool_index: int | None) -> None:
+    def __init__(self, raw: dict[str, object], tool_index: int | None) -> None:
         self.raw = raw
         self.tool_index = tool_index  # the n-th tool_use of the reply, for ToolCallDelta.index
         # Streamed string fields ("text", "thinking", "signature" …), joined when needed.
@@ -127,11 +126,11 @@ class _Block:
         self.json: list[str] | None = None  # input_json_delta fragments
         self.parts: list[Part] | None = None  # set once the block has stopped
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> dict[str, object]:
         """The block as a non-streaming answer would hold it (so far)."""
         block = dict(self.raw)
         for key, pieces in self.pieces.items():
-            block[key] = (block.get(key) or "") + "".join(pieces)
+            block[key] = get_str(block, key) + "".join(pieces)
         return block
 
     def current_parts(self) -> list[Part]:
@@ -152,8 +151,8 @@ class AnthropicStreamDecoder:
         self.endpoint = endpoint
         self.request_id = request_id
         self.done = False
-        self._message: dict[str, Any] = {}
-        self._usage: dict[str, Any] = {}
+        self._message: dict[str, object] = {}
+        self._usage: dict[str, object] = {}
         self._blocks: dict[int, _Block] = {}
         self._tools = 0
         self._stop_reason: str | None = None
@@ -196,16 +195,18 @@ class AnthropicStreamDecoder:
 
     # --- event handlers -----------------------------------------------------------------
 
-    def _message_start(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+    def _message_start(self, chunk: dict[str, object]) -> list[StreamEvent]:
         message = chunk.get("message")
         if isinstance(message, dict):
             self._message = message
             self._merge_usage(message.get("usage"))
         return _NO_EVENTS
 
-    def _block_start(self, chunk: dict[str, Any]) -> list[StreamEvent]:
-        raw = chunk.get("content_block")
-        raw = dict(raw) if isinstance(raw, dict) else {"type": "text", "text": ""}
+    def _block_start(self, chunk: dict[str, object]) -> list[StreamEvent]:
+        given = chunk.get("content_block")
+        raw: dict[str, object] = (
+            dict(given) if isinstance(given, dict) else {"type": "text", "text": ""}
+        )
         index = chunk.get("index")
         index = index if isinstance(index, int) else len(self._blocks)
         kind = raw.get("type")
@@ -213,15 +214,16 @@ class AnthropicStreamDecoder:
         if kind == "tool_use":
             tool_index, self._tools = self._tools, self._tools + 1
         self._blocks[index] = _Block(raw, tool_index)
-        if kind == "text" and raw.get("text"):
-            return [TextDelta(raw["text"])]
-        if kind == "thinking" and raw.get("thinking"):
-            return [ReasoningDelta(raw["thinking"])]
+        if kind == "text" and (text := get_str(raw, "text")):
+            return [TextDelta(text)]
+        if kind == "thinking" and (thinking := get_str(raw, "thinking")):
+            return [ReasoningDelta(thinking)]
         if tool_index is not None:
-            return [ToolCallDelta(tool_index, raw.get("id"), raw.get("name"), "")]
+            name = get_str(raw, "name", None)
+            return [ToolCallDelta(tool_index, get_str(raw, "id", None), name, "")]
         return _NO_EVENTS
 
-    def _delta(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+    def _delta(self, chunk: dict[str, object]) -> list[StreamEvent]:
         delta = chunk.get("delta")
         if not isinstance(delta, dict):
             return _NO_EVENTS
@@ -230,15 +232,14 @@ class AnthropicStreamDecoder:
         for key, value in delta.items():
             if key == "type":
                 continue
-            if key == "partial_json":
+            if key == "partial_json" and isinstance(value, str):
                 if block.json is None:
                     block.json = []
                 block.json.append(value)
                 if block.tool_index is not None:
                     events.append(ToolCallDelta(block.tool_index, None, None, value))
             elif key == "citation":
-                citations = block.raw.get("citations") or []
-                block.raw["citations"] = [*citations, value]
+                block.raw["citations"] = [*get_list(block.raw, "citations"), value]
             elif isinstance(value, str):
                 block.pieces.setdefault(key, []).append(value)
                 if key == "text" and value:
@@ -249,8 +250,9 @@ class AnthropicStreamDecoder:
                 block.raw[key] = value
         return events
 
-    def _block_stop(self, chunk: dict[str, Any]) -> list[StreamEvent]:
-        block = self._blocks.get(chunk.get("index"))  # type: ignore[arg-type]
+    def _block_stop(self, chunk: dict[str, object]) -> list[StreamEvent]:
+        index = chunk.get("index")
+        block = self._blocks.get(index) if isinstance(index, int) else None
         if block is None or block.parts is not None:
             return _NO_EVENTS
         block.parts = block.current_parts()
@@ -258,7 +260,7 @@ class AnthropicStreamDecoder:
             return _NO_EVENTS
         return [ToolCallEvent(p) for p in block.parts if isinstance(p, ToolCall)]
 
-    def _message_delta(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+    def _message_delta(self, chunk: dict[str, object]) -> list[StreamEvent]:
         delta = chunk.get("delta")
         if isinstance(delta, dict):
             if delta.get("stop_reason"):
@@ -274,7 +276,7 @@ class AnthropicStreamDecoder:
             events.append(FinishEvent(normalise_finish(self._stop_reason)))
         return events
 
-    def _message_stop(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+    def _message_stop(self, chunk: dict[str, object]) -> list[StreamEvent]:
         self.done = True
         if self._finish_sent:
             return _NO_EVENTS
@@ -283,8 +285,8 @@ class AnthropicStreamDecoder:
 
     # --- state --------------------------------------------------------------------------
 
-    def _block(self, index: Any, delta: dict[str, Any]) -> _Block:
-        block = self._blocks.get(index)
+    def _block(self, index: object, delta: dict[str, object]) -> _Block:
+        block = self._blocks.get(index) if isinstance(index, int) else None
         if block is None:  # a delta without its content_block_start: start one implicitly
             kind = (
                 "thinking" if delta.get("type") in ("thinking_delta", "signature_delta") else "text"
@@ -293,7 +295,7 @@ class AnthropicStreamDecoder:
             block = self._blocks[index] = _Block({"type": kind}, None)
         return block
 
-    def _merge_usage(self, usage: Any) -> None:
+    def _merge_usage(self, usage: object) -> None:
         # message_delta counts are cumulative, and may repeat the input side: latest wins.
         if isinstance(usage, dict):
             self._usage.update({k: v for k, v in usage.items() if v is not None})
@@ -305,8 +307,8 @@ class AnthropicStreamDecoder:
             parts.extend(self._blocks[index].current_parts())
         message = self._message
         return Response(
-            id=message.get("id") or "",
-            model=message.get("model") or "",
+            id=get_str(message, "id"),
+            model=get_str(message, "model"),
             provider=self.endpoint.provider,
             content=tuple(parts),
             finish_reason=normalise_finish(self._stop_reason),
@@ -316,7 +318,7 @@ class AnthropicStreamDecoder:
             request_id=self.request_id,
         )
 
-    def _raw(self) -> dict[str, Any]:
+    def _raw(self) -> dict[str, object]:
         """The message as a non-streaming call would have returned it."""
         raw = dict(self._message)
         raw["content"] = [self._blocks[i].snapshot() for i in sorted(self._blocks)]
@@ -327,10 +329,11 @@ class AnthropicStreamDecoder:
 
     # --- errors -------------------------------------------------------------------------
 
-    def _in_stream_error(self, chunk: dict[str, Any]) -> APIError:
+    def _in_stream_error(self, chunk: dict[str, object]) -> APIError:
         error = chunk.get("error")
         error = error if isinstance(error, dict) else {"message": str(error or "")}
-        return in_stream_error(self, error, chunk, request_id=chunk.get("request_id"))
+        request_id = get_str(chunk, "request_id", None)
+        return in_stream_error(self, error, chunk, request_id=request_id)
 
 
 # ``ping`` and event types callm does not know decode to nothing, as in Anthropic's SDK.

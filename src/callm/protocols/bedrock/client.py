@@ -434,7 +434,7 @@ def decode(endpoint: Endpoint, response: HttpResponse, latency_s: float | None =
     output = data.get("output") if isinstance(data, dict) else None
     message = output.get("message") if isinstance(output, dict) else None
     content = message.get("content") if isinstance(message, dict) else None
-    if not isinstance(content, list):
+    if not isinstance(content, list) or not isinstance(data, dict):
         raise APIResponseError(
             f"the provider answered HTTP {response.status} without a message: {str(data)[:200]}",
             provider=endpoint.provider,

@@ -74,7 +74,11 @@ def decode_embed_response(
         return vertex_embeddings.decode_embed_response(endpoint, request, response, latency_s)
     data = parse_json(endpoint, response)
     items = data.get("embeddings") if isinstance(data, dict) else None
-    if not isinstance(items, list) or len(items) != len(request.inputs):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(items, list)
+        or len(items) != len(request.inputs)
+    ):
         got = len(items) if isinstance(items, list) else "no"
         raise APIResponseError(
             f"the batchEmbedContents reply has {got} vectors for {len(request.inputs)} inputs",

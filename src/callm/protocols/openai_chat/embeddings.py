@@ -61,7 +61,11 @@ def decode_embed_response(
     """The vectors of a ``/embeddings`` reply, in input order, with the usage it reports."""
     data = parse_json(endpoint, response)
     items = data.get("data") if isinstance(data, dict) else None
-    if not isinstance(items, list) or len(items) != len(request.inputs):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(items, list)
+        or len(items) != len(request.inputs)
+    ):
         got = len(items) if isinstance(items, list) else "no"
         raise APIResponseError(
             f"the embeddings reply has {got} vectors for {len(request.inputs)} inputs",
