@@ -184,7 +184,7 @@ class Reasoning:
     id: str | None = None
     data: str | None = None
     protocol: str | None = None
-    detail: Mapping[str, Any] | None = None
+    detail: Mapping[str, object] | None = None
     kind: Literal["reasoning"] = "reasoning"
 
 
@@ -206,7 +206,7 @@ class RawPart:
 
     protocol: str
     type: str
-    data: Mapping[str, Any]
+    data: Mapping[str, object]
     kind: Literal["raw"] = "raw"
 
 

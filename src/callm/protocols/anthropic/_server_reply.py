@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import assert_never
+from typing import TypeGuard, assert_never
 
 from ..._core.errors import CallmError, InvalidRequestError, OverloadedError
+from ..._core.json import get_list
 from ..._core.types import (
     Document,
     Image,
@@ -60,11 +61,11 @@ def content_blocks(parts: Sequence[Part]) -> list[dict[str, object]]:
         if block is not None:
             blocks.append(block)
         elif _citations(part) and blocks and blocks[-1].get("type") == "text":
-            blocks[-1]["citations"] = list(part.data.get("citations") or ())  # type: ignore[union-attr]
+            blocks[-1]["citations"] = list(get_list(part.data, "citations"))
     return blocks
 
 
-def _citations(part: Part) -> bool:
+def _citations(part: Part) -> TypeGuard[RawPart]:
     return isinstance(part, RawPart) and part.protocol == PROTOCOL and part.type == "citations"
 
 

@@ -10,7 +10,6 @@ that never streamed as deltas (built-in tool parts, signatures without text).
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from ..._core.errors import CallmError
 from ..._core.types import (
@@ -75,7 +74,7 @@ class StreamEncoder:
         return f'data: {{"candidates":[{{"content":{content},"index":0}}]'.encode() + self._tail
 
 
-def _whole(part: Any) -> bool:
+def _whole(part: object) -> bool:
     """Parts that never stream as deltas: built-in tool parts, signatures without text."""
     if isinstance(part, Reasoning):
         return not part.text and bool(part.signature or part.data or part.id)

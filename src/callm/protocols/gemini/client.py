@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, assert_never
+from typing import TypedDict, assert_never
 
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIResponseError, InvalidRequestError
@@ -210,13 +210,20 @@ def _encode_response_format(config: dict[str, object], fmt: ResponseFormat, quir
 # --- messages ---------------------------------------------------------------------------
 
 
+class Content(TypedDict):
+    """One turn of ``contents``, as it is built."""
+
+    role: str
+    parts: list[dict[str, object]]
+
+
 def encode_messages(
     messages: Sequence[Message],
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[Content], list[dict[str, object]]]:
     """``(contents, systemInstruction parts)``; consecutive same-role turns are merged."""
     names = _tool_names(messages)
-    system: list[dict[str, Any]] = []
-    contents: list[dict[str, Any]] = []
+    system: list[dict[str, object]] = []
+    contents: list[Content] = []
     for message in messages:
         if message.role in ("system", "developer"):
             system.extend(_system_parts(message))
@@ -246,8 +253,8 @@ def _tool_names(messages: Iterable[Message]) -> dict[str, str]:
     }
 
 
-def _system_parts(message: Message) -> list[dict[str, Any]]:
-    parts = []
+def _system_parts(message: Message) -> list[dict[str, object]]:
+    parts: list[dict[str, object]] = []
     for part in message.content:
         if not isinstance(part, Text):
             raise InvalidRequestError(

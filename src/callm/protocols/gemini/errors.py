@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..._core import errors as e
 from ..._core.endpoint import Endpoint
@@ -35,7 +35,7 @@ def decode_failure(endpoint: Endpoint, response: HttpResponse) -> APIError:
     comes from a ``RetryInfo`` detail when no header gives one; ``UNAVAILABLE`` is an
     OverloadedError. ``.code`` is the ErrorInfo reason, else the status string.
     """
-    body: Any
+    body: object
     try:
         body = parse_json(endpoint, response)
     except APIError:
@@ -45,7 +45,9 @@ def decode_failure(endpoint: Endpoint, response: HttpResponse) -> APIError:
     return typed_error(endpoint, response.status, response.headers, body)
 
 
-def typed_error(endpoint: Endpoint, status: int, headers: Mapping[str, str], body: Any) -> APIError:
+def typed_error(
+    endpoint: Endpoint, status: int, headers: Mapping[str, str], body: object
+) -> APIError:
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         return decode_error(endpoint, status, headers, body)
@@ -68,7 +70,7 @@ def typed_error(endpoint: Endpoint, status: int, headers: Mapping[str, str], bod
     return exc
 
 
-def in_stream_error(decoder: StreamDecoder, body: Mapping[str, Any]) -> APIError:
+def in_stream_error(decoder: StreamDecoder, body: Mapping[str, object]) -> APIError:
     """The typed error of an error object met inside a stream, as Google's status names it
     (``RESOURCE_EXHAUSTED`` a RateLimitError …), with ``status_code`` None and ``.partial``."""
     error = body.get("error")
@@ -83,7 +85,7 @@ def in_stream_error(decoder: StreamDecoder, body: Mapping[str, Any]) -> APIError
     return exc
 
 
-def _retry_delay(details: Sequence[Mapping[str, Any]]) -> float | None:
+def _retry_delay(details: Sequence[Mapping[str, object]]) -> float | None:
     """``RetryInfo.retryDelay`` ("37s", "1.5s") in seconds."""
     for detail in details:
         delay = detail.get("retryDelay")

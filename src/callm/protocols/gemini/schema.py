@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from ..._core.errors import InvalidRequestError
 
@@ -41,7 +40,7 @@ def to_openapi_schema(schema: Mapping[str, object]) -> dict[str, object]:
     return _openapi(schema, schema, 0)
 
 
-def _openapi(node: Any, root: Mapping[str, object], depth: int) -> dict[str, object]:
+def _openapi(node: object, root: Mapping[str, object], depth: int) -> dict[str, object]:
     if depth > _MAX_SCHEMA_DEPTH:
         raise InvalidRequestError(
             "the schema is recursive or too deep for Gemini's OpenAPI schema subset; "
@@ -73,7 +72,7 @@ def _openapi(node: Any, root: Mapping[str, object], depth: int) -> dict[str, obj
 
 
 def _openapi_variants(
-    out: dict[str, object], variants: list[Any], root: Mapping[str, object], depth: int
+    out: dict[str, object], variants: list[object], root: Mapping[str, object], depth: int
 ) -> None:
     kept = [v for v in variants if not (isinstance(v, Mapping) and v.get("type") == "null")]
     if len(kept) < len(variants):
@@ -85,13 +84,15 @@ def _openapi_variants(
         out["anyOf"] = converted
 
 
-def _resolve_ref(node: Any, root: Mapping[str, object]) -> Any:
-    ref = node.get("$ref") if isinstance(node, Mapping) else None
+def _resolve_ref(node: object, root: Mapping[str, object]) -> object:
+    if not isinstance(node, Mapping):
+        return node
+    ref = node.get("$ref")
     if not isinstance(ref, str) or not ref.startswith("#/"):
         return node
-    target: Any = root
+    target: object = root
     for key in ref[2:].split("/"):
         target = target.get(key) if isinstance(target, Mapping) else None
-    if target is None:
+    if not isinstance(target, Mapping):
         raise InvalidRequestError(f"the schema refers to {ref!r}, which it does not define")
     return {**target, **{k: v for k, v in node.items() if k != "$ref"}}

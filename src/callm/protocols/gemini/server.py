@@ -39,7 +39,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 from ..._core.errors import InvalidRequestError
 from ..._core.options import ResponseFormat, ToolChoice, tool_choice_of
@@ -63,6 +62,7 @@ from .._shared.ingress import (
     body_object,
     dumps,
     objects,
+    optional_string,
     string_list,
 )
 from .._shared.reasoning import unseal
@@ -117,12 +117,12 @@ def _camel(key: str) -> str:
     return _CAMEL.sub(lambda m: m.group(1).upper(), key)
 
 
-def _fields(value: Mapping[str, Any]) -> dict[str, Any]:
+def _fields(value: Mapping[str, object]) -> dict[str, object]:
     """An object with its keys in lowerCamelCase (the SDKs send some in snake_case)."""
     return {_camel(k) if "_" in k else k: v for k, v in value.items()}
 
 
-def _items(value: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def _items(value: object, where: str) -> Iterator[tuple[str, dict[str, object]]]:
     """``(path, object)`` for each object of an array, keys in lowerCamelCase."""
     for at, item in objects(value, where):
         yield at, _fields(item)
@@ -131,7 +131,7 @@ def _items(value: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
 # --- decoding a caller's request ---------------------------------------------------------
 
 
-def decode_request(body: Mapping[str, Any], *, model: str | None = None) -> Request:
+def decode_request(body: Mapping[str, object], *, model: str | None = None) -> Request:
     """A caller's generateContent (or countTokens) body as a callm Request."""
     body = _fields(body_object(body))
     if "generateContentRequest" in body:  # countTokens with the whole request inside
@@ -161,14 +161,14 @@ def decode_request(body: Mapping[str, Any], *, model: str | None = None) -> Requ
     return request
 
 
-def _model(body: Mapping[str, Any], model: str | None) -> str:
+def _model(body: Mapping[str, object], model: str | None) -> str:
     name = model if model is not None else body.get("model")
     if not isinstance(name, str) or not name:
         raise InvalidRequestError("the model is required: POST /v1beta/models/{model}:…")
     return name.removeprefix("models/")
 
 
-def _int(config: Mapping[str, Any], key: str) -> int | None:
+def _int(config: Mapping[str, object], key: str) -> int | None:
     value = config.get(key)
     if value is None:
         return None
@@ -177,7 +177,7 @@ def _int(config: Mapping[str, Any], key: str) -> int | None:
     return int(value)
 
 
-def _number(config: Mapping[str, Any], key: str) -> float | None:
+def _number(config: Mapping[str, object], key: str) -> float | None:
     value = config.get(key)
     if value is None:
         return None
@@ -186,13 +186,13 @@ def _number(config: Mapping[str, Any], key: str) -> float | None:
     return value
 
 
-def _stop(value: Any) -> tuple[str, ...] | None:
+def _stop(value: object) -> tuple[str, ...] | None:
     if value is None:
         return None
     return string_list(value, "generationConfig.stopSequences") or None
 
 
-def _system_messages(value: Any) -> list[Message]:
+def _system_messages(value: object) -> list[Message]:
     if value is None:
         return []
     if isinstance(value, str):
@@ -216,7 +216,7 @@ class _Conversation:
         self._calls = 0
         self._open: list[tuple[str, str]] = []  # (id, name) of calls not answered yet
 
-    def read(self, contents: Any) -> list[Message]:
+    def read(self, contents: object) -> list[Message]:
         if contents is None:
             raise InvalidRequestError("contents is required: the conversation to continue")
         out: list[Message] = []
@@ -231,7 +231,7 @@ class _Conversation:
                 raise InvalidRequestError(f"{where}.role must be 'user' or 'model', not {role!r}")
         return out
 
-    def _model_parts(self, parts: list[Any], where: str) -> Iterator[Part]:
+    def _model_parts(self, parts: list[object], where: str) -> Iterator[Part]:
         for at, part in _items(parts, where + ".parts"):
             text = part.get("text")
             signature = part.get("thoughtSignature")
@@ -248,7 +248,7 @@ class _Conversation:
             else:
                 yield _other(part, at)
 
-    def _user_turn(self, parts: list[Any], where: str) -> list[Message]:
+    def _user_turn(self, parts: list[object], where: str) -> list[Message]:
         out: list[Message] = []
         run: list[Part] = []
         for at, part in _items(parts, where + ".parts"):
@@ -262,15 +262,15 @@ class _Conversation:
                 raise InvalidRequestError(
                     f"{at} is a functionCall in a user turn: calls belong to model turns"
                 )
-            elif isinstance(part.get("text"), str):
-                run.append(Text(part["text"]))
+            elif isinstance(text := part.get("text"), str):
+                run.append(Text(text))
             else:
                 run.append(_other(part, at))
         if run or not out:
             out.append(Message("user", tuple(run)))
         return out
 
-    def _call(self, call: Mapping[str, Any], where: str) -> ToolCall:
+    def _call(self, call: Mapping[str, object], where: str) -> ToolCall:
         name = a_string(call.get("name"), where + ".functionCall.name")
         arguments = an_object(call.get("args") or {}, where + ".functionCall.args")
         given = call.get("id")
@@ -278,7 +278,7 @@ class _Conversation:
         self._open.append((call_id, name))
         return ToolCall(call_id, name, dict(arguments))
 
-    def _result(self, response: Mapping[str, Any], where: str) -> ToolResult:
+    def _result(self, response: Mapping[str, object], where: str) -> ToolResult:
         name = a_string(response.get("name"), where + ".name")
         given = response.get("id")
         if isinstance(given, str) and given:
@@ -302,7 +302,7 @@ class _Conversation:
         return "call_" + digest[:24]
 
 
-def _thought(text: str, signature: Any) -> Reasoning:
+def _thought(text: str, signature: object) -> Reasoning:
     if signature is not None and not isinstance(signature, str):
         raise InvalidRequestError("thoughtSignature must be a string")
     sealed = unseal(signature, text)
@@ -311,13 +311,13 @@ def _thought(text: str, signature: Any) -> Reasoning:
     return Reasoning(text, signature=signature or None, protocol=PROTOCOL)
 
 
-def _raw_kind(part: Mapping[str, Any]) -> bool:
+def _raw_kind(part: Mapping[str, object]) -> bool:
     """Parts callm keeps whole (with their signature) rather than reading."""
     readable = ("text", "functionCall", "functionResponse", "inlineData", "fileData")
     return not any(key in part for key in readable)
 
 
-def _other(part: Mapping[str, Any], where: str) -> Part:
+def _other(part: Mapping[str, object], where: str) -> Part:
     """Inline or referenced media as Image/Document; anything else (media with settings
     such as ``videoMetadata`` included) kept as a RawPart."""
     single = len(part) - ("thoughtSignature" in part) == 1
@@ -341,7 +341,7 @@ def _other(part: Mapping[str, Any], where: str) -> Part:
     return RawPart(PROTOCOL, kind, dict(part))
 
 
-def _result_content(response: Any) -> tuple[str, bool]:
+def _result_content(response: object) -> tuple[str, bool]:
     """A functionResponse's ``response`` as text: its ``output`` or ``error`` when that is
     the whole of it (how callm and most SDK helpers write one), else the JSON."""
     if response is None:
@@ -353,7 +353,7 @@ def _result_content(response: Any) -> tuple[str, bool]:
     return dumps(response), False
 
 
-def _tools(value: Any, extra: dict[str, Any]) -> tuple[Tool, ...]:
+def _tools(value: object, extra: dict[str, object]) -> tuple[Tool, ...]:
     if value is None:
         return ()
     tools: list[Tool] = []
@@ -370,25 +370,25 @@ def _tools(value: Any, extra: dict[str, Any]) -> tuple[Tool, ...]:
     return tuple(tools)
 
 
-def _tool(declaration: Mapping[str, Any], where: str) -> Tool:
+def _tool(declaration: Mapping[str, object], where: str) -> Tool:
     schema = declaration.get("parametersJsonSchema")
     if schema is None and declaration.get("parameters") is not None:
         parameters = an_object(declaration["parameters"], where + ".parameters")
         schema = from_openapi_schema(parameters)
     return Tool(
         name=a_string(declaration.get("name"), where + ".name"),
-        description=declaration.get("description") or "",
+        description=optional_string(declaration, "description", where + ".") or "",
         parameters=dict(an_object(schema or {"type": "object", "properties": {}}, where)),
     )
 
 
-def _tool_choice(value: Any, extra: dict[str, Any]) -> ToolChoice | None:
+def _tool_choice(value: object, extra: dict[str, object]) -> ToolChoice | None:
     if value is None:
         return None
     config = _fields(an_object(value, "toolConfig"))
     calling = _fields(an_object(config.get("functionCallingConfig") or {}, "toolConfig"))
     mode = str(calling.get("mode") or "").upper()
-    names = calling.get("allowedFunctionNames") or []
+    names = an_array(calling.get("allowedFunctionNames") or [], "toolConfig.allowedFunctionNames")
     choice: str | None
     if mode == "ANY":
         choice = names[0] if len(names) == 1 and isinstance(names[0], str) else "required"
@@ -401,7 +401,7 @@ def _tool_choice(value: Any, extra: dict[str, Any]) -> ToolChoice | None:
 
 
 def _response_format(
-    config: Mapping[str, Any], unmodelled: dict[str, Any]
+    config: Mapping[str, object], unmodelled: dict[str, object]
 ) -> ResponseFormat | None:
     mime = config.get("responseMimeType")
     schema = config.get("responseJsonSchema")
@@ -422,10 +422,10 @@ _SCHEMA_NODES = ("items",)
 _SCHEMA_LISTS = ("anyOf",)
 
 
-def from_openapi_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+def from_openapi_schema(schema: Mapping[str, object]) -> dict[str, object]:
     """Gemini's OpenAPI-subset ``Schema`` as the JSON Schema it means: types lower-cased,
     ``nullable`` as a ``null`` type, ``propertyOrdering`` dropped."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for key, value in _fields(schema).items():
         if key == "type" and isinstance(value, str):
             out["type"] = value.lower()
@@ -442,5 +442,5 @@ def from_openapi_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _child(value: Any) -> Any:
+def _child(value: object) -> object:
     return from_openapi_schema(value) if isinstance(value, Mapping) else value

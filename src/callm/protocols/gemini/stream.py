@@ -11,10 +11,9 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
 
 from ..._core.endpoint import Endpoint
-from ..._core.json import loads
+from ..._core.json import get_str, loads
 from ..._core.types import (
     Document,
     FinishEvent,
@@ -84,7 +83,7 @@ def normalise_finish(native: str | None, has_calls: bool) -> FinishReason | None
     return reason
 
 
-def decode_usage(meta: Mapping[str, Any]) -> Usage:
+def decode_usage(meta: Mapping[str, object]) -> Usage:
     """``usageMetadata`` → Usage (thoughts count as output; see the gemini module notes)."""
     thoughts = tokens(meta, "thoughtsTokenCount")
     return Usage(
@@ -122,7 +121,7 @@ class _Candidate:
         self.text: list[str] = []
         self.thought: list[str] = []
         self.signature: str | None = None  # of the open thought run
-        self.metadata: dict[str, Any] = {}
+        self.metadata: dict[str, Mapping[str, object]] = {}
         self.refusal: str | None = None
         self.finish: str | None = None
         self.calls = 0
@@ -138,10 +137,10 @@ class _Candidate:
             self.parts.append(Text("".join(self.text)))
             self.text = []
 
-    def add(self, part: Mapping[str, Any], seed: str) -> list[StreamEvent]:
+    def add(self, part: Mapping[str, object], seed: str) -> list[StreamEvent]:
         """Take one wire part; return the stream events it means."""
         text = part.get("text")
-        signature = part.get("thoughtSignature")
+        signature = get_str(part, "thoughtSignature", None)
         if isinstance(text, str) and part.get("thought"):
             if self.text or (signature and self.signature):
                 self.flush()
@@ -170,12 +169,12 @@ class _Candidate:
         self.parts.append(other)
         return []
 
-    def _call(self, call: Mapping[str, Any], seed: str) -> list[StreamEvent]:
+    def _call(self, call: Mapping[str, object], seed: str) -> list[StreamEvent]:
         name = str(call.get("name") or "")
         args = call.get("args")
         if args is None:
             args = {}
-        ident = call.get("id") or call_id(seed, self.index, self.calls, name)
+        ident = get_str(call, "id") or call_id(seed, self.index, self.calls, name)
         self.calls += 1
         raw = _dumps(args)
         if isinstance(args, Mapping):
@@ -200,7 +199,7 @@ class _Candidate:
         return tuple(parts)
 
 
-def _other_part(part: Mapping[str, Any]) -> Part:
+def _other_part(part: Mapping[str, object]) -> Part:
     """Inline or referenced media as Image/Document; anything else kept as a RawPart."""
     single = len(part) - ("thoughtSignature" in part) == 1
     blob = part.get("inlineData")
@@ -235,13 +234,13 @@ class GeminiStreamDecoder:
         self._candidates: dict[int, _Candidate] = {}
         self._id = ""
         self._model = ""
-        self._usage: Mapping[str, Any] | None = None
+        self._usage: Mapping[str, object] | None = None
         self._blocked: str | None = None
-        self._last: Any = None
+        self._last: object = None
         self._done = False
 
     @staticmethod
-    def is_reply(data: Mapping[str, Any]) -> bool:
+    def is_reply(data: Mapping[str, object]) -> bool:
         """Whether a JSON object is a GenerateContentResponse (not an error or other)."""
         return "error" not in data and any(
             k in data for k in ("candidates", "promptFeedback", "usageMetadata", "responseId")
@@ -268,16 +267,18 @@ class GeminiStreamDecoder:
             raise in_stream_error(self, chunk)
         return self.absorb(chunk)
 
-    def absorb(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+    def absorb(self, chunk: dict[str, object]) -> list[StreamEvent]:
         """Take one GenerateContentResponse (a stream chunk or a whole reply)."""
         self._last = chunk
         if not self._id:
-            self._id = chunk.get("responseId") or ""
-            self._model = chunk.get("modelVersion") or ""
+            self._id = get_str(chunk, "responseId")
+            self._model = get_str(chunk, "modelVersion")
         usage = chunk.get("usageMetadata")
-        if usage:
+        if usage and isinstance(usage, dict):
             self._usage = usage
         candidates = chunk.get("candidates")
+        if not isinstance(candidates, list):
+            candidates = None
         if candidates and len(candidates) == 1:
             events = self._candidate(candidates[0])
         else:
@@ -288,12 +289,17 @@ class GeminiStreamDecoder:
             events += self._prompt_feedback(chunk.get("promptFeedback"))
         return events
 
-    def _candidate(self, data: Mapping[str, Any]) -> list[StreamEvent]:
+    def _candidate(self, data: Mapping[str, object]) -> list[StreamEvent]:
         index = data.get("index") or 0
+        if type(index) is not int:
+            index = 0
         state = self._candidates.get(index)
         if state is None:
             state = self._candidates[index] = _Candidate(index)
-        parts: list[Any] = (data.get("content") or {}).get("parts") or []
+        content = data.get("content")
+        parts = content.get("parts") if isinstance(content, dict) else None
+        if not isinstance(parts, list):
+            parts = []
         # Fast path for the chunk that makes up most streams: one plain text fragment.
         size = len(data)  # only "content" (and "index"): nothing else to look at
         if len(parts) == 1 and (size == 1 or (size == 2 and "index" in data)):
@@ -306,17 +312,19 @@ class GeminiStreamDecoder:
                 return [TextDelta(text)] if index == 0 else []
         events: list[StreamEvent] = []
         for part in parts:
-            events += state.add(part, self._id)
+            if isinstance(part, dict):
+                events += state.add(part, self._id)
         for key in METADATA_KEYS:
-            if data.get(key):  # the latest non-empty value is the whole of it
-                state.metadata[key] = data[key]
+            value = data.get(key)
+            if value and isinstance(value, dict):  # the latest non-empty one is the whole of it
+                state.metadata[key] = value
         native = data.get("finishReason")
-        if native and state.finish is None:
+        if native and isinstance(native, str) and state.finish is None:
             state.finish = native
             events += self._finish(state, data)
         return events if index == 0 else []
 
-    def _finish(self, state: _Candidate, data: Mapping[str, Any]) -> list[StreamEvent]:
+    def _finish(self, state: _Candidate, data: Mapping[str, object]) -> list[StreamEvent]:
         state.flush()
         reason = normalise_finish(state.finish, state.calls > 0)
         events: list[StreamEvent] = []
@@ -329,7 +337,7 @@ class GeminiStreamDecoder:
         self._done = True
         return [*events, UsageEvent(self._usage_value()), FinishEvent(reason)]
 
-    def _prompt_feedback(self, feedback: Any) -> list[StreamEvent]:
+    def _prompt_feedback(self, feedback: object) -> list[StreamEvent]:
         """A blocked prompt: no candidates, only ``promptFeedback.blockReason``."""
         if not isinstance(feedback, Mapping) or not feedback.get("blockReason"):
             return []

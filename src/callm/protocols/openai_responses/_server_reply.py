@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, assert_never
 
 from ..._core.errors import CallmError
+from ..._core.json import get_list
 from ..._core.types import (
     Document,
     FinishReason,
@@ -157,7 +158,7 @@ class OutputWriter:
                     return  # another protocol's record: nothing in this format holds it
                 if kind == ANNOTATIONS:
                     if self._content and self._content[-1].get("type") == "output_text":
-                        self._content[-1]["annotations"] = list(data.get("annotations") or ())
+                        self._content[-1]["annotations"] = list(get_list(data, "annotations"))
                 elif kind == CONTENT_PART:
                     self._text(dict(data), part)
                 else:
