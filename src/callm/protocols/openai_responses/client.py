@@ -50,11 +50,12 @@ How callm's types map onto the wire, where a choice had to be made:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, assert_never
+from typing import assert_never
 
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIError, APIResponseError, InvalidRequestError
 from ..._core.http import HttpRequest, HttpResponse
+from ..._core.json import get_list, get_str
 from ..._core.options import ResponseFormat, ToolChoice
 from ..._core.quirks import DEFAULT as DEFAULT_QUIRKS
 from ..._core.quirks import Quirks
@@ -112,11 +113,11 @@ def encode(endpoint: Endpoint, request: Request) -> HttpRequest:
     )
 
 
-def encode_body(request: Request, quirks: Quirks = DEFAULT_QUIRKS) -> dict[str, Any]:
+def encode_body(request: Request, quirks: Quirks = DEFAULT_QUIRKS) -> dict[str, object]:
     """The JSON body of a Responses request, ``extra_body`` merged last."""
     _refuse_unsupported(request)
     instructions, items = encode_input(request.messages)
-    body: dict[str, Any] = {"model": request.model, "input": items}
+    body: dict[str, object] = {"model": request.model, "input": items}
     if instructions is not None:
         body["instructions"] = instructions
     if request.max_tokens is not None:
@@ -157,14 +158,14 @@ def _refuse_unsupported(request: Request) -> None:
         )
 
 
-def encode_input(messages: Sequence[Message]) -> tuple[str | None, list[dict[str, Any]]]:
+def encode_input(messages: Sequence[Message]) -> tuple[str | None, list[dict[str, object]]]:
     """``(instructions, input items)``: leading system/developer texts become instructions."""
     leading: list[str] = []
     index = 0
     while index < len(messages) and messages[index].role in _INSTRUCTION_ROLES:
         leading.append(_instruction_text(messages[index]))
         index += 1
-    items: list[dict[str, Any]] = []
+    items: list[dict[str, object]] = []
     for message in messages[index:]:
         match message.role:
             case "assistant":
@@ -188,14 +189,14 @@ def _instruction_text(message: Message) -> str:
     return message.text
 
 
-def _encode_input_message(message: Message) -> dict[str, Any]:
+def _encode_input_message(message: Message) -> dict[str, object]:
     content = message.content
     if len(content) == 1 and isinstance(content[0], Text):
         return {"role": message.role, "content": content[0].text}
     return {"role": message.role, "content": [_input_part(p, message.role) for p in content]}
 
 
-def _input_part(part: Part, role: str) -> dict[str, Any]:
+def _input_part(part: Part, role: str) -> dict[str, object]:
     match part:
         case Text(text=text):
             return {"type": "input_text", "text": text}
@@ -218,7 +219,7 @@ def _input_part(part: Part, role: str) -> dict[str, Any]:
             assert_never(part)
 
 
-def _encode_document(document: Document) -> dict[str, Any]:
+def _encode_document(document: Document) -> dict[str, object]:
     if not document.url.startswith("data:"):
         return {"type": "input_file", "file_url": document.url}
     return {
@@ -236,7 +237,7 @@ def _filename(document: Document) -> str:
     return "document" + (mimetypes.guess_extension(media_type) or "")
 
 
-def _raw(part: RawPart) -> dict[str, Any]:
+def _raw(part: RawPart) -> dict[str, object]:
     """A raw part goes back only to the protocol it came from."""
     if part.protocol != PROTOCOL:
         raise InvalidRequestError(
@@ -250,30 +251,30 @@ class _AssistantItems:
     """Builds the input items of one assistant message, in order."""
 
     def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
-        self._content: list[dict[str, Any]] | None = None
+        self.items: list[dict[str, object]] = []
+        self._content: list[dict[str, object]] | None = None
         # The id the next message or function call must carry (see the module docstring).
         self._next_id: str | None = None
 
-    def content(self, entry: dict[str, Any]) -> None:
+    def content(self, entry: dict[str, object]) -> None:
         if self._content is None:
             self._content = []
             self._add({"type": "message", "role": "assistant", "content": self._content})
         self._content.append(entry)
 
     def annotate(self, part: RawPart) -> None:
-        annotations = _raw(part).get("annotations")
+        annotations = get_list(_raw(part), "annotations")
         if self._content and self._content[-1].get("type") == "output_text":
-            self._content[-1]["annotations"] = list(annotations or ())
+            self._content[-1]["annotations"] = list(annotations)
 
-    def item(self, item: dict[str, Any]) -> None:
+    def item(self, item: dict[str, object]) -> None:
         self._content = None
         self._add(item)
 
     def reasoning(self, part: Reasoning) -> None:
         if part.id is None or part.protocol not in (None, PROTOCOL):
             return  # another provider's reasoning: the Responses API has no slot for it
-        item: dict[str, Any] = {"type": "reasoning", "id": part.id, "summary": []}
+        item: dict[str, object] = {"type": "reasoning", "id": part.id, "summary": []}
         if part.text:
             item["summary"] = [{"type": "summary_text", "text": part.text}]
         if part.data is not None:
@@ -281,14 +282,14 @@ class _AssistantItems:
         self.item(item)
         self._next_id = part.signature
 
-    def _add(self, item: dict[str, Any]) -> None:
+    def _add(self, item: dict[str, object]) -> None:
         if self._next_id is not None and item.get("type") in ("message", "function_call"):
             item["id"] = self._next_id
         self._next_id = None
         self.items.append(item)
 
 
-def _encode_assistant(message: Message) -> list[dict[str, Any]]:
+def _encode_assistant(message: Message) -> list[dict[str, object]]:
     out = _AssistantItems()
     for part in message.content:
         match part:
@@ -313,7 +314,7 @@ def _encode_assistant(message: Message) -> list[dict[str, Any]]:
     return out.items
 
 
-def _encode_tool_call(call: ToolCall) -> dict[str, Any]:
+def _encode_tool_call(call: ToolCall) -> dict[str, object]:
     arguments = call.raw_arguments if call.invalid_arguments else _dumps(call.arguments)
     return {
         "type": "function_call",
@@ -323,8 +324,8 @@ def _encode_tool_call(call: ToolCall) -> dict[str, Any]:
     }
 
 
-def _encode_tool_results(message: Message) -> list[dict[str, Any]]:
-    out = []
+def _encode_tool_results(message: Message) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
     for part in message.content:
         if not isinstance(part, ToolResult):
             raise InvalidRequestError(
@@ -337,9 +338,9 @@ def _encode_tool_results(message: Message) -> list[dict[str, Any]]:
     return out
 
 
-def encode_tool(tool: Tool) -> dict[str, Any]:
+def encode_tool(tool: Tool) -> dict[str, object]:
     """A function tool in the Responses (flat) shape."""
-    entry: dict[str, Any] = {
+    entry: dict[str, object] = {
         "type": "function",
         "name": tool.name,
         "parameters": dict(tool.parameters),
@@ -395,7 +396,7 @@ def decode(endpoint: Endpoint, response: HttpResponse, latency_s: float | None =
     return result
 
 
-def _unreadable(endpoint: Endpoint, response: HttpResponse, data: Any) -> APIError:
+def _unreadable(endpoint: Endpoint, response: HttpResponse, data: object) -> APIError:
     if isinstance(data, dict) and "error" in data:
         return decode_error(endpoint, 0, response.headers, data)
     return APIResponseError(
@@ -410,17 +411,17 @@ def _unreadable(endpoint: Endpoint, response: HttpResponse, data: Any) -> APIErr
 
 def response_of(
     endpoint: Endpoint,
-    data: Mapping[str, Any],
+    data: Mapping[str, object],
     request_id: str | None,
     latency_s: float | None = None,
-    output: Sequence[Any] | None = None,
+    output: Sequence[object] | None = None,
 ) -> Response:
     """A Response from a response object (``output`` overrides its ``output`` list)."""
-    parts = output_parts(data.get("output") or () if output is None else output)
+    parts = output_parts(get_list(data, "output") if output is None else output)
     native = native_finish_reason(data)
     return Response(
-        id=data.get("id") or "",
-        model=data.get("model") or "",
+        id=get_str(data, "id"),
+        model=get_str(data, "model"),
         provider=endpoint.provider,
         content=tuple(parts),
         finish_reason=finish_reason_of(native, parts),
@@ -433,7 +434,7 @@ def response_of(
 
 
 def failure_error(
-    endpoint: Endpoint, data: Mapping[str, Any], partial: Response, request_id: str | None = None
+    endpoint: Endpoint, data: Mapping[str, object], partial: Response, request_id: str | None = None
 ) -> APIError:
     """The error of a ``failed`` response, typed by ``response.error.code``."""
     error = data.get("error")
@@ -448,7 +449,7 @@ def failure_error(
     return exc
 
 
-def output_parts(output: Sequence[Any]) -> list[Part]:
+def output_parts(output: Sequence[object]) -> list[Part]:
     """The parts of a response's ``output`` items, in order (shared by both decoders)."""
     parts: list[Part] = []
     for index, item in enumerate(output):
@@ -466,44 +467,45 @@ def output_parts(output: Sequence[Any]) -> list[Part]:
     return parts
 
 
-def _message_parts(item: Mapping[str, Any]) -> list[Part]:
+def _message_parts(item: Mapping[str, object]) -> list[Part]:
     parts: list[Part] = []
-    for entry in item.get("content") or ():
-        kind = entry.get("type") if isinstance(entry, Mapping) else None
+    for entry in get_list(item, "content"):
+        if not isinstance(entry, Mapping):
+            continue
+        kind = entry.get("type")
         if kind == "output_text":
-            parts.append(Text(entry.get("text") or ""))
-            if entry.get("annotations"):
-                annotations = {"annotations": list(entry["annotations"])}
-                parts.append(RawPart(PROTOCOL, ANNOTATIONS, annotations))
+            parts.append(Text(get_str(entry, "text")))
+            if annotations := get_list(entry, "annotations"):
+                parts.append(RawPart(PROTOCOL, ANNOTATIONS, {"annotations": list(annotations)}))
         elif kind == "refusal":
-            parts.append(Refusal(entry.get("refusal") or ""))
-        elif isinstance(entry, Mapping):
+            parts.append(Refusal(get_str(entry, "refusal")))
+        else:
             parts.append(RawPart(PROTOCOL, CONTENT_PART, dict(entry)))
     return parts
 
 
-def tool_call_of(item: Mapping[str, Any]) -> ToolCall:
+def tool_call_of(item: Mapping[str, object]) -> ToolCall:
     """A ``function_call`` item as a ToolCall; its ``call_id`` is the id results refer to."""
-    call_id = item.get("call_id") or item.get("id") or ""
-    return parse_tool_call(call_id, item.get("name") or "", item.get("arguments"))
+    call_id = get_str(item, "call_id") or get_str(item, "id")
+    return parse_tool_call(call_id, get_str(item, "name"), item.get("arguments"))
 
 
-def _reasoning(item: Mapping[str, Any], following: Sequence[Any]) -> Reasoning:
-    texts = [s.get("text") or "" for s in item.get("summary") or () if isinstance(s, Mapping)]
+def _reasoning(item: Mapping[str, object], following: Sequence[object]) -> Reasoning:
+    texts = [get_str(s, "text") for s in get_list(item, "summary") if isinstance(s, Mapping)]
     if not texts:  # raw chain of thought (open-weight models, OpenRouter) instead of a summary
-        texts = [c.get("text") or "" for c in item.get("content") or () if isinstance(c, Mapping)]
+        texts = [get_str(c, "text") for c in get_list(item, "content") if isinstance(c, Mapping)]
     after = following[0] if following and isinstance(following[0], Mapping) else {}
     next_id = after.get("id") if after.get("type") in ("message", "function_call") else None
     return Reasoning(
         "\n\n".join(texts),
         signature=next_id,
-        id=item.get("id"),
-        data=item.get("encrypted_content"),
+        id=get_str(item, "id", None),
+        data=get_str(item, "encrypted_content", None),
         protocol=PROTOCOL,
     )
 
 
-def native_finish_reason(data: Mapping[str, Any]) -> str | None:
+def native_finish_reason(data: Mapping[str, object]) -> str | None:
     """The status, or for an ``incomplete`` reply the reason it stopped."""
     status = data.get("status")
     if status == "incomplete":
@@ -537,7 +539,7 @@ def finish_reason_of(native: str | None, parts: Sequence[Part]) -> FinishReason 
     return reason
 
 
-def decode_usage(usage: Any) -> Usage:
+def decode_usage(usage: object) -> Usage:
     """Usage of a response object (``input_tokens``, ``output_tokens`` and their details)."""
     if not isinstance(usage, Mapping):
         return Usage()

@@ -9,12 +9,11 @@ it carries is the authority: its output, usage and status make the final Respons
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIError
-from ..._core.json import loads
+from ..._core.json import as_list, get_int, get_list, get_str, loads
 from ..._core.types import (
     FinishEvent,
     ReasoningDelta,
@@ -45,7 +44,7 @@ class _OpenItem:
         self.summary: dict[int, list[str]] = {}
         self.reasoning: dict[int, list[str]] = {}
 
-    def apply(self, item: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, item: dict[str, object]) -> dict[str, object]:
         """A copy of ``item`` with the fragments received so far filled in."""
         item = dict(item)
         if self.arguments is not None:
@@ -61,8 +60,10 @@ class _OpenItem:
         return item
 
 
-def _fill(entries: Any, pieces: Any, field: str) -> list[Any]:
-    out = [dict(e) for e in entries or () if isinstance(e, Mapping)]
+def _fill(
+    entries: object, pieces: Iterable[tuple[tuple[int, str], list[str]]], field: str
+) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = [dict(e) for e in as_list(entries) if isinstance(e, Mapping)]
     for (index, kind), fragments in sorted(pieces):
         while len(out) <= index:
             out.append({"type": kind})
@@ -78,9 +79,9 @@ class ResponsesStreamDecoder:
         self.endpoint = endpoint
         self.request_id = request_id
         self.done = False
-        self._response: Mapping[str, Any] = {}
-        self._final: Mapping[str, Any] | None = None
-        self._items: dict[int, dict[str, Any]] = {}
+        self._response: Mapping[str, object] = {}
+        self._final: Mapping[str, object] | None = None
+        self._items: dict[int, dict[str, object]] = {}
         self._open: dict[int, _OpenItem] = {}
         # output_index of a function call -> its index among the reply's tool calls
         self._tools: dict[int, int] = {}
@@ -124,7 +125,7 @@ class ResponsesStreamDecoder:
         """The Response accumulated so far (complete once the stream has finished)."""
         output = self._output()
         if self._final is not None:
-            final_output = self._final.get("output")
+            final_output = get_list(self._final, "output")
             return response_of(
                 self.endpoint,
                 self._final,
@@ -135,13 +136,13 @@ class ResponsesStreamDecoder:
 
     # --- handlers ------------------------------------------------------------------------
 
-    def _started(self, data: Mapping[str, Any]) -> list[StreamEvent]:
+    def _started(self, data: Mapping[str, object]) -> list[StreamEvent]:
         response = data.get("response")
         if isinstance(response, Mapping):
             self._response = response
         return []
 
-    def _item_added(self, data: Mapping[str, Any]) -> list[StreamEvent]:
+    def _item_added(self, data: Mapping[str, object]) -> list[StreamEvent]:
         item = data.get("item")
         if not isinstance(item, Mapping):
             return []
@@ -150,11 +151,12 @@ class ResponsesStreamDecoder:
         if item.get("type") != "function_call":
             return []
         ordinal = self._tools.setdefault(index, len(self._tools))
-        arguments = item.get("arguments") or ""
+        arguments = get_str(item, "arguments")
         self._open_item(index).arguments = [arguments]
-        return [ToolCallDelta(ordinal, item.get("call_id"), item.get("name"), arguments)]
+        call_id, name = get_str(item, "call_id", None), get_str(item, "name", None)
+        return [ToolCallDelta(ordinal, call_id, name, arguments)]
 
-    def _item_done(self, data: Mapping[str, Any]) -> list[StreamEvent]:
+    def _item_done(self, data: Mapping[str, object]) -> list[StreamEvent]:
         item = data.get("item")
         if not isinstance(item, Mapping):
             return []
@@ -163,12 +165,12 @@ class ResponsesStreamDecoder:
         self._open.pop(index, None)
         return self._tool_call_done(index, item)
 
-    def _tool_call_done(self, index: int, item: Mapping[str, Any]) -> list[StreamEvent]:
+    def _tool_call_done(self, index: int, item: Mapping[str, object]) -> list[StreamEvent]:
         if item.get("type") != "function_call" or index in self._tools_sent:
             return []
         # The final response may list a call at another index than the stream gave it (a
         # proxy that sent an unstreamed item late): a call id already sent is not sent again.
-        call_id = item.get("call_id")
+        call_id = get_str(item, "call_id")
         if call_id and call_id in self._call_ids_sent:
             return []
         if call_id:
@@ -177,15 +179,15 @@ class ResponsesStreamDecoder:
         self._tools.setdefault(index, len(self._tools))
         return [ToolCallEvent(tool_call_of(item))]
 
-    def _refusal_delta(self, data: Mapping[str, Any]) -> list[StreamEvent]:
-        delta = data.get("delta")
+    def _refusal_delta(self, data: Mapping[str, object]) -> list[StreamEvent]:
+        delta = get_str(data, "delta")
         if not delta:
             return []
-        self._fragments(data, data.get("content_index") or 0, "refusal").append(delta)
+        self._fragments(data, get_int(data, "content_index"), "refusal").append(delta)
         return [RefusalDelta(delta)]
 
-    def _arguments_delta(self, data: Mapping[str, Any]) -> list[StreamEvent]:
-        delta = data.get("delta") or ""
+    def _arguments_delta(self, data: Mapping[str, object]) -> list[StreamEvent]:
+        delta = get_str(data, "delta")
         index = _output_index(data)
         item = self._open_item(index)
         if item.arguments is None:
@@ -194,17 +196,17 @@ class ResponsesStreamDecoder:
         ordinal = self._tools.setdefault(index, len(self._tools))
         return [ToolCallDelta(ordinal, None, None, delta)] if delta else []
 
-    def _arguments_done(self, data: Mapping[str, Any]) -> list[StreamEvent]:
+    def _arguments_done(self, data: Mapping[str, object]) -> list[StreamEvent]:
         arguments = data.get("arguments")
         if isinstance(arguments, str):
             self._open_item(_output_index(data)).arguments = [arguments]
         return []
 
-    def _summary_delta(self, data: Mapping[str, Any]) -> list[StreamEvent]:
-        delta = data.get("delta")
+    def _summary_delta(self, data: Mapping[str, object]) -> list[StreamEvent]:
+        delta = get_str(data, "delta")
         if not delta:
             return []
-        index = data.get("summary_index") or 0
+        index = get_int(data, "summary_index")
         summaries = self._open_item(_output_index(data)).summary
         fragments = summaries.get(index)
         if fragments is None:
@@ -216,20 +218,20 @@ class ResponsesStreamDecoder:
         fragments.append(delta)
         return [ReasoningDelta(shown)]
 
-    def _reasoning_delta(self, data: Mapping[str, Any]) -> list[StreamEvent]:
-        delta = data.get("delta")
+    def _reasoning_delta(self, data: Mapping[str, object]) -> list[StreamEvent]:
+        delta = get_str(data, "delta")
         if not delta:
             return []
-        index = data.get("content_index") or 0
+        index = get_int(data, "content_index")
         self._open_item(_output_index(data)).reasoning.setdefault(index, []).append(delta)
         return [ReasoningDelta(delta)]
 
-    def _completed(self, data: Mapping[str, Any]) -> list[StreamEvent]:
+    def _completed(self, data: Mapping[str, object]) -> list[StreamEvent]:
         final = data.get("response")
         self._final = final if isinstance(final, Mapping) else dict(self._response)
         self.done = True
         events: list[StreamEvent] = []
-        for index, item in enumerate(self._final.get("output") or ()):
+        for index, item in enumerate(get_list(self._final, "output")):
             if isinstance(item, Mapping):
                 events += self._tool_call_done(index, item)
         response = self.response()
@@ -237,7 +239,7 @@ class ResponsesStreamDecoder:
         events.append(FinishEvent(response.finish_reason))
         return events
 
-    def _failed(self, data: Mapping[str, Any]) -> list[StreamEvent]:
+    def _failed(self, data: Mapping[str, object]) -> list[StreamEvent]:
         final = data.get("response")
         self._final = final if isinstance(final, Mapping) else dict(self._response)
         self.done = True
@@ -252,14 +254,14 @@ class ResponsesStreamDecoder:
             self._items.setdefault(index, {"type": "message", "role": "assistant"})
         return item
 
-    def _fragments(self, data: Mapping[str, Any], content_index: int, kind: str) -> list[str]:
+    def _fragments(self, data: Mapping[str, object], content_index: int, kind: str) -> list[str]:
         content = self._open_item(_output_index(data)).content
         fragments = content.get((content_index, kind))
         if fragments is None:
             fragments = content[(content_index, kind)] = []
         return fragments
 
-    def _output(self) -> list[dict[str, Any]]:
+    def _output(self) -> list[dict[str, object]]:
         out = []
         for index in sorted(self._items):
             item = self._items[index]
@@ -267,18 +269,18 @@ class ResponsesStreamDecoder:
             out.append(item if open_item is None else open_item.apply(item))
         return out
 
-    def _in_stream_error(self, data: Mapping[str, Any]) -> APIError:
+    def _in_stream_error(self, data: Mapping[str, object]) -> APIError:
         error = data.get("error")
         error = error if isinstance(error, Mapping) else data
         return in_stream_error(self, error, dict(data))
 
 
-def _output_index(data: Mapping[str, Any]) -> int:
+def _output_index(data: Mapping[str, object]) -> int:
     index = data.get("output_index")
     return index if isinstance(index, int) else 0
 
 
-_Handler = Callable[[ResponsesStreamDecoder, Mapping[str, Any]], list[StreamEvent]]
+_Handler = Callable[[ResponsesStreamDecoder, Mapping[str, object]], list[StreamEvent]]
 _HANDLERS: Mapping[str, _Handler] = {
     "response.created": ResponsesStreamDecoder._started,
     "response.in_progress": ResponsesStreamDecoder._started,
