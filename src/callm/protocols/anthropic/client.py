@@ -575,8 +575,8 @@ def decode(endpoint: Endpoint, response: HttpResponse, latency_s: float | None =
             parts.extend(block_parts(block))
     native = data.get("stop_reason")
     return Response(
-        id=get_str(data, "id"),
-        model=get_str(data, "model"),
+        id=data.get("id") or "",
+        model=data.get("model") or "",
         provider=endpoint.provider,
         content=tuple(parts),
         finish_reason=normalise_finish(native),

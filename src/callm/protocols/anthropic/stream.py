@@ -55,7 +55,8 @@ def block_parts(block: Mapping[str, object], raw_input: str | None = None) -> li
     """The callm parts of one content block (streamed tool input comes as ``raw_input``)."""
     kind = block.get("type")
     if kind == "text":
-        parts: list[Part] = [Text(get_str(block, "text"))]
+        text = block.get("text")
+        parts: list[Part] = [Text(text if isinstance(text, str) else "")]
         citations = block.get("citations")
         if citations:
             parts.append(RawPart(PROTOCOL, "citations", {"citations": citations}))

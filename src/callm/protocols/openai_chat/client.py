@@ -28,12 +28,12 @@ be sent, and a URL is refused with a clear error.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, assert_never
+from typing import assert_never
 
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIError, APIResponseError, InvalidRequestError
 from ..._core.http import HttpRequest, HttpResponse
-from ..._core.json import dumps
+from ..._core.json import dumps, get_object, get_str
 from ..._core.options import ResponseFormat, ToolChoice
 from ..._core.quirks import DEFAULT as DEFAULT_QUIRKS
 from ..._core.quirks import FLAGS, Quirks
@@ -115,13 +115,13 @@ def encode(endpoint: Endpoint, request: Request) -> HttpRequest:
     return _post(endpoint, "/chat/completions", request.model, body, request.extra_headers)
 
 
-def encode_body(endpoint: Endpoint, request: Request) -> dict[str, Any]:
+def encode_body(endpoint: Endpoint, request: Request) -> dict[str, object]:
     """The JSON body of a chat request, provider-specific fields of ``extra_body`` included."""
     quirks = endpoint.quirks
     messages = encode_messages(request.messages, quirks)
     if quirks.cache_control and request.cache:
         _mark_cache(messages, request.cache)
-    body: dict[str, Any] = {"model": request.model, "messages": messages}
+    body: dict[str, object] = {"model": request.model, "messages": messages}
     _encode_sampling(body, request, quirks)
     if request.tools:
         body["tools"] = [encode_tool(t) for t in request.tools]
@@ -140,7 +140,7 @@ def encode_body(endpoint: Endpoint, request: Request) -> dict[str, Any]:
     return body
 
 
-def _encode_sampling(body: dict[str, Any], request: Request, quirks: Quirks) -> None:
+def _encode_sampling(body: dict[str, object], request: Request, quirks: Quirks) -> None:
     if request.max_tokens is not None:
         body[quirks.max_tokens_field] = request.max_tokens
     if request.temperature is not None:
@@ -160,7 +160,7 @@ def _encode_sampling(body: dict[str, Any], request: Request, quirks: Quirks) -> 
 
 
 def _post(
-    endpoint: Endpoint, path: str, model: str, body: Mapping[str, Any], extra: Mapping[str, str]
+    endpoint: Endpoint, path: str, model: str, body: Mapping[str, object], extra: Mapping[str, str]
 ) -> HttpRequest:
     return HttpRequest(
         "POST",
@@ -171,9 +171,11 @@ def _post(
     )
 
 
-def encode_messages(messages: Sequence[Message], quirks: Quirks = DEFAULT_QUIRKS) -> list[Any]:
+def encode_messages(
+    messages: Sequence[Message], quirks: Quirks = DEFAULT_QUIRKS
+) -> list[dict[str, object]]:
     """Messages in the Chat Completions shape; a tool message becomes one entry per result."""
-    out: list[Any] = []
+    out: list[dict[str, object]] = []
     for message in messages:
         if message.role == "tool":
             entries = _encode_tool_results(message, quirks.short_tool_ids)
@@ -187,9 +189,9 @@ def encode_messages(messages: Sequence[Message], quirks: Quirks = DEFAULT_QUIRKS
     return out
 
 
-def _encode_plain(message: Message, quirks: Quirks) -> dict[str, Any]:
+def _encode_plain(message: Message, quirks: Quirks) -> dict[str, object]:
     content = message.content
-    entry: dict[str, Any] = {"role": message.role}
+    entry: dict[str, object] = {"role": message.role}
     if len(content) == 1 and isinstance(content[0], Text):
         entry["content"] = content[0].text
     else:
@@ -199,14 +201,14 @@ def _encode_plain(message: Message, quirks: Quirks) -> dict[str, Any]:
     return entry
 
 
-def _encode_input_part(part: Part, role: str, quirks: Quirks) -> dict[str, Any]:
+def _encode_input_part(part: Part, role: str, quirks: Quirks) -> dict[str, object]:
     match part:
         case Text(text=text):
             return {"type": "text", "text": text}
         case Image(url=url, detail=detail):
             if role != "user":
                 raise InvalidRequestError(f"a {role} message cannot carry an image")
-            image: dict[str, Any] = {"url": url}
+            image: dict[str, object] = {"url": url}
             if detail:
                 image["detail"] = detail
             return {"type": "image_url", "image_url": image}
@@ -225,10 +227,10 @@ def _encode_input_part(part: Part, role: str, quirks: Quirks) -> dict[str, Any]:
             assert_never(part)
 
 
-def _encode_assistant(message: Message, quirks: Quirks) -> dict[str, Any]:
+def _encode_assistant(message: Message, quirks: Quirks) -> dict[str, object]:
     texts: list[str] = []
-    calls: list[dict[str, Any]] = []
-    entry: dict[str, Any] = {"role": "assistant"}
+    calls: list[dict[str, object]] = []
+    entry: dict[str, object] = {"role": "assistant"}
     for part in message.content:
         match part:
             case Text(text=text):
@@ -260,7 +262,7 @@ def _encode_assistant(message: Message, quirks: Quirks) -> dict[str, Any]:
     return entry
 
 
-def _encode_document(document: Document, by_url: bool) -> dict[str, Any]:
+def _encode_document(document: Document, by_url: bool) -> dict[str, object]:
     """A PDF travels inline as a ``file`` part, a text document as a text part; a document
     given by URL goes as a ``file`` part only to servers that fetch it (OpenRouter)."""
     from ..._core.media import PDF, is_text
@@ -317,7 +319,7 @@ def _data_text(header: str, data: str) -> str:
         raise InvalidRequestError("the document's data: URL is not valid base64") from None
 
 
-def _raw(part: RawPart) -> dict[str, Any]:
+def _raw(part: RawPart) -> dict[str, object]:
     """A raw part goes back only to the protocol it came from."""
     if part.protocol != PROTOCOL:
         raise InvalidRequestError(
@@ -327,10 +329,10 @@ def _raw(part: RawPart) -> dict[str, Any]:
     return dict(part.data)
 
 
-_EPHEMERAL: Mapping[str, Any] = {"type": "ephemeral"}
+_EPHEMERAL: Mapping[str, object] = {"type": "ephemeral"}
 
 
-def _mark_cache(messages: list[dict[str, Any]], cache: bool | str) -> None:
+def _mark_cache(messages: list[dict[str, object]], cache: bool | str) -> None:
     """``cache=``: mark the conversation before the newest user turn and the last system
     message, keeping the caller's own marks, within four in all. A ``"5m"`` / ``"1h"`` TTL
     goes on every mark, the caller's too (a longer-lived mark may not follow a shorter)."""
@@ -348,28 +350,28 @@ def _mark_cache(messages: list[dict[str, Any]], cache: bool | str) -> None:
             _mark(entry, control)
 
 
-def _marked(entry: Mapping[str, Any]) -> bool:
+def _marked(entry: Mapping[str, object]) -> bool:
     content = entry.get("content")
     return isinstance(content, list) and any(
         isinstance(p, dict) and "cache_control" in p for p in content
     )
 
 
-def _mark(entry: dict[str, Any], control: Mapping[str, Any]) -> None:
+def _mark(entry: dict[str, object], control: Mapping[str, object]) -> None:
     """Put ``cache_control`` on the last text part of an entry (a string content becomes
     one text part); an entry with no text (only tool calls) takes no mark."""
     content = entry.get("content")
     if isinstance(content, str):
         entry["content"] = [{"type": "text", "text": content, "cache_control": dict(control)}]
         return
-    parts: list[Any] = content if isinstance(content, list) else []
+    parts: list[object] = content if isinstance(content, list) else []
     for part in reversed(parts):
         if isinstance(part, dict) and part.get("type") == "text":
             part["cache_control"] = dict(control)
             return
 
 
-def _encode_tool_call(call: ToolCall, short_ids: bool) -> dict[str, Any]:
+def _encode_tool_call(call: ToolCall, short_ids: bool) -> dict[str, object]:
     arguments = call.raw_arguments if call.invalid_arguments else dumps(call.arguments)
     return {
         "id": _tool_id(call.id, short_ids),
@@ -378,8 +380,8 @@ def _encode_tool_call(call: ToolCall, short_ids: bool) -> dict[str, Any]:
     }
 
 
-def _encode_tool_results(message: Message, short_ids: bool) -> list[dict[str, Any]]:
-    out = []
+def _encode_tool_results(message: Message, short_ids: bool) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
     for part in message.content:
         if not isinstance(part, ToolResult):
             raise InvalidRequestError(
@@ -405,8 +407,8 @@ def _tool_id(call_id: str, short_ids: bool) -> str:
     return digest[:9]
 
 
-def encode_tool(tool: Tool) -> dict[str, Any]:
-    function: dict[str, Any] = {"name": tool.name, "parameters": dict(tool.parameters)}
+def encode_tool(tool: Tool) -> dict[str, object]:
+    function: dict[str, object] = {"name": tool.name, "parameters": dict(tool.parameters)}
     if tool.description:
         function["description"] = tool.description
     if tool.strict is not None:
@@ -440,10 +442,10 @@ def encode_response_format(fmt: ResponseFormat) -> dict[str, object]:
 
 
 def encode_text_completion(
-    endpoint: Endpoint, model: str, prompt: str, params: Mapping[str, Any], stream: bool
+    endpoint: Endpoint, model: str, prompt: str, params: Mapping[str, object], stream: bool
 ) -> HttpRequest:
     """Build ``POST /completions`` (the legacy text completions endpoint)."""
-    body: dict[str, Any] = {"model": model, "prompt": prompt, **params}
+    body: dict[str, object] = {"model": model, "prompt": prompt, **params}
     if stream:
         body["stream"] = True
         if endpoint.quirks.stream_options:
@@ -482,14 +484,14 @@ def decode(endpoint: Endpoint, response: HttpResponse, latency_s: float | None =
     return _decode_choice(meta, choices[0], extra)
 
 
-def _is_choice(choice: Any) -> bool:
+def _is_choice(choice: object) -> bool:
     """A chat choice with its message (even empty), or a text completion's choice."""
     return isinstance(choice, dict) and (
         isinstance(choice.get("message"), dict) or "text" in choice
     )
 
 
-def _unreadable(endpoint: Endpoint, response: HttpResponse, data: Any) -> APIError:
+def _unreadable(endpoint: Endpoint, response: HttpResponse, data: object) -> APIError:
     error = decode_error(endpoint, 0, response.headers, data)
     if isinstance(data, dict) and "error" in data:
         return error
@@ -505,29 +507,32 @@ def _unreadable(endpoint: Endpoint, response: HttpResponse, data: Any) -> APIErr
 class _Meta:
     """What every choice of one response shares."""
 
-    __slots__ = ("data", "latency_s", "provider", "request_id", "usage")
+    __slots__ = ("data", "id", "latency_s", "model", "provider", "request_id", "usage")
 
     def __init__(
-        self, provider: str, data: dict[str, Any], request_id: str | None, latency: float | None
+        self, provider: str, data: dict[str, object], request_id: str | None, latency: float | None
     ) -> None:
         self.provider = provider
         self.data = data
         self.request_id = request_id
         self.latency_s = latency
         self.usage = decode_usage(data)
+        self.id = get_str(data, "id")
+        self.model = get_str(data, "model")
 
 
-def _decode_choice(meta: _Meta, choice: Any, extra: tuple[Response, ...]) -> Response:
+def _decode_choice(meta: _Meta, given: object, extra: tuple[Response, ...]) -> Response:
+    choice = given if isinstance(given, dict) else {}
     message = choice.get("message")
     if message is None:  # a legacy text completion
         parts: list[Part] = [Text(choice.get("text") or "")]
     else:
-        parts = message_parts(message)
+        parts = message_parts(message) if isinstance(message, dict) else []
     native = choice.get("finish_reason")
     data = meta.data
     return Response(
-        id=data.get("id") or "",
-        model=data.get("model") or "",
+        id=meta.id,
+        model=meta.model,
         provider=meta.provider,
         content=tuple(parts),
         finish_reason=normalise_finish(native, parts),
@@ -540,7 +545,7 @@ def _decode_choice(meta: _Meta, choice: Any, extra: tuple[Response, ...]) -> Res
     )
 
 
-def message_parts(message: Mapping[str, Any]) -> list[Part]:
+def message_parts(message: Mapping[str, object]) -> list[Part]:
     """The parts of a non-streamed assistant message, in reading order."""
     parts: list[Part] = list(_reasoning.message_reasoning(message))
     content = message.get("content")
@@ -552,21 +557,21 @@ def message_parts(message: Mapping[str, Any]) -> list[Part]:
     annotations = message.get("annotations")
     if isinstance(annotations, list) and annotations:
         parts.append(RawPart(PROTOCOL, ANNOTATIONS, {"annotations": annotations}))
-    if message.get("refusal"):
-        parts.append(Refusal(message["refusal"]))
-    for call in message.get("tool_calls") or ():
-        function = call.get("function") or {}
-        parts.append(
-            parse_tool_call(
-                call.get("id") or "", function.get("name") or "", function.get("arguments")
-            )
-        )
+    refusal = message.get("refusal")
+    if refusal and isinstance(refusal, str):
+        parts.append(Refusal(refusal))
+    calls = message.get("tool_calls")
+    for call in calls if calls and isinstance(calls, list) else ():
+        if isinstance(call, dict):
+            function = get_object(call, "function")
+            call_id, name = get_str(call, "id"), get_str(function, "name")
+            parts.append(parse_tool_call(call_id, name, function.get("arguments")))
     return parts
 
 
 def decode_failure(endpoint: Endpoint, response: HttpResponse) -> APIError:
     """The typed error of a non-2xx answer, whatever its body holds."""
-    body: Any
+    body: object
     try:
         body = parse_json(endpoint, response)
     except APIError:

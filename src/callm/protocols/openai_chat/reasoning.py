@@ -26,8 +26,8 @@ goes to an OpenAI-compatible server.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
+from ..._core.json import get_str
 from ..._core.quirks import ReasoningBack
 from ..._core.types import Message, Reasoning, ToolCall
 
@@ -37,12 +37,12 @@ _TEXT_FIELDS = {"reasoning.text": "text", "reasoning.summary": "summary"}
 _STREAMED_FIELDS = ("text", "summary", "data", "signature")
 
 
-def from_details(details: Sequence[Any]) -> list[Reasoning]:
+def from_details(details: Sequence[object]) -> list[Reasoning]:
     """One Reasoning per ``reasoning_details`` entry, the entry kept verbatim."""
     return [_from_detail(d) for d in details if isinstance(d, Mapping)]
 
 
-def _from_detail(detail: Mapping[str, Any]) -> Reasoning:
+def _from_detail(detail: Mapping[str, object]) -> Reasoning:
     field = _TEXT_FIELDS.get(str(detail.get("type")))
     text = detail.get(field) if field else None
     signature, ident, data = detail.get("signature"), detail.get("id"), detail.get("data")
@@ -56,7 +56,7 @@ def _from_detail(detail: Mapping[str, Any]) -> Reasoning:
     )
 
 
-def message_reasoning(message: Mapping[str, Any]) -> list[Reasoning]:
+def message_reasoning(message: Mapping[str, object]) -> list[Reasoning]:
     """The Reasoning parts of a non-streamed message (see the module notes)."""
     details = message.get("reasoning_details")
     if isinstance(details, list) and details:
@@ -67,7 +67,7 @@ def message_reasoning(message: Mapping[str, Any]) -> list[Reasoning]:
     return []
 
 
-def merge_fragment(slots: dict[int, dict[str, Any]], fragment: Mapping[str, Any]) -> str:
+def merge_fragment(slots: dict[int, dict[str, object]], fragment: Mapping[str, object]) -> str:
     """Fold one streamed ``reasoning_details`` fragment into the entry its ``index`` names;
     the text (or summary) it adds is returned, to be shown as it arrives."""
     index = fragment.get("index")
@@ -75,7 +75,7 @@ def merge_fragment(slots: dict[int, dict[str, Any]], fragment: Mapping[str, Any]
     shown = ""
     for key, value in fragment.items():
         if key in _STREAMED_FIELDS and isinstance(value, str):
-            slot[key] = slot.get(key, "") + value
+            slot[key] = get_str(slot, key) + value
             if key in ("text", "summary"):
                 shown += value
         elif value is not None or key not in slot:
@@ -83,7 +83,7 @@ def merge_fragment(slots: dict[int, dict[str, Any]], fragment: Mapping[str, Any]
     return shown
 
 
-def back_fields(message: Message, mode: ReasoningBack) -> dict[str, Any]:
+def back_fields(message: Message, mode: ReasoningBack) -> dict[str, object]:
     """The fields an assistant turn carries its reasoning back in, under ``mode``."""
     if mode == "none":
         return {}

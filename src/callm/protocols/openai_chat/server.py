@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from ..._core.errors import (
     APIConnectionError,
@@ -45,6 +44,7 @@ from ..._core.types import (
     RefusalDelta,
     Request,
     Response,
+    Role,
     StreamEvent,
     Text,
     TextDelta,
@@ -69,7 +69,13 @@ from .._shared.request import (
 
 __all__ = ["StreamEncoder", "decode_request", "encode_error", "encode_response"]
 
-_ROLES = ("system", "developer", "user", "assistant", "tool")
+_ROLES: Mapping[str, Role] = {
+    "system": "system",
+    "developer": "developer",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+}
 # Body fields read into the Request (or by the gateway); any other field is passed on in
 # extra_body for an OpenAI-family upstream.
 _MODELLED = frozenset(
@@ -139,11 +145,12 @@ def decode_request(body: Mapping[str, object], *, model: str | None = None) -> R
     )
 
 
-def _message(entry: Any, where: str) -> Message:
+def _message(entry: object, where: str) -> Message:
     entry = require_mapping(entry, where)
-    role = entry.get("role")
-    if role not in _ROLES:
-        raise InvalidRequestError(f"{where}.role must be one of {', '.join(_ROLES)}, not {role!r}")
+    given = entry.get("role")
+    role = _ROLES.get(given) if isinstance(given, str) else None
+    if role is None:
+        raise InvalidRequestError(f"{where}.role must be one of {', '.join(_ROLES)}, not {given!r}")
     name = optional_str(entry.get("name"), f"{where}.name")
     if role == "tool":
         call_id = require_str(entry.get("tool_call_id"), f"{where}.tool_call_id")
@@ -154,14 +161,14 @@ def _message(entry: Any, where: str) -> Message:
     return Message(role, _content_parts(entry.get("content"), where), name)
 
 
-def _content_parts(content: Any, where: str) -> tuple[Part, ...]:
+def _content_parts(content: object, where: str) -> tuple[Part, ...]:
     if isinstance(content, str):
         return (Text(content),)
     items = require_list(content, f"{where}.content", "a string or an array of content parts")
     return tuple(_input_part(item, f"{where}.content[{i}]") for i, item in enumerate(items))
 
 
-def _input_part(item: Any, where: str) -> Part:
+def _input_part(item: object, where: str) -> Part:
     item = require_mapping(item, where)
     kind = item.get("type")
     if kind == "text":
@@ -220,7 +227,7 @@ def _empty_text(part: Part) -> bool:
     return isinstance(part, Text) and not part.text
 
 
-def _tool_call(call: Any, where: str) -> ToolCall:
+def _tool_call(call: object, where: str) -> ToolCall:
     call = require_mapping(call, where)
     function = require_mapping(call.get("function"), f"{where}.function")
     name = require_str(function.get("name"), f"{where}.function.name")
@@ -230,7 +237,7 @@ def _tool_call(call: Any, where: str) -> ToolCall:
     return parse_tool_call(require_str(call.get("id"), f"{where}.id"), name, arguments)
 
 
-def _tool_result_text(content: Any, where: str) -> str:
+def _tool_result_text(content: object, where: str) -> str:
     if isinstance(content, str):
         return content
     items = require_list(content, f"{where}.content", "a string or an array of text parts")
@@ -243,7 +250,7 @@ def _tool_result_text(content: Any, where: str) -> str:
     return "".join(texts)
 
 
-def _tools(tools: Any) -> tuple[Tool, ...]:
+def _tools(tools: object) -> tuple[Tool, ...]:
     if tools is None:
         return ()
     out = []
@@ -268,7 +275,7 @@ def _tools(tools: Any) -> tuple[Tool, ...]:
     return tuple(out)
 
 
-def _tool_choice(choice: Any) -> ToolChoice | None:
+def _tool_choice(choice: object) -> ToolChoice | None:
     """callm's tool choice: auto | none | required, or the name of the one tool to call."""
     if choice is None:
         return None
@@ -284,7 +291,7 @@ def _tool_choice(choice: Any) -> ToolChoice | None:
     )
 
 
-def _response_format(fmt: Any) -> ResponseFormat | None:
+def _response_format(fmt: object) -> ResponseFormat | None:
     """callm's response format (a JSON schema with its name, strictness, description)."""
     if fmt is None:
         return None
@@ -348,7 +355,7 @@ def _completion_id(upstream: str) -> str:
     return upstream if upstream.startswith("chatcmpl") else "chatcmpl-" + os.urandom(12).hex()
 
 
-def _choice(response: Response, index: int) -> dict[str, Any]:
+def _choice(response: Response, index: int) -> dict[str, object]:
     message: dict[str, object] = {"role": "assistant", "content": None, "refusal": response.refusal}
     texts = [p.text for p in response.content if isinstance(p, Text)]
     if texts or not response.tool_calls:

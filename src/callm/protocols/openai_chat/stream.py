@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
 
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIError, APIResponseError
-from ..._core.json import dumps, loads
+from ..._core.json import as_list, dumps, get_int, get_list, get_object, get_str, loads
 from ..._core.types import (
     FinishEvent,
     Part,
@@ -41,6 +40,17 @@ from .reasoning import from_details, merge_fragment
 ANNOTATIONS = "annotations"
 
 
+class _ToolSlot:
+    """One streamed tool call: its id and name once sent, and its argument fragments."""
+
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.name: str | None = None
+        self.arguments: list[str] = []
+
+
 class _ChoiceState:
     """What one streamed choice has accumulated so far."""
 
@@ -50,11 +60,10 @@ class _ChoiceState:
         self.text: list[str] = []
         self.reasoning: list[str] = []
         # reasoning_details entries by their index, merged from fragments as they stream
-        self.details: dict[int, dict[str, Any]] = {}
-        self.annotations: list[Any] = []
+        self.details: dict[int, dict[str, object]] = {}
+        self.annotations: list[object] = []
         self.refusal: list[str] = []
-        # index -> [id, name, argument fragments]
-        self.tools: dict[int, list[Any]] = {}
+        self.tools: dict[int, _ToolSlot] = {}
         self.finish: str | None = None
 
     def parts(self) -> list[Part]:
@@ -76,8 +85,8 @@ class _ChoiceState:
         calls = []
         for index in sorted(self.tools):
             slot = self.tools[index]
-            call = parse_tool_call(slot[0] or "", slot[1] or "", "".join(slot[2]))
-            slot[0] = call.id  # a made-up id must stay the same on every later look
+            call = parse_tool_call(slot.id or "", slot.name or "", "".join(slot.arguments))
+            slot.id = call.id  # a made-up id must stay the same on every later look
             calls.append(call)
         return calls
 
@@ -97,7 +106,7 @@ class ChatStreamDecoder:
         self._id = ""
         self._model = ""
         self._usage: Usage | None = None
-        self._last: Any = None
+        self._last: object = None
         self._tools_sent = False
 
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
@@ -129,44 +138,50 @@ class ChatStreamDecoder:
             raise self._in_stream_error(chunk)
         return self._chunk(chunk)
 
-    def _chunk(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+    def _chunk(self, chunk: dict[str, object]) -> list[StreamEvent]:
         self._last = chunk
-        if not self._id and chunk.get("id"):
-            self._id = chunk["id"]
-        if not self._model and chunk.get("model"):
-            self._model = chunk["model"]
+        if not self._id:
+            self._id = get_str(chunk, "id")
+        if not self._model:
+            self._model = get_str(chunk, "model")
         choices = chunk.get("choices")
-        if choices and len(choices) == 1:
-            events = self._choice(choices[0])
+        if type(choices) is list and len(choices) == 1:
+            choice = choices[0]
+            delta = choice.get("delta") if type(choice) is dict else None
+            content = delta.get("content") if type(delta) is dict and len(delta) == 1 else None
+            # Fast path for the chunk that makes up most streams: one text fragment of the
+            # first choice, nothing else (read here, not in _choice: one call less per chunk).
+            if type(content) is str and not choice.get("index") and not choice.get("finish_reason"):
+                if content:
+                    (self._choices.get(0) or self._state(0)).text.append(content)
+                    events: list[StreamEvent] = [TextDelta(content)]
+                else:
+                    events = []
+            else:
+                events = self._choice(choice)
         else:
             events = []
-            for choice in choices or ():
+            for choice in as_list(choices):
                 events += self._choice(choice)
-        if chunk.get("usage") or ("x_groq" in chunk and (chunk["x_groq"] or {}).get("usage")):
+        if chunk.get("usage") or ("x_groq" in chunk and get_object(chunk, "x_groq").get("usage")):
             self._usage = decode_usage(chunk)
             events.append(UsageEvent(self._usage))
         return events
 
-    def _choice(self, choice: Mapping[str, Any]) -> list[StreamEvent]:
-        delta = choice.get("delta") if isinstance(choice, dict) else None
-        if not isinstance(delta, dict) and (not isinstance(choice, dict) or "text" not in choice):
-            return []  # neither a chat delta nor a text completion's: nothing to read
+    def _choice(self, choice: object) -> list[StreamEvent]:
+        if not isinstance(choice, dict):
+            return []  # not a choice at all: nothing to read
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            if "text" not in choice:
+                return []  # neither a chat delta nor a text completion's: nothing to read
+            delta = {"content": choice.get("text")}  # a legacy text completion chunk
         index = choice.get("index") or 0
-        state = self._choices.get(index)
-        if state is None:
-            state = self._choices[index] = _ChoiceState()
-        # Fast path for the chunk that makes up most streams: one text fragment, nothing else.
-        if index == 0 and delta is not None and len(delta) == 1 and not choice.get("finish_reason"):
-            content = delta.get("content")
-            if type(content) is str:
-                if not content:
-                    return []
-                state.text.append(content)
-                return [TextDelta(content)]
-        if delta is None:  # a legacy text completion chunk
-            delta = {"content": choice.get("text")}
+        if not isinstance(index, int):
+            index = 0
+        state = self._choices.get(index) or self._state(index)
         events = _delta_events(state, delta)
-        native = choice.get("finish_reason")
+        native = get_str(choice, "finish_reason", None)
         first_finish = bool(native) and state.finish is None
         if native:
             state.finish = native
@@ -176,6 +191,10 @@ class ChatStreamDecoder:
             events.extend(self._flush_tool_calls())
             events.append(FinishEvent(normalise_finish(native, state.parts())))
         return events
+
+    def _state(self, index: int) -> _ChoiceState:
+        state = self._choices[index] = _ChoiceState()
+        return state
 
     def _flush_tool_calls(self) -> list[StreamEvent]:
         state = self._choices.get(0)
@@ -210,14 +229,14 @@ class ChatStreamDecoder:
             request_id=self.request_id,
         )
 
-    def _in_stream_error(self, chunk: dict[str, Any]) -> APIError:
+    def _in_stream_error(self, chunk: dict[str, object]) -> APIError:
         error = chunk.get("error")
         if not isinstance(error, dict):
             error = chunk if error is None else {"message": str(error)}
         return in_stream_error(self, error, chunk)
 
 
-def _delta_events(state: _ChoiceState, delta: Mapping[str, Any]) -> list[StreamEvent]:
+def _delta_events(state: _ChoiceState, delta: Mapping[str, object]) -> list[StreamEvent]:
     events: list[StreamEvent] = []
     details = delta.get("reasoning_details")
     if isinstance(details, list) and details:
@@ -241,15 +260,16 @@ def _delta_events(state: _ChoiceState, delta: Mapping[str, Any]) -> list[StreamE
     elif isinstance(content, list):
         events.extend(_content_array_deltas(state, content))
     refusal = delta.get("refusal")
-    if refusal:
+    if refusal and isinstance(refusal, str):
         state.refusal.append(refusal)
         events.append(RefusalDelta(refusal))
-    for position, fragment in enumerate(delta.get("tool_calls") or ()):
-        events.append(_tool_fragment(state, position, fragment))
+    for position, fragment in enumerate(get_list(delta, "tool_calls")):
+        if isinstance(fragment, dict):
+            events.append(_tool_fragment(state, position, fragment))
     return events
 
 
-def _content_array_deltas(state: _ChoiceState, content: list[Any]) -> list[StreamEvent]:
+def _content_array_deltas(state: _ChoiceState, content: list[object]) -> list[StreamEvent]:
     events: list[StreamEvent] = []
     for part in content_array_parts(content):
         if isinstance(part, Reasoning):
@@ -262,21 +282,21 @@ def _content_array_deltas(state: _ChoiceState, content: list[Any]) -> list[Strea
 
 
 def _tool_fragment(
-    state: _ChoiceState, position: int, fragment: Mapping[str, Any]
+    state: _ChoiceState, position: int, fragment: Mapping[str, object]
 ) -> ToolCallDelta:
-    index = fragment.get("index", position)
-    function = fragment.get("function") or {}
+    index = get_int(fragment, "index", position)
+    function = get_object(fragment, "function")
     slot = state.tools.get(index)
     if slot is None:
-        slot = state.tools[index] = [None, None, []]
-    call_id, name = fragment.get("id") or None, function.get("name") or None
+        slot = state.tools[index] = _ToolSlot()
+    call_id, name = get_str(fragment, "id") or None, get_str(function, "name") or None
     if call_id:
-        slot[0] = call_id
+        slot.id = call_id
     if name:
-        slot[1] = name
-    arguments = function.get("arguments")
-    if isinstance(arguments, dict):  # some servers send the whole object, already parsed
-        arguments = dumps(arguments)
-    arguments = arguments or ""
-    slot[2].append(arguments)
+        slot.name = name
+    given = function.get("arguments")
+    if isinstance(given, dict):  # some servers send the whole object, already parsed
+        given = dumps(given)
+    arguments = given if isinstance(given, str) else ""
+    slot.arguments.append(arguments)
     return ToolCallDelta(index, call_id, name, arguments)
