@@ -47,7 +47,6 @@ from ._core.errors import (
 from ._core.params import MessagesInput
 from ._core.quirks import Quirks
 from ._policies.base import CallInfo
-from ._policies.budget import Budget
 from ._policies.routing import Group
 
 if _TYPE_CHECKING:
@@ -56,6 +55,7 @@ if _TYPE_CHECKING:
     from ._features.conversation import AsyncConversation, Conversation
     from ._features.functions import tool
     from ._features.run import AsyncRunStream, RunStream
+    from ._policies.budget import Budget
     from ._policies.cache import ResponseCache
     from ._policies.ratelimit import RateLimit
     from ._policies.tokens import TokenCount
@@ -210,6 +210,7 @@ def embed(
 
 # Names whose modules load on first use: `import callm` stays as light as a plain call needs.
 _LAZY = {
+    "Budget": "._policies.budget",
     "RateLimit": "._policies.ratelimit",
     "ResponseCache": "._policies.cache",
     "TokenCount": "._policies.tokens",
