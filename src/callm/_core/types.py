@@ -45,12 +45,15 @@ class Image:
     kind: Literal["image"] = "image"
 
     @classmethod
-    def from_bytes(cls, data: bytes, media_type: str | None = None, **kw: Any) -> Image:
+    def from_bytes(
+        cls, data: bytes, media_type: str | None = None, *, detail: ImageDetail | None = None
+    ) -> Image:
         """An image sent inline as a base64 ``data:`` URL; the type is read from the bytes
         (PNG, JPEG, GIF, WebP) unless ``media_type`` is given."""
         from .media import image_type
 
-        return cls(url=_data_url(data, image_type(data, media_type, "the image bytes")), **kw)
+        url = _data_url(data, image_type(data, media_type, "the image bytes"))
+        return cls(url=url, detail=detail)
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], detail: ImageDetail | None = None) -> Image:
@@ -87,13 +90,15 @@ class Document:
     kind: Literal["document"] = "document"
 
     @classmethod
-    def from_bytes(cls, data: bytes, media_type: str | None = None, **kw: Any) -> Document:
+    def from_bytes(
+        cls, data: bytes, media_type: str | None = None, *, title: str | None = None
+    ) -> Document:
         """A document sent inline as a base64 ``data:`` URL; without ``media_type`` the
         bytes decide (a PDF by its header, else UTF-8 text as ``text/plain``)."""
         from .media import document_type
 
         media_type = document_type(data, media_type, "the document bytes")
-        return cls(url=_data_url(data, media_type), media_type=media_type, **kw)
+        return cls(url=_data_url(data, media_type), media_type=media_type, title=title)
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], title: str | None = None) -> Document:
@@ -267,9 +272,9 @@ class Tool:
     strict: bool | None = None
     # The Python callable behind the tool, when it came from a function (see callm.tool):
     # Client.run() calls it with the model's arguments.
-    function: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    function: Callable[..., object] | None = field(default=None, compare=False, repr=False)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: object, **kwargs: object) -> Any:  # what the function returns
         """Call the function behind the tool, so ``@callm.tool`` leaves it callable."""
         if self.function is None:
             raise TypeError(f"tool {self.name!r} was given as a schema: it has no function")
