@@ -11,7 +11,7 @@ import pytest
 
 import callm
 from callm._core.options import ResponseFormat, ToolChoice, response_format_of, tool_choice_of
-from callm._core.types import priced
+from callm._core.types import Request, priced
 
 
 def test_priced_carries_every_field_of_the_response() -> None:
@@ -100,3 +100,18 @@ def test_chats_function_choice_names_the_tool_on_every_protocol(
     body = json.loads(client.http_request(model, "hi", tools=tools, tool_choice=choice).body or b"")
     key = "toolConfig" if model.startswith("gemini") else "tool_choice"
     assert body[key] == wire
+
+
+def test_with_model_carries_every_field_of_the_request() -> None:
+    # Each field gets a value of its own, so a field with_model forgot would come back as
+    # its default and fail the identity check.
+    values: dict[str, Any] = {f.name: object() for f in dataclasses.fields(Request)}
+    values["tool_choice"] = ToolChoice("none")
+    values["response_format"] = ResponseFormat("text")
+    request = Request(**values)
+    addressed = request.with_model("provider-model")
+    assert addressed.model == "provider-model"
+    for f in dataclasses.fields(Request):
+        if f.name != "model":
+            assert getattr(addressed, f.name) is values[f.name], f.name
+    assert addressed == dataclasses.replace(request, model="provider-model")

@@ -306,6 +306,32 @@ class Request:
     extra_body: Mapping[str, object] = field(default_factory=dict)
     extra_headers: Mapping[str, str] = field(default_factory=dict)
 
+    def with_model(self, model: str) -> Request:
+        """This request for ``model``: the draft the engine addresses to each model it tries.
+
+        Spelled out rather than ``dataclasses.replace``, which costs twice as much on the path
+        every call takes; tests/test_types.py checks that it carries every field.
+        """
+        return Request(
+            model=model,
+            messages=self.messages,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            stop=self.stop,
+            seed=self.seed,
+            n=self.n,
+            user=self.user,
+            tools=self.tools,
+            tool_choice=self.tool_choice,
+            response_format=self.response_format,
+            stream=self.stream,
+            cache=self.cache,
+            extra_body=self.extra_body,
+            extra_headers=self.extra_headers,
+        )
+
     def __post_init__(self) -> None:
         # A Request made by hand may give these as callers pass them (a tool's name, an
         # OpenAI-style dict): read once here, so every protocol sees the typed value.

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -166,7 +165,7 @@ class _EngineBase:
     def _addressed(self, model: str | None, draft: Request) -> tuple[Endpoint, Request]:
         """The endpoint ``model`` resolves to, and the draft with the provider's model name."""
         endpoint, name = self.resolve_model(model)
-        return endpoint, replace(draft, model=name)
+        return endpoint, draft.with_model(name)
 
     def _failed(self, attempt: Attempt, error: CallmError, more: bool) -> None:
         """Report a failed attempt; re-raise it unless the next model of the plan takes over."""
