@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import string
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,3 +160,42 @@ def test_two_processes_continuing_one_conversation_keep_both_turns(
     assert len(calls) == 3  # usage is the sum of the three calls, not the last writer's
     assert stored.usage.input_tokens == sum(c.input_tokens for c in calls)
     assert stored.usage.output_tokens == sum(c.output_tokens for c in calls)
+
+
+# -- honest accounting --------------------------------------------------------------------------
+
+
+def test_ctrl_c_during_an_answer_is_logged_as_cancelled_with_its_part(
+    callm_run: CallmProcess, fake: FakeOpenAIServer
+) -> None:
+    # Python's own SIGINT handler, even if the test runner ignores SIGINT.
+    with_sigint = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv[0] = 'callm'; from callm.cli import main; main()"
+    )
+    stalled = Reply(chunks=["alpha", " beta", " gamma", " delta", " epsilon"])
+    fake.queue(Fault.stall(after_chunks=3, seconds=30, reply=stalled))
+    with subprocess.Popen(
+        [sys.executable, "-c", with_sigint, "-m", "openai/gpt-4o-mini", "go"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=callm_run.cwd,
+        env=dict(os.environ),
+    ) as process:
+        try:
+            assert process.stdout is not None
+            seen = b""
+            while b"alpha beta" not in seen:
+                piece = os.read(process.stdout.fileno(), 100)
+                assert piece, f"the answer ended after {seen!r}"
+                seen += piece
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=20)
+        finally:
+            process.kill()
+    assert process.returncode == 130, err
+    (call,) = json.loads(callm_run("logs", "--json").stdout)
+    assert call["status"] == "cancelled"
+    assert call["response_text"].startswith("alpha beta")  # what had arrived
+    assert "epsilon" not in call["response_text"]

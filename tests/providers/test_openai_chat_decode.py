@@ -162,7 +162,7 @@ def test_usage_missing_or_null_details() -> None:
         "completion_tokens_details": None,
     }
     assert respond(completion(usage=usage)).usage == Usage(3, 4)
-    assert respond(completion()).usage == Usage()
+    assert respond(completion()).usage == Usage(reported=False)  # unknown, not zero
 
 
 def test_usage_cache_write_tokens() -> None:
@@ -905,7 +905,7 @@ def test_response_before_any_chunk() -> None:
     resp = ChatStreamDecoder(endpoint()).response()
     assert resp.content == ()
     assert resp.finish_reason is None
-    assert resp.usage == Usage()
+    assert resp.usage == Usage(reported=False)  # nothing reported yet
 
 
 def test_full_sse_bytes_in_crlf_chunks() -> None:

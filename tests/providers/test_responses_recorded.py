@@ -143,6 +143,7 @@ def expected(data: Mapping[str, Any]) -> dict[str, Any]:
             or 0,
             reasoning_tokens=(usage.get("output_tokens_details") or {}).get("reasoning_tokens")
             or 0,
+            reported=isinstance(data.get("usage"), dict),  # a queued reply has none yet
         ),
     }
 

@@ -344,13 +344,19 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one call; usages add with ``+``."""
+    """Token counts of one call; usages add with ``+``.
+
+    ``reported`` is False when the provider said nothing of its usage (a stream that ended
+    without a usage chunk, a body without ``usage``): the counts are then unknown — the
+    zeros are no measurement — and the reply's ``cost`` is None, never a made-up $0.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    reported: bool = True
 
     @property
     def total_tokens(self) -> int:
@@ -363,7 +369,11 @@ class Usage:
             self.cached_input_tokens + other.cached_input_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
+            self.reported and other.reported,
         )
+
+
+UNREPORTED = Usage(reported=False)  # the usage of a reply whose provider reported none
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,8 +71,14 @@ class BudgetPolicy(Policy):
     def succeeded(
         self, attempt: Attempt, response: Response, headers: Mapping[str, str]
     ) -> Response:
-        if response.cost and not attempt.cached:
-            self._charge(attempt.info.tags, response.cost)
+        if attempt.cached:
+            return response
+        cost = response.cost
+        if cost is None and not response.usage.reported:
+            # Unknown usage is not free: charge what the prompt and the reply would cost.
+            cost = estimate_spend(attempt.info, attempt.endpoint.provider, response)
+        if cost:
+            self._charge(attempt.info.tags, cost)
         return response
 
     def spent(self, scope: str) -> Decimal:
@@ -90,6 +96,18 @@ class BudgetPolicy(Policy):
             with self._lock:
                 self._spent[scope] += cost
             store.add_spend(scope, cost)
+
+
+def estimate_spend(info: CallInfo, provider: str, response: Response) -> Decimal | None:
+    """What a reply whose provider reported no usage cost, by local token estimates."""
+    from dataclasses import replace
+
+    from .cost import cost_of
+    from .tokens import estimate
+
+    prompt = estimate(info.request).tokens
+    reply = estimate(replace(info.request, messages=(response.to_message(),), tools=())).tokens
+    return cost_of(provider, info.request.model, Usage(prompt, reply))
 
 
 def estimate_cost(info: CallInfo, provider: str) -> Decimal | None:

@@ -387,7 +387,7 @@ class CallLogPolicy(Policy):
         self._write(attempt, getattr(error, "partial", None), error)
 
     def abandoned(self, attempt: Attempt, partial: Response) -> None:
-        self._write(attempt, partial, None)
+        self._write(attempt, partial, None, cancelled=True)
 
     def flush(self) -> None:
         log = _call_logs.get(self._key)
@@ -395,7 +395,12 @@ class CallLogPolicy(Policy):
             log.flush()
 
     def _write(
-        self, attempt: Attempt, response: Response | None, error: BaseException | None
+        self,
+        attempt: Attempt,
+        response: Response | None,
+        error: BaseException | None,
+        *,
+        cancelled: bool = False,
     ) -> None:
         """Queue the call's record; a writer thread builds and stores it off the call path."""
         if not attempt.params.get("log", self.default):
@@ -414,6 +419,7 @@ class CallLogPolicy(Policy):
                 streamed=info.streamed,
                 cached=attempt.cached,
                 embed=info.embed,
+                cancelled=cancelled,
             )
         except Exception:  # the log must never break a call
             logger.warning("callm: could not write the call log", exc_info=True)

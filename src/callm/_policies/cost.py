@@ -94,9 +94,12 @@ def cost_of(
     protocol of a user-defined provider; it helps to price an Anthropic or Gemini proxy.
     ``at`` is when the call was made (default now): some prices change by date or by hour.
     Never raises for an unknown model, an unknown provider or a missing genai-prices.
+    Usage the provider never reported (``usage.reported`` False) has no cost either.
     """
     if provider in FREE_PROVIDERS:
         return _ZERO
+    if not usage.reported:
+        return None
     model_info = _lookup(provider, model, protocol)
     if model_info is None:
         return None

@@ -569,7 +569,7 @@ class RateLimitPolicy(Policy):
         if attempt.cached:
             return response
         reservation = attempt.get(_RESERVATION)
-        if reservation is not None:
+        if reservation is not None and response.usage.reported:  # else the estimate stands
             reservation.settle(response.usage.total_tokens)
         provider, model = attempt.provider_model
         self.limiter.observe(provider, model, headers)

@@ -363,11 +363,10 @@ def _server_attributes(base_url: str) -> Mapping[str, object]:
 
 def _response_attributes(response: Response) -> dict[str, Any]:
     usage = response.usage
-    attributes: dict[str, object] = {
-        "gen_ai.response.model": response.model,
-        "gen_ai.usage.input_tokens": usage.input_tokens,
-        "gen_ai.usage.output_tokens": usage.output_tokens,
-    }
+    attributes: dict[str, object] = {"gen_ai.response.model": response.model}
+    if usage.reported:  # no made-up counts on a span: unreported usage is left out
+        attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
+        attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
     if response.id:
         attributes["gen_ai.response.id"] = response.id
     reasons = [r for c in (response, *response.choices) if (r := _finish_reason(c))]

@@ -31,6 +31,7 @@ _USAGE_FIELDS = (
     "cached_input_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
+    "reported",
 )
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 

@@ -31,7 +31,8 @@ _SUMMARY_KEYS: dict[str, str] = {
 _CALL_COLUMNS = (
     "id, time, provider, model, request, response, tool_calls, finish_reason, "
     "input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, "
-    "cost, latency_s, ttft_s, status, error, request_id, conversation_id, tags, streamed, cached"
+    "cost, latency_s, ttft_s, status, error, request_id, conversation_id, tags, streamed, cached, "
+    "usage_reported"
 )
 _INSERT_CALL = (
     f"INSERT OR IGNORE INTO calls ({_CALL_COLUMNS}) "
@@ -39,8 +40,11 @@ _INSERT_CALL = (
 )
 Row = tuple[Any, ...]
 _RECORD_FIELDS = tuple(f.name for f in fields(CallRecord))
-# A call counts as unpriced when it used provider tokens but has no known cost.
-_UNPRICED = "cost IS NULL AND NOT cached AND input_tokens + output_tokens > 0"
+# A call counts as unpriced when it used provider tokens, or tokens nobody reported, but
+# has no known cost.
+_UNPRICED = (
+    "cost IS NULL AND NOT cached AND (input_tokens + output_tokens > 0 OR NOT usage_reported)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,13 +317,14 @@ def row_of(f: Mapping[str, Any]) -> Row:
         redacted_json_text(dict(f["tags"])) if f["tags"] else "{}",
         int(f["streamed"]),
         int(f["cached"]),
+        int(f["usage_reported"]),
     )
 
 
 def _call_record(row: tuple[Any, ...]) -> CallRecord:
     (id_, time, provider, model, request, response, tool_calls, finish, inp, out, cached_in,
      cache_write, reasoning, cost, latency, ttft, status, error, rid, conv, tags, streamed,
-     cached) = row  # fmt: skip
+     cached, usage_reported) = row  # fmt: skip
     return CallRecord(
         id=id_,
         time=datetime.fromisoformat(time),
@@ -344,6 +349,7 @@ def _call_record(row: tuple[Any, ...]) -> CallRecord:
         tags=json.loads(tags),
         streamed=bool(streamed),
         cached=bool(cached),
+        usage_reported=bool(usage_reported),
     )
 
 

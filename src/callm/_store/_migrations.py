@@ -204,6 +204,11 @@ def m007_batches(db: sqlite3.Connection) -> None:
     )
 
 
+def m008_usage_reported(db: sqlite3.Connection) -> None:
+    """Whether a call's provider reported its usage: when not, its tokens are unknown."""
+    db.execute("ALTER TABLE calls ADD COLUMN usage_reported INTEGER NOT NULL DEFAULT 1")
+
+
 MIGRATIONS: list[Migration] = [
     m001_calls,
     m002_spend,
@@ -212,6 +217,7 @@ MIGRATIONS: list[Migration] = [
     m005_conversations,
     m006_calls_search,
     m007_batches,
+    m008_usage_reported,
 ]
 
 

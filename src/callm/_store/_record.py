@@ -77,6 +77,7 @@ class RecordDetails(TypedDict, total=False):
     cached: bool
     time: datetime | None
     embed: EmbedRequest | None
+    cancelled: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +85,11 @@ class CallRecord:
     """One model call as the call log keeps it: what was asked, what came back, what it cost.
 
     ``request`` is JSON-like: ``{"messages": [...], "parameters": {...}, "tools": [...]}``.
-    ``status`` is ``"ok"`` or the class name of the error the call ended with (``error``
-    holds its message). ``cost`` is exact USD, or None when the price is unknown. ``cached``
-    means the answer came from callm's response cache, not from the provider.
+    ``status`` is ``"ok"``, ``"cancelled"`` (a stream its caller stopped early, with what
+    had arrived) or the class name of the error the call ended with (``error`` holds its
+    message). ``cost`` is exact USD, or None when the price is unknown. ``cached`` means
+    the answer came from callm's response cache, not from the provider. ``usage_reported``
+    is False when the provider reported no usage: the token counts are unknown, not zero.
 
     A record built by :meth:`of` holds what the call held; the store redacts keys and base64
     payloads on the way in, so a record read back from the store is the redacted form.
@@ -113,6 +116,7 @@ class CallRecord:
     tags: Mapping[str, str] = field(default_factory=lambda: _NO_TAGS)
     streamed: bool = False
     cached: bool = False
+    usage_reported: bool = True
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
     id: str = field(default_factory=new_id)
 
@@ -125,6 +129,7 @@ class CallRecord:
             self.cached_input_tokens,
             self.cache_write_tokens,
             self.reasoning_tokens,
+            self.usage_reported,
         )
 
     @property
@@ -157,6 +162,7 @@ def record_fields(
     cached: bool = False,
     time: datetime | None = None,
     embed: EmbedRequest | None = None,
+    cancelled: bool = False,
 ) -> dict[str, Any]:
     """The fields of :meth:`CallRecord.of` as a dict, id and time included (the call log
     turns them into a row without building the record). An embeddings call (``embed``)
@@ -180,14 +186,25 @@ def record_fields(
         "cost": reply.cost if reply is not None else None,
         "latency_s": latency_s if latency_s is not None else reply.latency_s if reply else None,
         "ttft_s": ttft_s if ttft_s is not None else reply.ttft_s if reply else None,
-        "status": "ok" if error is None else type(error).__name__,
-        "error": None if error is None else str(error),
+        "status": _status(error, cancelled),
+        "error": CANCELLED_NOTE if cancelled else None if error is None else str(error),
         "request_id": _request_id(reply, error),
         "conversation_id": conversation_id,
         "tags": dict(tags) if tags else _NO_TAGS,
         "streamed": request.stream if streamed is None else streamed,
         "cached": cached,
+        "usage_reported": usage.reported,
     }
+
+
+CANCELLED_NOTE = "the stream was stopped before it finished; the part that arrived is kept"
+
+
+def _status(error: BaseException | None, cancelled: bool) -> str:
+    """ "ok", "cancelled" (a stream its caller stopped: Ctrl-C, a break) or the error's class."""
+    if cancelled:
+        return "cancelled"
+    return "ok" if error is None else type(error).__name__
 
 
 def request_json(request: Request) -> dict[str, object]:

@@ -44,7 +44,7 @@ def header(record: CallRecord) -> str:
         record.time.astimezone().isoformat(timespec="seconds"),
         f"{record.provider}/{record.model}",
         record.status,
-        f"{record.input_tokens:,} in / {record.output_tokens:,} out tokens",
+        _tokens(record),
         _cost(record),
         _latency(record),
         "cached" if record.cached else "",
@@ -55,12 +55,18 @@ def header(record: CallRecord) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def _tokens(record: CallRecord) -> str:
+    if not record.usage_reported:
+        return "tokens unknown"
+    return f"{record.input_tokens:,} in / {record.output_tokens:,} out tokens"
+
+
 def _cost(record: CallRecord) -> str:
     if record.cost is not None:
         return money(record.cost)
     # A call that failed before using any tokens cost nothing worth calling unknown.
     used = record.input_tokens + record.output_tokens
-    return "cost unknown" if used or record.ok else ""
+    return "cost unknown" if used or record.ok or not record.usage_reported else ""
 
 
 def _latency(record: CallRecord) -> str:

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import click
 
-from .._core.types import Response
+from .._core.types import Response, Usage
 
 
 class LineWriter:
@@ -52,7 +52,8 @@ def answer_writer(markdown: bool) -> Writer:
 def usage_line(response: Response) -> str:
     """``12 in / 34 out tokens · $0.0001 · 1.23s · first token 0.20s`` (what is known)."""
     usage = response.usage
-    parts = [f"{usage.input_tokens:,} in / {usage.output_tokens:,} out tokens"]
+    known = f"{usage.input_tokens:,} in / {usage.output_tokens:,} out tokens"
+    parts = [known if usage.reported else "tokens unknown (the provider reported none)"]
     parts.append("cost unknown" if response.cost is None else money(response.cost))
     if response.latency_s is not None:
         parts.append(f"{response.latency_s:.2f}s")
@@ -70,7 +71,7 @@ def response_json(response: Response) -> dict[str, object]:
         "provider": response.provider,
         "id": response.id,
         "request_id": response.request_id,
-        "usage": {**asdict(response.usage), "total_tokens": response.usage.total_tokens},
+        "usage": _usage_json(response.usage),
         "tool_calls": [
             {"id": call.id, "name": call.name, "arguments": dict(call.arguments)}
             for call in response.tool_calls
@@ -79,6 +80,13 @@ def response_json(response: Response) -> dict[str, object]:
         "ttft_s": response.ttft_s,
         "cost": None if response.cost is None else str(response.cost),
     }
+
+
+def _usage_json(usage: Usage) -> dict[str, object]:
+    """The token counts, each None when the provider reported no usage (unknown, not 0)."""
+    counts = {**asdict(usage), "total_tokens": usage.total_tokens}
+    reported = counts.pop("reported")
+    return counts if reported else dict.fromkeys(counts)
 
 
 def dumps(value: Any) -> str:

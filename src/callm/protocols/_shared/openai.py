@@ -12,7 +12,17 @@ from collections.abc import Mapping, Sequence
 
 from ..._core.json import dumps, loads
 from ..._core.quirks import Quirks
-from ..._core.types import FinishReason, Part, Reasoning, Refusal, Request, Text, ToolCall, Usage
+from ..._core.types import (
+    UNREPORTED,
+    FinishReason,
+    Part,
+    Reasoning,
+    Refusal,
+    Request,
+    Text,
+    ToolCall,
+    Usage,
+)
 from .usage import details, tokens
 
 FINISH_REASONS: Mapping[str, FinishReason] = {
@@ -87,7 +97,7 @@ def decode_usage(data: Mapping[str, object]) -> Usage:
     if not usage:
         usage = details(data, "x_groq").get("usage")
     if not isinstance(usage, Mapping) or not usage:
-        return Usage()
+        return UNREPORTED
     prompt_details = details(usage, "prompt_tokens_details")
     completion_details = details(usage, "completion_tokens_details")
     cached = tokens(prompt_details, "cached_tokens") or tokens(usage, "prompt_cache_hit_tokens")

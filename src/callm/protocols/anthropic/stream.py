@@ -13,6 +13,7 @@ from ..._core.endpoint import Endpoint
 from ..._core.errors import APIError
 from ..._core.json import get_list, get_str, loads
 from ..._core.types import (
+    UNREPORTED,
     FinishEvent,
     FinishReason,
     Part,
@@ -98,7 +99,7 @@ def normalise_finish(native: str | None) -> FinishReason | None:
 def decode_usage(usage: object) -> Usage:
     """Usage with ``input_tokens`` as the whole prompt, cache reads and writes included."""
     if not isinstance(usage, Mapping):
-        return Usage()
+        return UNREPORTED
     fresh = tokens(usage, "input_tokens")
     written = tokens(usage, "cache_creation_input_tokens")
     read = tokens(usage, "cache_read_input_tokens")

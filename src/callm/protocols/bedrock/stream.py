@@ -14,6 +14,7 @@ from typing import Any
 from ..._core.endpoint import Endpoint
 from ..._core.json import loads
 from ..._core.types import (
+    UNREPORTED,
     FinishEvent,
     FinishReason,
     Part,
@@ -83,7 +84,7 @@ def normalise_finish(native: str | None) -> FinishReason | None:
 def decode_usage(usage: Any) -> Usage:
     """Usage with ``input_tokens`` as the whole prompt, cache reads and writes included."""
     if not isinstance(usage, Mapping):
-        return Usage()
+        return UNREPORTED
     fresh = usage.get("inputTokens") or 0
     read = usage.get("cacheReadInputTokens") or 0
     written = usage.get("cacheWriteInputTokens") or 0

@@ -15,6 +15,7 @@ from dataclasses import replace
 from ..._core.endpoint import Endpoint
 from ..._core.json import get_str, loads
 from ..._core.types import (
+    UNREPORTED,
     Document,
     FinishEvent,
     FinishReason,
@@ -364,7 +365,7 @@ class GeminiStreamDecoder:
         return self._done and all(c.finish is not None for c in self._candidates.values())
 
     def _usage_value(self) -> Usage:
-        return decode_usage(self._usage) if self._usage else Usage()
+        return decode_usage(self._usage) if self._usage else UNREPORTED
 
     def response(self) -> Response:
         """The Response accumulated so far (complete once the stream has finished)."""

@@ -9,6 +9,7 @@ from ..._core.endpoint import Endpoint
 from ..._core.errors import APIError, APIResponseError
 from ..._core.json import as_list, dumps, get_int, get_list, get_object, get_str, loads
 from ..._core.types import (
+    UNREPORTED,
     FinishEvent,
     Part,
     RawPart,
@@ -223,7 +224,7 @@ class ChatStreamDecoder:
             provider=self.endpoint.provider,
             content=tuple(parts),
             finish_reason=normalise_finish(state.finish, parts),
-            usage=self._usage or Usage(),
+            usage=self._usage or UNREPORTED,
             raw=self._last,
             native_finish_reason=state.finish,
             request_id=self.request_id,

@@ -60,6 +60,7 @@ from ..._core.options import ResponseFormat, ToolChoice
 from ..._core.quirks import DEFAULT as DEFAULT_QUIRKS
 from ..._core.quirks import Quirks
 from ..._core.types import (
+    UNREPORTED,
     Document,
     FinishReason,
     Image,
@@ -542,7 +543,7 @@ def finish_reason_of(native: str | None, parts: Sequence[Part]) -> FinishReason 
 def decode_usage(usage: object) -> Usage:
     """Usage of a response object (``input_tokens``, ``output_tokens`` and their details)."""
     if not isinstance(usage, Mapping):
-        return Usage()
+        return UNREPORTED
     input_details = details(usage, "input_tokens_details")
     output_details = details(usage, "output_tokens_details")
     return Usage(
