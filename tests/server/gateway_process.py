@@ -49,7 +49,9 @@ class GatewayProcess:
         config: str = "",
         env: dict[str, str] | None = None,
         master_key: str | None = MASTER_KEY,
+        args: tuple[str, ...] = (),
     ) -> None:
+        """``args``: more of ``callm serve``'s options (``--workers 2``)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.home = home
@@ -62,11 +64,12 @@ class GatewayProcess:
         if master_key:
             self.env["CALLM_MASTER_KEY"] = master_key
         self.master_key = master_key
+        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> GatewayProcess:
         command = [sys.executable, "-m", "callm", "serve", "--port", str(self.port)]
-        command += ["--config", str(self.config)]
+        command += ["--config", str(self.config), *self.args]
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
