@@ -272,3 +272,19 @@ def test_bytes_past_the_end_of_a_reply_retire_its_connection() -> None:
             assert server.connections == 2  # the first was not trusted again
 
     run(go)
+
+
+def test_an_error_page_is_read_only_up_to_the_limit() -> None:
+    from callm._transport._limits import ERROR_BODY_LIMIT
+
+    size = ERROR_BODY_LIMIT * 3
+    head = b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: %d\r\n\r\n" % size
+
+    async def go() -> None:
+        async with RawServer(lambda r: [head, b"<html>" + b"x" * (size - 6)]) as server:
+            response = await UpstreamTransport().send(post(server.url), TIMEOUT)
+            assert response.status == 502
+            assert len(response.body) == ERROR_BODY_LIMIT
+            assert response.body.startswith(b"<html>")
+
+    run(go)

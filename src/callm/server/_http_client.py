@@ -6,7 +6,9 @@ writers) was the largest cost per request in the profile. This client does only 
 gateway needs of HTTP/1.1, on asyncio protocols: a request goes out as one pre-built
 ``write`` (the endpoint's headers are encoded once per header mapping), a response is
 parsed from the bytes as they arrive (``content-length``, ``chunked`` or to the close),
-and a connection goes back to its pool once its response is read to the end.
+and a connection goes back to its pool once its response is read to the end. An error
+answer is read only up to the library's ``ERROR_BODY_LIMIT`` (1 MiB); no compression is
+asked for, so none is undone.
 
 Timeouts are the library's :class:`Timeout`: ``connect`` bounds opening a connection,
 ``read`` any silence of the server, ``total`` the whole exchange (one timer per request,
@@ -31,6 +33,7 @@ from urllib.parse import urlsplit
 from .._core.errors import APIConnectionError, APITimeoutError
 from .._core.http import HttpRequest, HttpResponse, redact_url
 from .._core.timeouts import Timeout
+from .._transport._limits import ERROR_BODY_LIMIT
 
 _KEEPALIVE_S = 15.0  # an idle connection older than this is closed, not reused
 _MAX_IDLE = 256  # idle connections kept per origin
@@ -75,6 +78,7 @@ class _Connection(asyncio.Protocol):
         self._pieces: collections.deque[bytes] = collections.deque()
         self._error: BaseException | None = None
         self._got_bytes = False
+        self._error_bytes = 0  # body bytes of an error answer read so far
         self.keep_alive = True
         self.status = 0
         self.headers: dict[str, str] = {}
@@ -120,6 +124,7 @@ class _Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self._state, self._whole, self._error = _HEAD, whole, None
         self._got_bytes, self.keep_alive, self.headers = False, True, {}
+        self._error_bytes = 0
         self._pieces.clear()
         self._waiter = loop.create_future()
         now = time.monotonic()
@@ -256,6 +261,13 @@ class _Connection(asyncio.Protocol):
             del buffer[:wanted]
         if piece:
             self._pieces.append(piece)
+            if self.status >= 400 and self._whole:
+                self._error_bytes += len(piece)
+                if self._error_bytes > ERROR_BODY_LIMIT:  # enough to say what went wrong
+                    self.keep_alive = False
+                    self._finish()
+                    self.abort()
+                    return
         if self._state == _TO_CLOSE:
             self._wake()
             return
@@ -272,6 +284,8 @@ class _Connection(asyncio.Protocol):
         self._cancel_timer()
         if self._whole:
             body = b"".join(self._pieces)
+            if self.status >= 400:
+                body = body[:ERROR_BODY_LIMIT]
             self._pieces.clear()
             self._resolve((self.status, self.headers, body))
         else:
