@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -110,3 +111,53 @@ def test_users_httpx2_client_sees_the_requests(fake_openai: FakeOpenAIServer) ->
         client.close()
         assert not http.is_closed  # the caller's client is the caller's to close
     assert seen == [fake_openai.base_url + "/chat/completions"]
+
+
+@pytest.mark.parametrize("transport", sorted(SYNC))
+def test_a_stream_with_a_content_length_leaves_its_connection_for_the_next_call(
+    transport: str,
+) -> None:
+    # Streams usually come chunked; some servers and proxies send a Content-Length instead.
+    # Read to its end, such a stream must leave its connection to the next request.
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from hostile import chunk, sse
+
+    body = sse(chunk({"role": "assistant", "content": "hi"}), chunk({}, "stop"))
+    connections: list[object] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+
+        def setup(self) -> None:
+            connections.append(self.client_address)
+            super().setup()
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    http = SYNC[transport]()
+    base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    client = callm.Client(providers=fake_provider(base_url), http_client=http, max_retries=0)
+    try:
+        for _ in range(3):
+            with client.stream("fake/m", "hi") as stream:
+                assert "".join(e.text for e in stream if e.type == "text") == "hi"
+    finally:
+        client.close()
+        if http is not None:
+            http.close()
+        server.shutdown()
+        server.server_close()
+    assert len(connections) == 1

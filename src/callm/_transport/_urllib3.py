@@ -199,7 +199,10 @@ class _Urllib3Stream:
 
 
 def _recycle(pool: _Pool, origin: Origin, conn: HTTPConnection, response: Any) -> None:
-    if response.will_close or not response.isclosed():  # closed: read to its end
+    # Only a body read to its end leaves the connection fit for another request: a chunked
+    # or close-delimited one is closed by then, one with a Content-Length has none left
+    # (read1 never closes it: a streamed body with a length would cost a connection each).
+    if response.will_close or not (response.isclosed() or response.length == 0):
         conn.close()
     else:
         pool.give(origin, conn)
