@@ -199,3 +199,62 @@ def test_ctrl_c_during_an_answer_is_logged_as_cancelled_with_its_part(
     assert call["status"] == "cancelled"
     assert call["response_text"].startswith("alpha beta")  # what had arrived
     assert "epsilon" not in call["response_text"]
+
+
+# -- bad input: one clear line, never a traceback ----------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["stream=false", "messages=[]", "model=other"])
+def test_options_cannot_override_callms_own_fields(
+    callm_run: CallmProcess, fake: FakeOpenAIServer, option: str
+) -> None:
+    done = callm_run("-m", "openai/gpt-4o-mini", "-o", option, "hi")
+    assert done.code == 2
+    assert option.partition("=")[0] in done.error_lines[-1]
+    assert "Traceback" not in done.stderr
+    assert fake.requests == []
+
+
+def test_bad_bytes_in_a_prompt_or_on_stdin_are_a_clear_error(
+    callm_run: CallmProcess, fake: FakeOpenAIServer
+) -> None:
+    argv = subprocess.run(
+        [*callm_run.argv("-m", "openai/gpt-4o-mini"), b"caf\xe9 \xff"],  # not UTF-8
+        capture_output=True,
+        cwd=callm_run.cwd,
+        env=dict(os.environ),
+        timeout=20,
+        check=False,
+    )
+    piped = subprocess.run(
+        callm_run.argv("-m", "openai/gpt-4o-mini", "summarise"),
+        input=b"caf\xe9 \xff\xfe",
+        capture_output=True,
+        cwd=callm_run.cwd,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        timeout=20,
+        check=False,
+    )
+    for done in (argv, piped):
+        stderr = done.stderr.decode()
+        assert done.returncode == 2, stderr
+        assert "Traceback" not in stderr
+        assert stderr.splitlines()[-1].startswith("callm: error: ")
+        assert "UTF-8" in stderr or "Unicode" in stderr
+    assert fake.requests == []
+
+
+def test_a_broken_configuration_is_one_line_and_exit_2(
+    callm_run: CallmProcess, cli_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli_home.mkdir(parents=True, exist_ok=True)
+    (cli_home / "config.toml").write_text('[providers.p]\nbase_url = 5\napi_key = "k"\n')
+    typed = callm_run("-m", "p/m", "hi")
+    home_file = tmp_path / "home-file"
+    home_file.write_text("")
+    monkeypatch.setenv("CALLM_HOME", str(home_file))
+    not_a_folder = callm_run("-m", "local/offline", "hi")
+    for done, said in ((typed, "base_url must be text"), (not_a_folder, "is a file")):
+        assert done.code == 2, done.stderr
+        assert "Traceback" not in done.stderr
+        assert said in done.error_lines[-1]

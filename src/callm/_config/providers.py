@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_type_hints
 
 from .._core import secrets
 from .._core.endpoint import Endpoint
@@ -218,6 +218,7 @@ def spec_from_mapping(
             f"known: {', '.join(sorted(_FIELD_NAMES - {'name'}))}"
         )
     changes = dict(values)
+    _check_types(name, changes)
     if isinstance(changes.get("api_key_env"), str):
         changes["api_key_env"] = (changes["api_key_env"],)
     if base is None:
@@ -236,6 +237,56 @@ def spec_from_mapping(
                 f"provider {name!r}: unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}"
             )
     return spec
+
+
+_TEXT_FIELDS = (
+    "base_url",
+    "protocol",
+    "base_url_env",
+    "default_model",
+    "api_key",
+    "api_version",
+    "key_provider",
+)
+_AUTH_STYLES = get_args(get_type_hints(ProviderSpec)["auth"])
+
+
+def _check_types(provider: str, values: Mapping[str, Any]) -> None:
+    """Refuse a setting of the wrong type (``base_url = 5``, ``key_required = "no"``), which
+    would otherwise fail far from the config, or worse, pass: "no" is a true value."""
+
+    def refuse(setting: str, wanted: str) -> ConfigurationError:
+        kind = type(values[setting]).__name__  # never the value: it may be a key
+        return ConfigurationError(f"provider {provider!r}: {setting} must be {wanted}, not {kind}")
+
+    for setting in _TEXT_FIELDS:
+        if values.get(setting) is not None and not isinstance(values[setting], str):
+            raise refuse(setting, "text")
+    if "key_required" in values and not isinstance(values["key_required"], bool):
+        raise refuse("key_required", "true or false")
+    if "headers" in values and not _text_table(values["headers"]):
+        raise refuse("headers", "a table of text names and text values")
+    env = values.get("api_key_env")
+    if env is not None and not (isinstance(env, str) or _text_list(env)):
+        raise refuse("api_key_env", "a variable name or a list of them")
+    if "quirks" in values and not isinstance(values["quirks"], Mapping | Quirks | list | tuple):
+        raise refuse("quirks", "a table or a list of quirk settings (see callm.Quirks)")
+    if "auth" in values and values["auth"] not in _AUTH_STYLES:
+        raise ConfigurationError(
+            f"provider {provider!r}: auth must be one of {', '.join(map(repr, _AUTH_STYLES))}"
+        )
+    if values.get("token_provider") is not None and not callable(values["token_provider"]):
+        raise refuse("token_provider", "a function that returns a token")
+
+
+def _text_table(value: object) -> bool:
+    return isinstance(value, Mapping) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
+
+
+def _text_list(value: object) -> bool:
+    return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
 
 
 def build_endpoint(spec: ProviderSpec, base_url: str, key: str | None) -> Endpoint:

@@ -8,6 +8,7 @@ file written by ``callm keys set`` (mode 0600 in ``CALLM_HOME``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from .._core.endpoint import Endpoint
 from .._core.errors import ConfigurationError
 from .providers import BUILTIN, ProviderSpec, build_endpoint, spec_from_mapping
 
+logger = logging.getLogger("callm")
 LOG_OFF_VALUES = ("0", "false", "off", "no")
 LOGS_OFF_FILE = "logs-off"  # its presence in CALLM_HOME turns the call log off
 LOCAL_NOTICE = (
@@ -43,9 +45,11 @@ class KeyStore:
 
     def load(self) -> dict[str, str]:
         try:
-            text = self.path.read_text()
+            text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return {}
+        except UnicodeDecodeError:
+            raise not_utf8(self.path, "run `callm keys set PROVIDER` again") from None
         try:
             data = json.loads(text)
         except ValueError as exc:
@@ -84,7 +88,11 @@ def read_dotenv(path: Path) -> dict[str, str]:
         return {}
     from dotenv import dotenv_values
 
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    try:
+        values = dotenv_values(path, encoding="utf-8")
+    except UnicodeDecodeError:
+        raise not_utf8(path.absolute(), "save it as UTF-8") from None
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -96,8 +104,45 @@ def read_config(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError:
+        raise not_utf8(path, "save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path} is not valid TOML: {exc} — fix or remove it") from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def not_utf8(path: Path, fix: str) -> ConfigurationError:
+    """The error for a file callm reads that is not UTF-8 text."""
+    return ConfigurationError(f"{path} is not UTF-8 text; {fix} (or remove it)")
+
+
+# Top-level keys of config.toml: the library's, and the gateway's sections (one file may
+# serve both). Anything else is most likely a typo, and is warned about.
+_CONFIG_KEYS = frozenset(
+    {"providers", "default_model", "gateway", "aliases", "fallbacks", "groups"}
+)
+
+
+def checked_home(home: Path) -> Path:
+    """``home``, refused clearly when it exists and is not a folder."""
+    if home.exists() and not home.is_dir():
+        raise ConfigurationError(
+            f"CALLM_HOME ({home}) is a file, not a folder: point CALLM_HOME at a folder "
+            "(callm creates it when missing) or move the file away"
+        )
+    return home
+
+
+def _warn_unknown_keys(config: Mapping[str, Any], path: Path) -> None:
+    unknown = sorted(set(config) - _CONFIG_KEYS)
+    if unknown:
+        logger.warning(
+            "callm: %s: unknown setting(s) %s ignored; known: %s",
+            path,
+            ", ".join(unknown),
+            ", ".join(sorted(_CONFIG_KEYS)),
+        )
 
 
 class Settings:
@@ -111,13 +156,14 @@ class Settings:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self._environ = os.environ if environ is None else environ
-        self.home = callm_home(self._environ)
+        self.home = checked_home(callm_home(self._environ))
         self._dotenv = read_dotenv(Path(env_file)) if env_file else {}
         # Keys in the environment are known by value from now on, used or not: an error
         # body, a reply or a prompt that holds one is scrubbed (see callm._core.secrets).
         secrets.remember_environment(self._environ)
         secrets.remember_environment(self._dotenv)
         self.config = read_config(self.home / "config.toml")
+        _warn_unknown_keys(self.config, self.home / "config.toml")
         self._specs = dict(BUILTIN)
         self._add_providers(self.config.get("providers") or {}, "config file")
         self._add_providers(providers or {}, "providers argument")

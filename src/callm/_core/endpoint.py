@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from .http import HttpRequest, redact_url
 from .quirks import DEFAULT as DEFAULT_QUIRKS
@@ -46,8 +47,8 @@ class Endpoint:
 
     def url(self, path: str, model: str | None = None) -> str:
         """The full URL of ``path`` ("/chat/completions"), deployment-scoped where needed."""
-        if self.deployment_urls and model is not None:
-            return f"{self.base_url}/deployments/{model}{path}{self.query}"
+        if self.deployment_urls and model is not None:  # one escaped path segment, whatever
+            return f"{self.base_url}/deployments/{quote(model, safe='')}{path}{self.query}"
         return f"{self.base_url}{path}{self.query}"
 
     def signed(self, request: HttpRequest) -> HttpRequest:

@@ -24,8 +24,11 @@ __all__ = [
     "loads",
 ]
 
-# Compact, and UTF-8 as it is (no \\u escapes): what every provider is sent.
-dumps: Callable[[object], str] = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# Compact, and UTF-8 as it is (no \\u escapes): what every provider is sent. NaN and the
+# infinities raise ValueError: JSON has no such numbers, and a server would refuse the body.
+dumps: Callable[[object], str] = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False
+).encode
 _loads = json.loads
 _scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 

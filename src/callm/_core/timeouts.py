@@ -31,6 +31,13 @@ class Timeout:
             return value
         if value is None:
             return cls(connect=None, read=None, total=None, idle=None)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            from .errors import InvalidRequestError
+
+            raise InvalidRequestError(
+                f"timeout must be a number of seconds above 0, a callm.Timeout or None, "
+                f"not {value!r}"
+            )
         return cls(connect=min(5.0, value), read=value, total=value, idle=None)
 
     def within(self, seconds: float) -> Timeout:

@@ -33,6 +33,7 @@ from .pipeline import LazyStore, Pipeline
 from .policies import default_policies
 from .send import (
     Call,
+    encodable,
     failure,
     log_exchange,
     retrying,
@@ -158,7 +159,8 @@ class _EngineBase:
         attempt = Attempt(info, endpoint, (*tried, name), params)
         pipeline.admit(attempt)
         wire = protocol_for(endpoint.protocol)
-        attempt.http = http = wire.encode(endpoint, attempt.info.request)
+        with encodable():
+            attempt.http = http = wire.encode(endpoint, attempt.info.request)
         pipeline.prepare(attempt)
         return attempt, self._call(endpoint, wire, http, params)
 
@@ -187,7 +189,9 @@ class _EngineBase:
         """The call a request makes, with no policy applied (for ``http_request``)."""
         endpoint, request = self._addressed(model, draft)
         wire = protocol_for(endpoint.protocol)
-        return self._call(endpoint, wire, wire.encode(endpoint, request), params)
+        with encodable():
+            http = wire.encode(endpoint, request)
+        return self._call(endpoint, wire, http, params)
 
     def _call(
         self, endpoint: Endpoint, wire: WireProtocol, http: HttpRequest, params: CallParams
@@ -210,7 +214,8 @@ class _EngineBase:
         for key in ("timeout", "max_retries"):
             if key in options:
                 call_params[key] = options.pop(key)
-        http = openai_chat.encode_text_completion(endpoint, name, prompt, options, stream)
+        with encodable():
+            http = openai_chat.encode_text_completion(endpoint, name, prompt, options, stream)
         return self._call(endpoint, openai_chat, http, call_params)
 
     def _count_call(
@@ -224,7 +229,9 @@ class _EngineBase:
             from .._policies.tokens import count_locally
 
             return count_locally(endpoint.protocol, request.model, request)
-        return self._call(endpoint, wire, encode(endpoint, request), params)
+        with encodable():
+            http = encode(endpoint, request)
+        return self._call(endpoint, wire, http, params)
 
     def _models_call(self, provider: str) -> Call:
         endpoint = self.settings.endpoint(provider)

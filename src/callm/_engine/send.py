@@ -7,14 +7,21 @@ error must surface, waiting as :mod:`callm._policies.retry` says.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from .._core.endpoint import Endpoint
-from .._core.errors import APIConnectionError, APIError, APITimeoutError, RateLimitError
+from .._core.errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    InvalidRequestError,
+    RateLimitError,
+)
 from .._core.http import HttpRequest, HttpResponse, redact_url
 from .._core.timeouts import Timeout
 from .._policies import retry as _retry
@@ -38,6 +45,26 @@ class Call:
     http: HttpRequest
     timeout: Timeout
     max_retries: int
+
+
+@contextlib.contextmanager
+def encodable() -> Iterator[None]:
+    """What JSON or UTF-8 cannot carry in a request becomes a clear InvalidRequestError."""
+    try:
+        yield
+    except UnicodeEncodeError as exc:
+        around = exc.object[max(0, exc.start - 30) : exc.end + 30]
+        raise InvalidRequestError(
+            "the request holds text that is not valid Unicode (a lone surrogate, as bytes "
+            f"that were not UTF-8 become): {around!r}"
+        ) from None
+    except ValueError as exc:
+        if "JSON compliant" not in str(exc):
+            raise
+        raise InvalidRequestError(
+            "the request holds a number JSON cannot carry (NaN or an infinity); check "
+            "extra_body and the tools' schemas"
+        ) from None
 
 
 def failure(call: Call, response: HttpResponse) -> APIError:

@@ -42,8 +42,13 @@ def to_messages(messages: MessagesInput, system: str | None = None) -> tuple[Mes
         items: list[Message] = [Message("user", (Text(messages),))]
     elif isinstance(messages, Message | Mapping):
         items = [to_message(messages)]
-    else:
+    elif isinstance(messages, list | tuple):
         items = [to_message(m) for m in messages]
+    else:
+        raise InvalidRequestError(
+            "messages must be a prompt string, a message (dict or callm.Message) or a list "
+            f"of them, not {type(messages).__name__}"
+        )
     if system is not None:
         items.insert(0, Message("system", (Text(system),)))
     if not items:

@@ -6,9 +6,11 @@ each model it tries (see :mod:`callm._engine.client`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from .._core.errors import InvalidRequestError
 from .._core.options import ResponseFormat, response_format_of, tool_choice_of
 from .._core.params import CallParams, MessagesInput
 from .._core.types import Request
@@ -20,6 +22,7 @@ _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 def draft_request(messages: MessagesInput, params: CallParams, stream: bool) -> Request:
     """The Request of a call, its ``model`` left empty for the engine to fill in."""
+    check_params(params)
     stop = params.get("stop")
     choice = params.get("tool_choice")
     return Request(
@@ -41,6 +44,41 @@ def draft_request(messages: MessagesInput, params: CallParams, stream: bool) -> 
         extra_headers=params.get("extra_headers") or _NO_HEADERS,
         cache=params.get("cache"),
     )
+
+
+# The sampling parameters every protocol sends as JSON numbers, and what each must be.
+_REALS = ("temperature", "top_p")
+_COUNTS = {"max_tokens": 1, "top_k": 1, "n": 1, "seed": None}  # name: least value
+
+
+def check_params(params: Mapping[str, object]) -> None:
+    """Refuse a parameter of the wrong type or a number JSON cannot carry, before sending
+    (``temperature=nan`` would otherwise go out as invalid JSON, ``"hot"`` as a string)."""
+    for name in _REALS:
+        value = params.get(name)
+        if value is not None and not _finite(value):
+            raise InvalidRequestError(f"{name} must be a finite number, not {value!r}")
+    for name, least in _COUNTS.items():
+        value = params.get(name)
+        if value is None:
+            continue
+        if not _whole(value) or (least is not None and value < least):  # type: ignore[operator]
+            at_least = f" of at least {least}" if least is not None else ""
+            raise InvalidRequestError(f"{name} must be a whole number{at_least}, not {value!r}")
+    stop = params.get("stop")
+    if stop is not None and not (
+        isinstance(stop, str)
+        or (isinstance(stop, list | tuple) and all(isinstance(s, str) for s in stop))
+    ):
+        raise InvalidRequestError(f"stop must be a string or a list of strings, not {stop!r}")
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _response_format(params: CallParams) -> ResponseFormat | None:

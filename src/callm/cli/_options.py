@@ -77,12 +77,27 @@ def split_option(item: str) -> tuple[str, str]:
     return key, raw
 
 
+# Body fields callm writes itself, from its own options: an -o would silently replace them.
+OWN_FIELDS: Mapping[str, str] = {
+    "model": "choose the model with -m",
+    "messages": "give the prompt as an argument or on stdin",
+    "stream": "use --no-stream to wait for the whole answer",
+    "stream_options": "callm asks for the usage itself",
+    "system": "give the system prompt with -s",
+    "input": "give the prompt as an argument or on stdin",
+    "contents": "give the prompt as an argument or on stdin",
+    "prompt": "give the prompt as an argument or on stdin",
+}
+
+
 def parse_options(items: Iterable[str]) -> tuple[dict[str, object], dict[str, object]]:
     """The ``-o`` options as (call parameters, extra_body fields); a repeated key is an error."""
     params: dict[str, object] = {}
     extra: dict[str, object] = {}
     for item in items:
         key, raw = split_option(item)
+        if key in OWN_FIELDS:
+            raise OptionError(f"-o {key} would replace what callm sends: {OWN_FIELDS[key]}")
         if key in params or key in extra:
             raise OptionError(f"-o {key} is given more than once")
         check = CALL_PARAMS.get(key)

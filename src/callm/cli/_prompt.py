@@ -223,7 +223,18 @@ def _read_stdin() -> str:
     stdin = sys.stdin
     if stdin is None or stdin.isatty():
         return ""
-    text = stdin.read()
+    raw = getattr(stdin, "buffer", None)
+    if raw is None:  # a text stream with no bytes under it (an embedding app's)
+        text = stdin.read()
+    else:
+        data = raw.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise click.UsageError(
+                f"stdin is not UTF-8 text (byte {exc.start}: {data[exc.start : exc.end]!r}); "
+                "convert it first, e.g. `iconv -f latin1 -t utf-8 FILE | callm …`"
+            ) from None
     return text.rstrip("\n") if text.strip() else ""
 
 

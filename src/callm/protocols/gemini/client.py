@@ -54,6 +54,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TypedDict, assert_never
+from urllib.parse import quote
 
 from ..._core.endpoint import Endpoint
 from ..._core.errors import APIResponseError, InvalidRequestError
@@ -115,7 +116,7 @@ def encode(endpoint: Endpoint, request: Request) -> HttpRequest:
     """Build ``POST …/models/{model}:generateContent`` (``:streamGenerateContent?alt=sse``)."""
     body = encode_body(endpoint, request)
     method = "streamGenerateContent" if request.stream else "generateContent"
-    url = endpoint.url(_model_path(request.model) + ":" + method)
+    url = endpoint.url(_model_url(request.model) + ":" + method)
     if request.stream:
         url = _with_query(url, "alt=sse")
     return _post(endpoint, url, body, request.extra_headers)
@@ -149,6 +150,13 @@ def _model_path(model: str) -> str:
     if model.startswith(("models/", "tunedModels/")):
         return "/" + model
     return "/models/" + model
+
+
+def _model_url(model: str) -> str:
+    """The model's path in a URL: its id escaped, so a name holding "?", "/" or ".." stays
+    one path segment (never a query, another resource or a key parameter)."""
+    collection, _, name = _model_path(model)[1:].partition("/")
+    return f"/{collection}/{quote(name, safe='')}"
 
 
 def _post(
@@ -536,7 +544,7 @@ def encode_count_tokens(endpoint: Endpoint, request: Request) -> HttpRequest:
     else:
         model = _model_path(request.model)[1:]
         payload = {"generateContentRequest": {"model": model, **body}}
-    url = endpoint.url(_model_path(request.model) + ":countTokens")
+    url = endpoint.url(_model_url(request.model) + ":countTokens")
     return _post(endpoint, url, payload, request.extra_headers)
 
 
