@@ -108,7 +108,7 @@ def test_a_database_that_cannot_be_opened_drops_records_until_it_can(
         log.log(record(2))
         assert log.flush(timeout=5)
         assert log.dropped == 1
-    assert "cannot open the call log database" in caplog.text
+    assert "calls.db cannot be created (Not a directory)" in caplog.text
     assert count(path) == 1
 
 

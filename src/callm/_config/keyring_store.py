@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from .folders import private_folder
+
 SERVICE = "callm"
 
 
@@ -79,7 +81,7 @@ class KeyringStore:
         return True
 
     def _write_index(self, names: list[str]) -> None:
-        self.index_path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(self.index_path.parent)
         tmp = self.index_path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

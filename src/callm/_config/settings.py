@@ -17,6 +17,7 @@ from typing import Any
 from .._core import secrets
 from .._core.endpoint import Endpoint
 from .._core.errors import ConfigurationError
+from .folders import private_folder
 from .providers import BUILTIN, ProviderSpec, build_endpoint, spec_from_mapping
 
 logger = logging.getLogger("callm")
@@ -62,7 +63,7 @@ class KeyStore:
         return {str(k): str(v) for k, v in data.items()}
 
     def save(self, keys: Mapping[str, str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(self.path.parent)
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

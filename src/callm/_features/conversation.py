@@ -322,6 +322,7 @@ class _Core:
         reply still reaches the caller, and the unsaved messages go with the next save."""
         if not self.persist:
             return
+        from .._store import StoreError, warn_once
         from .._store._conversations import StoredConversation, save_conversation
 
         new = [*self.unsaved, *new]
@@ -348,6 +349,14 @@ class _Core:
             before = save_conversation(
                 self._store(), stored, new, usage=self.unsaved_usage, cost=self.unsaved_cost
             )
+        except StoreError as error:  # one line, once: the reply still reaches the caller
+            self.unsaved = new
+            warn_once(
+                error,
+                f"conversation {self.id} could not be saved (kept, tried again with its next "
+                "message); answers still come",
+            )
+            return
         except Exception:
             self.unsaved = new
             logger.warning(

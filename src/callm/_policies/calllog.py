@@ -21,8 +21,11 @@ caller's own httpx2 client leave the building to the writer thread.
 
 Nothing is lost at a normal exit: an ``atexit`` hook flushes every open log, and the daemon
 thread never keeps the process alive. Records still queued when a process is killed
-(SIGKILL, ``os._exit``) are lost. A batch the database refuses (disk full, locked past the
-busy timeout) is dropped with a warning on the ``callm`` logger and counted in ``dropped``.
+(SIGKILL, ``os._exit``) are lost. A database locked past its busy timeout (another process
+writing for long) or on a full disk keeps its records in memory, tried again with a growing
+pause while the process lives (up to ``MAX_KEPT`` records; at exit, for ``EXIT_PATIENCE``
+seconds). One the process cannot use (damaged, read-only, a newer schema) drops them. Either
+way the ``callm`` logger says it once, in one line, and ``dropped`` counts what was lost.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -42,7 +46,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Unpack
 
-from .._store import CallRecord, RecordDetails, Store
+from .._store import NOT_SAVED, CallRecord, RecordDetails, Store, StoreError, warn_once
 from .._store._db import Row, call_row, call_row_of
 from .base import Attempt, Policy
 
@@ -65,6 +69,11 @@ class _Flush:
 
 
 _STOP = object()
+# Records kept for a database that is locked (or on a full disk) at most, and the longest
+# pause between two tries; after a stop, how long the writer keeps trying (seconds).
+MAX_KEPT = 20_000
+_MAX_PAUSE_S = 5.0
+EXIT_PATIENCE = 20.0
 _live: weakref.WeakSet[CallLog] = weakref.WeakSet()
 # Stores opened before a fork, kept referenced in the child so their connections are
 # never closed there (SQLite connections must not be used across fork).
@@ -135,7 +144,8 @@ class CallLog:
             self._start()
         writer = self._writer
         writer.pending.append(record)
-        full = len(writer.pending) >= self._batch_size
+        # Records the transports already built into rows wait all the same.
+        full = len(writer.pending) + len(writer.rows) >= self._batch_size and not writer.held
         if full or writer.idle:
             writer.wake(urgent=full)
 
@@ -157,7 +167,8 @@ class CallLog:
         return writer.help if writer.pending else None
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every record logged so far is written (or dropped); False on timeout."""
+        """Wait until every record logged so far is written, dropped, or — the database
+        locked — kept for the next try; False on timeout."""
         thread = self._thread
         if thread is None or not thread.is_alive():
             return True
@@ -217,6 +228,11 @@ class _Writer:
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.dropped = 0
+        # Rows kept in ``rows`` for a locked database: tried again after ``pause`` seconds
+        # (or at a flush), not at every new record.
+        self.held = False
+        self.pause = 0.0
+        self.stop_by: float | None = None  # after a stop: when to give up on kept rows
         # True while the thread waits for a first record: only then must log() wake it.
         self.idle = False
         # Set by a flush, a stop or a full batch: write now, without waiting the interval.
@@ -256,7 +272,12 @@ class _Writer:
                 self.store.close()
 
     def _wait_for_work(self) -> None:
-        """Sleep until a record arrives, then up to ``flush_interval`` more for others."""
+        """Sleep until a record arrives, then up to ``flush_interval`` more for others; with
+        rows kept for a locked database, sleep the pause before the next try."""
+        if self.held:
+            self._event.wait(self.pause)  # a flush or a stop comes in earlier
+            self._event.clear()
+            return
         self.idle = True
         if not self.pending and self.queue.empty():  # after idle is set: no missed wake-up
             self._event.wait()
@@ -268,7 +289,7 @@ class _Writer:
             self._event.clear()
 
     def _drain(self) -> bool:
-        """Write everything logged so far; True once the stop marker has been seen."""
+        """Write everything logged so far; True once stopped with nothing left to try."""
         self.urgent = False
         markers: list[object] = []
         with contextlib.suppress(queue.Empty):
@@ -278,12 +299,32 @@ class _Writer:
             while self.pending:
                 self._build(self.pending.popleft())
             rows, self.rows = self.rows, []
-        for start in range(0, len(rows), self.batch_size):
-            self._write(rows[start : start + self.batch_size])
+        kept = self._write_all(rows)
+        if kept:
+            with self.lock:
+                self.rows[:0] = kept  # before anything built meanwhile: order is kept
+        self.held = bool(kept)
+        self.pause = min(_MAX_PAUSE_S, max(0.05, self.pause * 2)) if kept else 0.0
         for marker in markers:
             if isinstance(marker, _Flush):
                 marker.done.set()
-        return _STOP in markers
+        if _STOP in markers and self.stop_by is None:
+            self.stop_by = time.monotonic() + EXIT_PATIENCE
+        return self.stop_by is not None and self._stop_now()
+
+    def _stop_now(self) -> bool:
+        """Stopped: done when nothing is kept, or the kept rows have waited long enough."""
+        if not self.held:
+            return True
+        if self.stop_by is not None and time.monotonic() < self.stop_by:
+            return False
+        with self.lock:
+            lost, self.rows = len(self.rows), []
+        self.dropped += lost
+        logger.warning(
+            "callm: %d call log records were not written (the database stayed locked)", lost
+        )
+        return True
 
     def _build(self, item: Loggable) -> None:
         """Add the redacted row of a record (or of what a function builds); hold lock."""
@@ -294,27 +335,37 @@ class _Writer:
             self.dropped += 1
             logger.warning("callm: a call log record could not be built", exc_info=True)
 
-    def _open_store(self) -> Store | None:
+    def _write_all(self, rows: list[Row]) -> list[Row]:
+        """Write ``rows`` in batches; return those kept for a later try (a locked database)."""
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start : start + self.batch_size]
+            try:
+                self._opened_store().insert_call_rows(batch)
+            except StoreError as error:
+                if error.retryable:
+                    warn_once(error, "the call log keeps its records and tries again")
+                    return self._keep(rows[start:])
+                warn_once(error, NOT_SAVED)
+                self.dropped += len(batch)
+            except Exception:
+                self.dropped += len(batch)
+                logger.warning("callm: %d call log records dropped", len(batch), exc_info=True)
+        return []
+
+    def _keep(self, rows: list[Row]) -> list[Row]:
+        """``rows`` to try again, the oldest dropped beyond ``MAX_KEPT`` (memory is finite)."""
+        excess = min(len(rows), len(rows) + len(self.rows) - MAX_KEPT)
+        if excess > 0:
+            self.dropped += excess
+            logger.warning("callm: %d call log records dropped (the database stays locked)", excess)
+            return rows[excess:]
+        return rows
+
+    def _opened_store(self) -> Store:
         # Opened on the first batch, and tried again on each later one after a failure.
         if self.store is None:
-            try:
-                self.store = _open(self.source)
-            except Exception:
-                logger.warning("callm: cannot open the call log database", exc_info=True)
+            self.store = _open(self.source)
         return self.store
-
-    def _write(self, batch: list[tuple[Any, ...]]) -> None:
-        if not batch:
-            return
-        store = self._open_store()
-        if store is None:
-            self.dropped += len(batch)
-            return
-        try:
-            store.insert_call_rows(batch)
-        except Exception:
-            self.dropped += len(batch)
-            logger.warning("callm: %d call log records dropped", len(batch), exc_info=True)
 
 
 def _open(source: StoreSource) -> Store:

@@ -8,17 +8,20 @@ Loaded on first use only (``import callm`` does not import it). ``Store`` is the
 from __future__ import annotations
 
 from ._db import Store, SummaryKey, UsageRow, iso_time
+from ._errors import NOT_SAVED, StoreError, warn_once
 from ._migrations import MIGRATIONS, Migration, applied, migrate
 from ._record import CallRecord, RecordDetails, message_json, new_id, part_json, request_json
 from ._redact import REDACTED, is_secret_name, redact_json, redact_text
 
 __all__ = [
     "MIGRATIONS",
+    "NOT_SAVED",
     "REDACTED",
     "CallRecord",
     "Migration",
     "RecordDetails",
     "Store",
+    "StoreError",
     "SummaryKey",
     "UsageRow",
     "applied",
@@ -31,4 +34,5 @@ __all__ = [
     "redact_json",
     "redact_text",
     "request_json",
+    "warn_once",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time as _time
@@ -15,6 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Unpack
 
+from .._config.folders import private_folder
+from ._errors import a_folder, cannot_create, unusable
 from ._migrations import migrate
 from ._record import CallRecord, RecordDetails, record_fields
 from ._redact import redact_text, redacted_json_text
@@ -89,19 +92,26 @@ class Store:
 
             path = callm_home() / "callm.db"
         self.path = path if str(path) == ":memory:" else Path(path)
+        self._busy_timeout_s = busy_timeout_s
         if isinstance(self.path, Path):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(self.path)
         self._lock = threading.RLock()
-        # Autocommit mode: transactions are begun explicitly, IMMEDIATE for writes, so a
-        # writer waits for the lock (busy timeout) instead of failing on upgrade.
-        self._db = sqlite3.connect(
-            self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
+        try:
+            # Autocommit mode: transactions are begun explicitly, IMMEDIATE for writes, so a
+            # writer waits for the lock (busy timeout) instead of failing on upgrade.
+            self._db = sqlite3.connect(
+                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise unusable(self.path, exc, busy_timeout_s) from None
         try:
             _use_wal(self._db, busy_timeout_s)
             # WAL + NORMAL: a commit is durable against a process crash and costs no fsync.
             self._db.execute("PRAGMA synchronous=NORMAL")
-            migrate(self._db)
+            migrate(self._db, where=self.path)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise unusable(self.path, exc, busy_timeout_s) from None
         except BaseException:
             self._db.close()
             raise
@@ -127,14 +137,20 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it or, on any failure, nothing (a StoreError)."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise unusable(self.path, exc, self._busy_timeout_s) from None
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         with self._lock:
@@ -251,6 +267,24 @@ class Store:
         with self._write() as db:
             cur = db.execute("DELETE FROM cache WHERE expires_at <= ?", (_time.time(),))
             return cur.rowcount
+
+
+def _private_file(path: Path) -> None:
+    """Make ``path``'s folder (0700) and the file (0600) when missing, whatever the umask:
+    prompts, replies and spend are nobody else's to read. A file that exists keeps its mode."""
+    if path.is_dir():
+        raise a_folder(path)
+    if path.exists():
+        return
+    try:
+        private_folder(path.parent)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except OSError as exc:  # a file where a folder should be, a folder it cannot write …
+        if path.is_file():  # another process made it first
+            return
+        raise cannot_create(path, exc) from None
+    os.fchmod(fd, 0o600)  # SQLite gives its -wal and -shm files the same mode
+    os.close(fd)
 
 
 def _use_wal(db: sqlite3.Connection, timeout_s: float) -> None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
+
+from ._errors import newer_schema
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -230,14 +233,24 @@ def applied(db: sqlite3.Connection) -> list[str]:
     return [name for (name,) in rows]
 
 
-def migrate(db: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
+def migrate(
+    db: sqlite3.Connection,
+    migrations: Sequence[Migration] = MIGRATIONS,
+    *,
+    where: Path | str = "the database",
+) -> list[str]:
     """Apply the migrations ``db`` lacks, in order, in one transaction; return their names.
 
     ``db`` must be in autocommit mode (``isolation_level=None``). Safe when several
     processes open a new database at once: the write lock is taken before re-checking
     what is applied, so each migration runs exactly once.
     """
-    if {m.__name__ for m in migrations} <= set(applied(db)):
+    known = {m.__name__ for m in migrations}
+    done_before = applied(db)
+    unknown = [name for name in done_before if name not in known]
+    if unknown:  # a newer callm migrated it: its tables may not mean what this one thinks
+        raise newer_schema(where, unknown)
+    if known <= set(done_before):
         return []
     db.execute("BEGIN IMMEDIATE")
     try:

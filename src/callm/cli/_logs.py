@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from .._config.folders import private_folder
 from .._config.settings import LOGS_OFF_FILE, Settings
 from .._store._search import ANY_ERROR, CallFilter, count_calls, delete_calls, find_calls
 from ._calldb import empty_log_message, existing_store, log_state
@@ -183,7 +184,7 @@ def logs_off() -> None:
       CALLM_LOG=1 callm "this one is logged all the same"
     """
     settings = Settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    private_folder(settings.home)
     (settings.home / LOGS_OFF_FILE).touch()
     click.echo(log_state(Settings()), err=True)
 
