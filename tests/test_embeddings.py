@@ -283,6 +283,20 @@ def test_a_failed_embedding_call_is_logged(server: FakeOpenAIServer, isolated_en
     assert record.request["embed"] == {"inputs": 1}
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_requests_already_sent_when_one_fails_finish_and_are_logged(
+    mode: str, server: FakeOpenAIServer, isolated_env: Path
+) -> None:
+    server.queue(Fault.status(400, "no"))  # whichever of the three requests arrives first
+    options = {"log": True, "providers": {"openai": {"quirks": {"embed_batch_size": 2}}}}
+    with pytest.raises(callm.BadRequestError):
+        embed(mode, "openai/text-embedding-3-small", ["a b"] * 6, client=options, max_retries=0)
+    with Store(isolated_env / "callm.db") as store:
+        records = store.recent_calls()
+    assert sorted(r.status for r in records) == ["BadRequestError", "ok", "ok"]
+    assert sum(r.input_tokens or 0 for r in records if r.status == "ok") == 8
+
+
 def test_hooks_see_the_embedding_call(server: FakeOpenAIServer) -> None:
     seen: list[callm.CallInfo] = []
     replies: list[callm.Response] = []

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -151,3 +152,33 @@ def test_the_async_sdk_concurrently(gateway: GatewayProcess) -> None:
 
     vectors = asyncio.run(burst())
     assert vectors[7] == pytest.approx(hash_embedding("text 7"), abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def small_batch_gateway(
+    upstream: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    """A gateway whose OpenAI upstream takes two inputs a request, so six make three."""
+    config = "[providers.openai.quirks]\nembed_batch_size = 2\n"
+    home: Path = tmp_path_factory.mktemp("small-batch-gateway")
+    with GatewayProcess(upstream, home, config=config) as process:
+        yield process
+
+
+def test_a_failed_piece_still_charges_the_key_for_the_pieces_that_succeeded(
+    small_batch_gateway: GatewayProcess, upstream: FakeOpenAIServer
+) -> None:
+    gateway = small_batch_gateway
+    key = gateway.new_key(budget_usd="1")
+    upstream.queue(Fault.status(400, "one piece refused"))  # whichever piece arrives first
+    texts = ["two words"] * 6  # three requests of two inputs, 4 tokens each
+    with pytest.raises(openai.BadRequestError, match="one piece refused"):
+        sdk(gateway, key).embeddings.create(model="openai/text-embedding-3-small", input=texts)
+    answered = [r for r in upstream_embeddings(upstream) if r.json["input"]]
+    assert len(answered) == 3  # every piece was sent; one was refused
+    key_id = key_id_of(gateway, key)
+    _, shown = gateway.admin("GET", f"/admin/keys/{key_id}")
+    assert Decimal(shown["spend_usd"]) == Decimal("0.02") * 8 / 1_000_000
+    _, usage = gateway.admin("GET", "/admin/usage")
+    (mine,) = [row for row in usage["data"] if row["key_id"] == key_id]
+    assert mine["input_tokens"] == 8

@@ -544,37 +544,58 @@ class AsyncEngine(_EngineBase):
         inputs: str | Iterable[str],
         dimensions: int | None,
         params: Mapping[str, Any],
+        *,
+        on_piece: Callable[[Embeddings], object] | None = None,
     ) -> Embeddings:
-        """The vectors of ``inputs``: split under the provider's limit, sent as tasks."""
+        """The vectors of ``inputs``: split under the provider's limit, sent as tasks.
+
+        ``on_piece`` is given each request's priced result as it arrives, so a caller that
+        accounts for spend (the gateway's ledger) still knows what was spent when another
+        request of the call fails.
+        """
         from .embed import joined, plan_embed  # loaded by the first embed() call
 
         plan = plan_embed(self, model, inputs, dimensions, params)
         started = _clock()
         pieces = plan.pieces
         if len(pieces) <= 1 or plan.concurrency == 1:
-            parts = [await self._embed_piece(plan, piece) for piece in pieces]
+            parts = [await self._embed_piece(plan, piece, on_piece) for piece in pieces]
         else:
-            parts = await self._embed_concurrently(plan)
+            parts = await self._embed_concurrently(plan, on_piece)
         return joined(plan, parts, _clock() - started)
 
-    async def _embed_concurrently(self, plan: EmbedPlan) -> list[Embeddings]:
+    async def _embed_concurrently(
+        self, plan: EmbedPlan, on_piece: Callable[[Embeddings], object] | None
+    ) -> list[Embeddings]:
+        """The pieces as tasks, at most ``plan.concurrency`` at once. The first failure
+        stops what has not started; requests already sent finish (as on the sync client's
+        threads), so what the provider charged for is priced, logged and reported."""
         import asyncio
 
         gate = asyncio.Semaphore(plan.concurrency)
+        failures: list[BaseException] = []
 
-        async def one(piece: EmbedRequest) -> Embeddings:
+        async def one(piece: EmbedRequest) -> Embeddings | None:
             async with gate:
-                return await self._embed_piece(plan, piece)
+                if failures:
+                    return None
+                try:
+                    return await self._embed_piece(plan, piece, on_piece)
+                except BaseException as exc:
+                    failures.append(exc)
+                    raise
 
-        tasks = [asyncio.ensure_future(one(piece)) for piece in plan.pieces]
-        try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            for task in tasks:  # the first failure ends the call: stop the rest
-                task.cancel()
-            raise
+        parts = await asyncio.gather(*(one(p) for p in plan.pieces), return_exceptions=True)
+        if failures:
+            raise failures[0]
+        return [p for p in parts if p is not None and not isinstance(p, BaseException)]
 
-    async def _embed_piece(self, plan: EmbedPlan, piece: EmbedRequest) -> Embeddings:
+    async def _embed_piece(
+        self,
+        plan: EmbedPlan,
+        piece: EmbedRequest,
+        on_piece: Callable[[Embeddings], object] | None = None,
+    ) -> Embeddings:
         from .embed import start_piece
 
         attempt, call = start_piece(self, plan, piece)
@@ -591,7 +612,10 @@ class AsyncEngine(_EngineBase):
             raise
         from .embed import finish_piece
 
-        return finish_piece(self, plan, attempt, decoded, http.headers)
+        part = finish_piece(self, plan, attempt, decoded, http.headers)
+        if on_piece is not None:
+            on_piece(part)
+        return part
 
     async def _send(self, call: Call) -> HttpResponse:
         """Send with retries; returns a 2xx response or raises the typed error."""

@@ -26,7 +26,7 @@ from ._ledger import Refused
 from ._proxy import Call, _finish_error, _give_back, _json_body, _tags, _too_large
 
 if TYPE_CHECKING:
-    from .._core.embeddings import EmbedRequest
+    from .._core.embeddings import Embeddings, EmbedRequest
     from ._gateway import Gateway
 
 EMBEDDINGS_PATHS = frozenset({"/v1/embeddings", "/embeddings"})
@@ -45,16 +45,17 @@ async def embeddings_request(gateway: Gateway, incoming: Incoming) -> Reply:
     params: dict[str, object] = {"tags": _tags(call)}
     if request.user is not None:
         params["user"] = request.user
+    answered: list[Embeddings] = []  # the requests that succeeded, as they arrive
     try:
         with _tracing.current(outcome.span):
             result = await gateway.client.embed_inputs(
-                call.model, request.inputs, request.dimensions, params
+                call.model, request.inputs, request.dimensions, params, on_piece=answered.append
             )
     except CallmError as exc:
-        await _give_back(call, None)
+        await _charge_answered(call, answered)
         return _finish_error(call, exc)
     except BaseException:  # cancelled: the caller went away
-        await _give_back(call, None)
+        await _charge_answered(call, answered)
         raise
     outcome.usage, outcome.cost = result.usage, result.cost
     if call.ticket is not None:
@@ -64,6 +65,22 @@ async def embeddings_request(gateway: Gateway, incoming: Incoming) -> Reply:
     outcome.status = 200
     gateway.observer.report(outcome)
     return Reply(200, dumps(body))
+
+
+async def _charge_answered(call: Call, answered: list[Embeddings]) -> None:
+    """Settle a failed call: a long input list goes upstream in several requests, and those
+    that succeeded before one failed were paid for, so the key is charged for them."""
+    if not answered:
+        await _give_back(call, None)
+        return
+    usage = Usage()
+    cost: Decimal | None = Decimal(0)
+    for part in answered:
+        usage += part.usage
+        cost = None if cost is None or part.cost is None else cost + part.cost
+    call.outcome.usage, call.outcome.cost = usage, cost
+    if call.ticket is not None:
+        await call.gateway.ledger.settle(call.ticket, usage, cost, ok=False)
 
 
 async def _admitted_body(call: Call, incoming: Incoming) -> dict[str, object]:
