@@ -16,6 +16,7 @@ for ``global``).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -33,6 +34,9 @@ AUTH_HINT = (
     "application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a service-account "
     "key file with access to Vertex AI in this project"
 )
+# A token refreshed ahead of a request is used by it only this soon after (a request
+# cancelled in between leaves it unused, and a later request checks again).
+_AHEAD_S = 30.0
 _NO_CREDENTIALS = (
     "no Google Cloud credentials for vertex: run `gcloud auth application-default login`, "
     "or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"
@@ -126,12 +130,14 @@ def _from_file(path: str) -> tuple[Any, str | None] | None:
 class TokenSource:
     """The current access token of one set of credentials, refreshed before it expires."""
 
-    __slots__ = ("_credentials", "_lock", "_request")
+    __slots__ = ("_ahead", "_credentials", "_lock", "_request")
 
     def __init__(self, credentials: Any) -> None:
         self._credentials = credentials
         self._lock = threading.Lock()
         self._request: Any = None
+        # (token, when) of a refresh made ahead of a request by the async client
+        self._ahead: tuple[str, float] | None = None
 
     def __repr__(self) -> str:
         return f"TokenSource({type(self._credentials).__name__})"
@@ -140,8 +146,26 @@ class TokenSource:
     def credentials(self) -> Any:
         return self._credentials
 
+    def due(self) -> bool:
+        """Whether the next token needs a refresh first (an HTTP call to Google)."""
+        return not self._credentials.valid
+
+    def refresh_ahead(self) -> None:
+        """Refresh now if due. It blocks on the token endpoint, so the async client calls it
+        on a worker thread before encoding a request; the request then takes this token even
+        if google-auth already deems it due (one issued with less life than its margin),
+        rather than refreshing again on the event loop."""
+        with self._lock:
+            credentials = self._credentials
+            if not credentials.valid:
+                self._refresh(credentials)
+                self._ahead = str(credentials.token), time.monotonic()
+
     def __call__(self) -> str:
         with self._lock:
+            ahead, self._ahead = self._ahead, None
+            if ahead is not None and time.monotonic() - ahead[1] < _AHEAD_S:
+                return ahead[0]
             credentials = self._credentials
             # ``valid`` turns false a few minutes before the expiry (google-auth's margin).
             if not credentials.valid:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -450,6 +450,19 @@ class AsyncEngine(_EngineBase):
 
             self._transport = AsyncHttpxTransport(http_client)
 
+    def _token_refresh(self, model: str | None) -> Awaitable[object] | None:
+        """A refresh of ``model``'s access token on a worker thread when one is due, else
+        None. Encoding a request takes the provider's current token, and a due refresh
+        (google-auth's, for Vertex AI) is a blocking HTTP call: on the event loop it would
+        stop every other task until the token endpoint answered."""
+        tokens = self.resolve_model(model)[0].token_provider
+        due = getattr(tokens, "due", None)  # a source that can tell (TokenSource, Vertex)
+        if due is None or not due():
+            return None
+        import asyncio
+
+        return asyncio.to_thread(tokens.refresh_ahead)  # type: ignore[union-attr]
+
     @property
     def transport(self) -> AsyncTransport:
         if self._transport is None:
@@ -477,6 +490,9 @@ class AsyncEngine(_EngineBase):
         plan = self._plan(model, draft)
         tried: tuple[str, ...] = ()
         for index, candidate in enumerate(plan):
+            refreshing = self._token_refresh(candidate)
+            if refreshing is not None:
+                await refreshing
             attempt, call = self._attempt(candidate, draft, params, tried)
             tried = attempt.tried
             cached = self.pipeline.answer(attempt)
@@ -498,6 +514,9 @@ class AsyncEngine(_EngineBase):
         plan = self._plan(model, draft)
         tried: tuple[str, ...] = ()
         for index, candidate in enumerate(plan):
+            refreshing = self._token_refresh(candidate)
+            if refreshing is not None:
+                await refreshing
             attempt, call = self._attempt(candidate, draft, params, tried)
             tried = attempt.tried
             cached = self.pipeline.answer(attempt)
@@ -598,6 +617,9 @@ class AsyncEngine(_EngineBase):
     ) -> Embeddings:
         from .embed import start_piece
 
+        refreshing = self._token_refresh(plan.name)
+        if refreshing is not None:
+            await refreshing
         attempt, call = start_piece(self, plan, piece)
         try:
             await self.pipeline.wait_async(attempt)

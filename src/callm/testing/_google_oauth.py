@@ -15,6 +15,7 @@ expired (else 401 ``UNAUTHENTICATED``); before that, any bearer token passes.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -45,6 +46,10 @@ def register(add: AddRoute, state: ServerState) -> None:
         state.record(record)
         form = _form(record.body)
         endpoint = f"{request.scheme}://{request.host}{request.path}"
+        with state.oauth() as oauth:
+            delay = oauth.delay
+        if delay:
+            await asyncio.sleep(delay)
         with state.oauth() as oauth:
             oauth.token_requests += 1
             problem = _grant_problem(oauth, form, endpoint)

@@ -126,12 +126,17 @@ class FakeOpenAIServer:
         with self._state.oauth() as oauth:
             oauth.public_keys[private_key_id] = public_key_pem
 
-    def google_tokens(self, *, lifetime: int | None = None, revoke: bool = False) -> int:
+    def google_tokens(
+        self, *, lifetime: int | None = None, revoke: bool = False, delay: float | None = None
+    ) -> int:
         """How many token requests arrived; ``lifetime`` sets the ``expires_in`` of tokens
-        issued from now on, ``revoke`` invalidates every token issued so far."""
+        issued from now on, ``revoke`` invalidates every token issued so far, ``delay``
+        makes the token endpoint take that many seconds to answer."""
         with self._state.oauth() as oauth:
             if lifetime is not None:
                 oauth.lifetime = lifetime
+            if delay is not None:
+                oauth.delay = delay
             if revoke:
                 oauth.issued = dict.fromkeys(oauth.issued, 0.0)
             return oauth.token_requests

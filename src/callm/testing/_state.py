@@ -24,6 +24,7 @@ class OAuthState:
         self.issued: dict[str, float] = {}  # access token -> when it expires (epoch seconds)
         self.lifetime = 3600  # seconds, as Google issues them
         self.token_requests = 0
+        self.delay = 0.0  # seconds the endpoint takes to answer (a slow token server)
 
     @property
     def enforced(self) -> bool:
