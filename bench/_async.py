@@ -188,16 +188,18 @@ async def _drive(call: ACall, total: int, concurrency: int) -> None:
     await asyncio.gather(*(worker() for _ in range(min(concurrency, total))))
 
 
-async def _one_round(factory: AFactory, url: str, total: int, warmup: int) -> float:
+async def _one_round(factory: AFactory, url: str, total: int, warmup: int) -> tuple[float, float]:
+    """Requests per second, and CPU µs of this process per request."""
     call, close = await factory(url)
     try:
         await _drive(call, warmup, CONCURRENCY)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         await _drive(call, total, CONCURRENCY)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
     finally:
         await close()
-    return total / elapsed
+    return total / elapsed, cpu * 1e6 / total
 
 
 def run(
@@ -217,7 +219,9 @@ def run(
                 continue
             settle()
             try:
-                figure = asyncio.run(_one_round(factory, url, counts[name], CONCURRENCY * 2))
+                figure, cpu_us = asyncio.run(
+                    _one_round(factory, url, counts[name], CONCURRENCY * 2)
+                )
             except ImportError as exc:
                 result.error = f"not available ({describe(exc)})"
                 continue
@@ -225,6 +229,7 @@ def run(
                 result.error = f"failed ({describe(exc)})"
                 continue
             result.rounds.append(round(figure, 1))
+            result.detail.setdefault("cpu_us_per_unit", []).append(round(cpu_us, 3))
             result.detail["count_per_round"] = counts[name]
             result.detail["concurrency"] = CONCURRENCY
     return results

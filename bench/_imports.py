@@ -10,6 +10,7 @@ from __future__ import annotations
 import compileall
 import importlib.util
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -22,8 +23,10 @@ MODULES = {"callm": "callm", "httpx2": "httpx2", "openai": "openai", "litellm": 
 _TIMEOUT = 120.0
 
 
-def _once(module: str | None, env: Mapping[str, str]) -> float:
+def _once(module: str | None, env: Mapping[str, str]) -> tuple[float, float]:
+    """Wall ms of one fresh interpreter importing ``module``, and the CPU ms it used."""
     code = "pass" if module is None else f"import {module}"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-c", code],
@@ -33,7 +36,10 @@ def _once(module: str | None, env: Mapping[str, str]) -> float:
         stderr=subprocess.PIPE,
         timeout=_TIMEOUT,
     )
-    return (time.perf_counter() - started) * 1000.0
+    wall = (time.perf_counter() - started) * 1000.0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu * 1000.0
 
 
 def _compile_bytecode(module: str) -> None:
@@ -63,7 +69,7 @@ def run(clients: list[str], runs: int, slow_runs: int) -> dict[str, Result]:
             if result.error or (name == "litellm" and index >= slow_runs):
                 continue
             try:
-                ms = _once(MODULES.get(name), env)
+                ms, cpu_ms = _once(MODULES.get(name), env)
             except subprocess.CalledProcessError as exc:
                 last = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
                 result.error = f"not available ({last[-1] if last else exc})"
@@ -72,6 +78,7 @@ def run(clients: list[str], runs: int, slow_runs: int) -> dict[str, Result]:
                 result.error = f"timed out after {_TIMEOUT:.0f} s"
                 continue
             result.rounds.append(round(ms, 1))
+            result.detail.setdefault("cpu_ms", []).append(round(cpu_ms, 1))
     base = results["baseline"].value or 0.0
     for name, result in results.items():
         if name != "baseline" and result.value is not None:

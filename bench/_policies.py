@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +49,20 @@ def _call(name: str, client: Any) -> Call:
     return call
 
 
+def _has(pipeline: Any, policy: str) -> bool:
+    """Whether callm's pipeline runs the rate limiter (``"ratelimit"``) or tracing."""
+    try:
+        module = import_module(f"callm._policies.{policy}")
+    except ImportError:  # callm before the layered layout (bench/compare_trees.py)
+        return getattr(pipeline, {"ratelimit": "limiter"}.get(policy, policy)) is not None
+    kind = {"ratelimit": "RateLimitPolicy", "tracing": "TracingPolicy"}[policy]
+    return pipeline.find(getattr(module, kind)) is not None
+
+
 def _bare(url: str) -> tuple[Call, Close]:
     client = callm_client(url)
-    from callm._policies.ratelimit import RateLimitPolicy
-    from callm._policies.tracing import TracingPolicy
-
     pipeline = client.pipeline
-    if pipeline.log or pipeline.find(RateLimitPolicy) or pipeline.find(TracingPolicy):
+    if pipeline.log or _has(pipeline, "ratelimit") or _has(pipeline, "tracing"):
         raise RuntimeError("the bare client has a policy on")
     return _call(BARE, client), client.close
 
@@ -70,9 +78,7 @@ def _policies(url: str) -> tuple[Call, Close, Finish]:
     )
     if not client.pipeline.log:
         raise RuntimeError("callm's call log is off (is CALLM_LOG set to 0 / false / off?)")
-    from callm._policies.ratelimit import RateLimitPolicy
-
-    if client.pipeline.find(RateLimitPolicy) is None:
+    if not _has(client.pipeline, "ratelimit"):
         raise RuntimeError("callm's rate limiter is off")
     return _call(ON, client), client.close, flush_call_logs
 

@@ -37,6 +37,8 @@ def run_interleaved(
 
     Each round's figure is total units / elapsed seconds. With ``per_call`` set, the set of
     distinct units-per-call values is kept in ``detail[per_call]`` (e.g. chunks per stream).
+    ``detail["cpu_us_per_unit"]`` has each round's CPU time of this process (every thread:
+    a call log's writer too) per unit: far less moved by other load than the wall clock.
     """
     results: dict[str, Result] = {}
     live: dict[str, tuple[Call, Close, Finish | None]] = {}
@@ -60,9 +62,11 @@ def run_interleaved(
         for _ in range(rounds):
             for name in list(live):
                 settle()
-                figure = _timed(live, results, seen, name, counts[name])
-                if figure is not None:
-                    results[name].rounds.append(round(figure, 1))
+                timed = _timed(live, results, seen, name, counts[name])
+                if timed is not None:
+                    results[name].rounds.append(round(timed[0], 1))
+                    cpu = results[name].detail.setdefault("cpu_us_per_unit", [])
+                    cpu.append(round(timed[1], 3))
     finally:
         for call_close in live.values():
             _close_quietly(call_close[1])
@@ -79,13 +83,14 @@ def _timed(
     seen: dict[str, set[int]],
     name: str,
     count: int,
-) -> float | None:
-    """Run ``count`` calls; units per second, or None after recording the failure."""
+) -> tuple[float, float] | None:
+    """Run ``count`` calls; units per second and CPU µs per unit, or None after recording
+    the failure."""
     call, _, finish = live[name]
     units = 0
     values = seen[name]
     try:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for _ in range(count):
             got = call()
             units += got
@@ -93,11 +98,14 @@ def _timed(
         if finish is not None:
             finish()
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
     except Exception as exc:
         results[name].error = f"failed ({describe(exc)})"
         _close_quietly(live.pop(name)[1])
         return None
-    return units / elapsed if elapsed > 0 else float("inf")
+    if not units:
+        return float("inf"), 0.0
+    return (units / elapsed if elapsed > 0 else float("inf")), cpu * 1e6 / units
 
 
 def _close_quietly(close: Close) -> None:

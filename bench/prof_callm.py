@@ -175,6 +175,9 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=None)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument(
+        "--dump", default=None, help="also write the profile here (pstats), e.g. to compare trees"
+    )
+    parser.add_argument(
         "--threads",
         action="store_true",
         help="policies mode: also profile the call log's writer thread (from its start, "
@@ -206,6 +209,8 @@ def main() -> int:
             _policies(server.url, count, profiler, writer_profiler)
         else:
             asyncio.run(_async(server.url, count, profiler))
+    if args.dump:
+        profiler.dump_stats(args.dump)
     stats = pstats.Stats(profiler, stream=sys.stdout).strip_dirs()
     print(f"== callm {args.mode}: {count} calls, by cumulative time ==")
     stats.sort_stats("cumulative").print_stats(args.top)
