@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import secrets
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
 import redis.asyncio as aioredis
-from fleet_servers import RedisServer
+from fleet_servers import RedisServer, start_or_report
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import TimeoutError as RedisTimeout
 
 from callm.server._fleet.counters import Limits, RedisCounters, Totals, from_units, to_units
 
@@ -247,3 +250,39 @@ async def test_large_amounts_stay_exact(client: aioredis.Redis | RedisCluster) -
     assert (await counters.reserve(key_id, rid(), tokens=0, cost=1, limits=limits)).reason == (
         "budget"
     )
+
+
+async def test_renewals_cut_short_give_their_connection_back() -> None:
+    """A renewal cancelled (its instance closing or dying) or timed out while Redis hangs
+    gives its pooled connection back at once. It used to leave it with the pipeline (redis-py
+    loads a pipeline's scripts before the part of ``execute`` that always resets it): the
+    pool counted it in use until the pipeline was finalised, and the finaliser warned of an
+    unclosed client in whatever test was running then."""
+    server: RedisServer = start_or_report(RedisServer())
+    pool = aioredis.BlockingConnectionPool.from_url(
+        server.url, max_connections=2, timeout=1, socket_timeout=0.3
+    )
+    client = aioredis.Redis.from_pool(pool)
+    try:
+        counters, key_id = await counters_for(client)
+        held = rid()
+        assert (
+            await counters.reserve(key_id, held, tokens=0, cost=0, limits=Limits())
+        ).reason is None
+        server.pause()  # Redis hangs: each renewal waits on its first round trip
+        for _ in range(3):  # cancelled mid-renewal
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await counters.renew({key_id: [held]})
+        for _ in range(3):  # or failed on the socket's own timeout
+            with pytest.raises(RedisTimeout):
+                await counters.renew({key_id: [held]})
+        server.resume()
+        await counters.renew({key_id: [held]})  # the two connections are free again
+        assert await client.ping()
+    finally:
+        with contextlib.suppress(Exception):
+            server.resume()
+        await client.aclose()
+        server.stop()
+    gc.collect()  # no pipeline caught in a traceback's cycle is left holding a connection

@@ -166,11 +166,14 @@ class RedisCounters:
         if isinstance(self.client, RedisCluster):
             await asyncio.gather(*(self._run("RENEW", k, args) for k, args in batches))
             return
-        pipe = self.client.pipeline(transaction=False)
-        for key_id, args in batches:
-            await self._scripts["RENEW"](keys=self.keys(key_id), args=args, client=pipe)
-        async with self._slots:
-            await pipe.execute()
+        # ``async with``: redis-py's execute() loads the scripts on a connection before the
+        # part that always gives it back, so a renewal cancelled or failed there kept it
+        # (counted in use until the pipeline was finalised, with an "unclosed" warning).
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key_id, args in batches:
+                await self._scripts["RENEW"](keys=self.keys(key_id), args=args, client=pipe)
+            async with self._slots:
+                await pipe.execute()
 
     async def load(self, key_id: str, totals: Totals) -> bool:
         """Give Redis the key's stored state unless it has one (True: it was set)."""
