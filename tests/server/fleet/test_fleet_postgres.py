@@ -1,9 +1,11 @@
 """What a fleet asks of PostgreSQL: usage in batches rather than a write per call, key
-lookups from a short-lived cache, and a bounded queue while the database is away."""
+lookups from a short-lived cache dropped on change, a bounded queue while the database is
+away, and a schema that migrates itself once."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
@@ -15,6 +17,7 @@ from test_fleet_ledger import MODEL, make, wait_for
 
 from callm import Usage
 from callm.server._fleet import FleetConfig, FleetLedger
+from callm.server._fleet.pg_store import MIGRATIONS, PgStore
 from callm.server._ledger import Refused
 
 # A statement-level trigger counts the statements that write usage: real PostgreSQL
@@ -127,3 +130,62 @@ async def test_a_full_usage_queue_refuses_calls_until_postgres_returns(
         ]
     finally:
         await ledger.close()
+
+
+async def test_key_lookups_are_cached_for_a_short_ttl_and_dropped_on_change(
+    postgres_url: str, redis_url: str
+) -> None:
+    config = FleetConfig(postgres_url, redis_url, key_ttl=3.0)
+    first, second = FleetLedger(config), FleetLedger(config)
+    await first.start()
+    await second.start()
+    db = await asyncpg.connect(postgres_url)
+    try:
+        await wait_for(lambda: second.cache.listening)  # subscribed: the long TTL holds
+        announced, quiet = await make(first), await make(first)
+        for key in (announced, quiet):
+            assert await second.find_key("hash-" + key.id) == key  # now in its cache
+        # A change made through an instance is announced: the other drops its entry at
+        # once, long before the TTL would have.
+        changed_at = time.monotonic()
+        await first.revoke_key(announced.id)
+        while await second.find_key("hash-" + announced.id) is not None:
+            assert time.monotonic() - changed_at < 1.0, "the change was not heard in a second"
+            await asyncio.sleep(0.02)
+        # A change nobody announces (made in the database by hand) is not seen while the
+        # entry lives — the lookup never reached PostgreSQL — and is seen once it expires.
+        await db.execute("UPDATE callm.keys SET revoked_at = 1 WHERE id = $1", quiet.id)
+        changed_at = time.monotonic()
+        assert await second.find_key("hash-" + quiet.id) == quiet
+        while await second.find_key("hash-" + quiet.id) is not None:
+            assert time.monotonic() - changed_at < config.key_ttl + 1.0, "the TTL did not end"
+            await asyncio.sleep(0.05)
+    finally:
+        await db.close()
+        await first.close()
+        await second.close()
+
+
+async def test_the_schema_migrates_once_however_many_instances_start_together(
+    postgres_url: str,
+) -> None:
+    names = [name for name, _ in MIGRATIONS]
+    assert names == sorted(set(names))  # append-only: numbered, unique, in order
+    assert all(re.fullmatch(r"m\d{3}_[a-z0-9_]+", name) for name in names)
+    stores = [PgStore(postgres_url, max_size=2) for _ in range(4)]
+    try:
+        await asyncio.gather(*(store.open() for store in stores))  # each one migrates
+        db = await asyncpg.connect(postgres_url)
+        try:
+            recorded = [r["name"] for r in await db.fetch("SELECT name FROM callm.migrations")]
+            tables = await db.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'callm'"
+            )
+        finally:
+            await db.close()
+        assert sorted(recorded) == names
+        assert {"keys", "spend", "usage", "migrations"} <= {t["table_name"] for t in tables}
+        assert await stores[0].migrate() == []  # nothing left to apply
+    finally:
+        for store in stores:
+            await store.close()
