@@ -56,14 +56,28 @@ def filter_options(command: F) -> F:
         click.option("--cid", metavar="ID", help="Only the calls of this conversation."),
         click.option(
             "--status",
-            metavar="ok|error|ERROR_NAME",
-            help="ok, error (any failure) or an error name such as RateLimitError.",
+            metavar="ok|error|cancelled|ERROR_NAME",
+            callback=_check_status,
+            help="ok, error (any failure), cancelled or an error name such as RateLimitError.",
         ),
         since_option("Only calls since then: 2025-01-31, 24h, 7d."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+_STATUSES = ("ok", ANY_ERROR, "cancelled")
+
+
+def _check_status(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A status the log can hold: a typo would otherwise quietly match no call."""
+    if value is None or value in _STATUSES or (value[:1].isupper() and value.isidentifier()):
+        return value
+    raise click.BadParameter(
+        f"{value!r} is not a status: ok, error, cancelled or an error's class name such as "
+        "RateLimitError"
+    )
 
 
 def _selection(

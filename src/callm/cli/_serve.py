@@ -14,14 +14,23 @@ from ._group import CLIUsageError
 
 @click.group("serve", invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=4000, show_default=True, type=int, help="Port to listen on.")
+# A range, not int: a port past 65535 made uvloop wait forever instead of failing.
+@click.option(
+    "--port",
+    default=4000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on.",
+)
 @click.option(
     "--config",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="TOML file: models, aliases, fallbacks, groups, limits (never keys).",
 )
-@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
+@click.option(
+    "--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes."
+)
 @click.pass_context
 def serve_command(
     ctx: click.Context, host: str, port: int, config: Path | None, workers: int
