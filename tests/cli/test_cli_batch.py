@@ -181,6 +181,33 @@ def test_rpm_paces_the_requests_through_the_limiter(
     assert len(fake.requests) == 8
 
 
+def test_tpm_paces_the_requests_by_their_tokens(
+    fake: FakeOpenAIServer, callm_run: CallmProcess, tmp_path: Path
+) -> None:
+    words = " ".join(f"word{i}" for i in range(150))
+    with (tmp_path / "in.jsonl").open("w") as f:
+        for n in range(8):
+            f.write(json.dumps({"prompt": f"{words} question {n}", "max_tokens": 10}) + "\n")
+    args = ("batch", "in.jsonl", "-m", MODEL, "-j", "8")
+    free = callm_run(*args, "-o", "free.jsonl")
+    paced = callm_run(*args, "-o", "paced.jsonl", "--tpm", "30000")
+    assert (free.code, paced.code) == (0, 0), free.stderr + paced.stderr
+
+    def seconds_and_tokens(summary: str) -> tuple[float, int]:
+        found = re.search(r" in ([\d.]+)s .*?, ([\d,]+) tokens", summary)
+        assert found, summary
+        return float(found[1]), int(found[2].replace(",", ""))
+
+    free_s, tokens = seconds_and_tokens(free.stderr)
+    paced_s, paced_tokens = seconds_and_tokens(paced.stderr)
+    assert paced_tokens == tokens > 1000
+    # 30,000 a minute is 500 a second, 500 at once: the tokens past the first 500 take at
+    # least a second for each 500 (the limiter counts what each call may use, no less).
+    assert paced_s >= (tokens - 500) / 500
+    assert paced_s > free_s
+    assert len(fake.requests) == 16
+
+
 def test_the_progress_bar_shows_on_a_terminal(fake: FakeOpenAIServer, tmp_path: Path) -> None:
     write_input(tmp_path / "in.jsonl", 40)
     fake.queue(*[Fault.slow_first_byte(0.05) for _ in range(40)])
@@ -199,6 +226,9 @@ def test_the_progress_bar_shows_on_a_terminal(fake: FakeOpenAIServer, tmp_path: 
     frames = [f for f in re.split(r"[\r\n]+", screen) if f.startswith("batch ")]
     counts = [int(m[1]) for f in frames if (m := re.search(r" (\d+)/40 .*/s", f))]
     assert any(n < 40 for n in counts), frames  # seen while it ran, not only at the end
+    # done / total, rate, time so far, ETA, then tokens and cost
+    running = r" (\d+)/40 \d+/s \d:\d\d:\d\d ETA \d:\d\d:\d\d [\d,]+ tokens · \$"
+    assert any(re.search(running, f) for f in frames), frames
     assert re.search(r" 40/40 \d+/s .* tokens · \$", frames[-1]), frames[-1]
     assert "callm batch done: 40/40 answered" in screen
     assert child.exitstatus == 0
