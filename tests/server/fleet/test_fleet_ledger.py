@@ -5,6 +5,7 @@ configured. (The two-process gateway tests drive the same through HTTP.)"""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
@@ -158,14 +159,21 @@ async def redis_outage(
     return ledger, key
 
 
+def warnings_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
 async def test_redis_down_refuses_when_so_configured(
-    postgres_url: str, own_redis: RedisServer
+    postgres_url: str, own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     ledger, key = await redis_outage(postgres_url, own_redis, "refuse")
     try:
         with pytest.raises(Refused) as caught:
             await ledger.reserve(key, MODEL, tokens=1, cost=Decimal("0.1"))
         assert (caught.value.status, caught.value.code) == (503, "limits_unavailable")
+        assert warnings_logged(caplog) == [  # said once, not silently and not per call
+            "callm serve: Redis is unreachable: calls are refused until it is back"
+        ]
         health = ledger.health()
         assert (health["ready"], health["limits"], health["redis"]) == (
             False,
@@ -174,6 +182,9 @@ async def test_redis_down_refuses_when_so_configured(
         )
         own_redis.start()  # back, and empty: the key's spend reloads from PostgreSQL
         await wait_for(lambda: ledger.health()["limits"] == "shared")
+        assert warnings_logged(caplog)[-1] == (
+            "callm serve: Redis is reachable: limits are shared again"
+        )
         ticket = await ledger.reserve(key, MODEL, tokens=1, cost=Decimal("0.5"))
         with pytest.raises(Refused) as over:
             await ledger.reserve(key, MODEL, tokens=1, cost=Decimal("0.01"))
@@ -184,11 +195,14 @@ async def test_redis_down_refuses_when_so_configured(
 
 
 async def test_redis_down_falls_back_to_per_instance_limits_when_so_configured(
-    postgres_url: str, own_redis: RedisServer
+    postgres_url: str, own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     ledger, key = await redis_outage(postgres_url, own_redis, "local")
     try:
         ticket = await ledger.reserve(key, MODEL, tokens=1, cost=Decimal("0.2"))
+        assert warnings_logged(caplog) == [
+            "callm serve: Redis is unreachable: limits now hold per instance"
+        ]
         health = ledger.health()
         assert (health["ready"], health["limits"], health["redis"]) == (
             True,
