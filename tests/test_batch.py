@@ -154,3 +154,51 @@ def test_a_crash_between_commit_and_write_loses_nothing(
     assert again.sent == 0 and again.complete
     assert len(fake.requests) == requests
     assert sorted(out.read_text().splitlines()) == sorted(whole)
+
+
+@pytest.mark.parametrize(
+    ("model", "create"),
+    [
+        ("openai/gpt-4o-mini", "/v1/batches"),
+        ("anthropic/claude-haiku-4-5", "/v1/messages/batches"),
+        ("gemini/gemini-2.5-flash", ":batchGenerateContent"),
+    ],
+)
+def test_provider_batches_from_the_library_submit_then_collect_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model: str, create: str
+) -> None:
+    """``run(provider_batch=True, wait=False)`` submits and returns; a later ``run`` collects
+    into the same output format; ``status(refresh=True)`` asks the provider meanwhile."""
+    with FakeOpenAIServer(api_key=KEY, batch_delay=0.3) as server:
+        for name, url in (
+            ("OPENAI", server.base_url),
+            ("ANTHROPIC", server.anthropic_base_url),
+            ("GEMINI", server.gemini_base_url),
+        ):
+            monkeypatch.setenv(f"{name}_BASE_URL", url)
+            monkeypatch.setenv(f"{name}_API_KEY", KEY)
+        monkeypatch.setenv("CALLM_BATCH_POLL_S", "0.1")
+        write(tmp_path / "in.jsonl", 4)
+        out = tmp_path / "out.jsonl"
+        events: list[str] = []
+
+        submitted = callm.batch.run(
+            tmp_path / "in.jsonl", out, model=model, provider_batch=True, wait=False,
+            on_event=events.append,
+        )  # fmt: skip
+
+        assert submitted.progress.done == 0 and not submitted.complete
+        assert any("submitted 4 lines" in event for event in events), events
+        [batch] = callm.batch.status(out, refresh=True).provider_batches
+        assert batch["batch_id"] and batch["state"] == "submitted"
+
+        collected = callm.batch.run(tmp_path / "in.jsonl", out, model=model, provider_batch=True)
+
+        assert collected.complete and collected.progress.done == 4
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        assert sorted(line["id"] for line in lines) == [1, 2, 3, 4]
+        assert all(line["text"] and line["usage"]["output_tokens"] > 0 for line in lines)
+        creations = [r for r in server.requests if r.method == "POST" and r.path.endswith(create)]
+        assert len(creations) == 1  # the second run collected, it did not submit again
+        [batch] = callm.batch.status(out).provider_batches
+        assert batch["state"] == "collected"
