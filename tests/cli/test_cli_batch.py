@@ -101,6 +101,21 @@ def test_failures_are_recorded_then_sent_again_with_retry_failed(
     assert sorted(ids) == ["a", "b", "c"]
 
 
+def test_a_line_refused_for_a_while_is_retried_per_the_clients_policy(
+    fake: FakeOpenAIServer, callm_run: CallmProcess, tmp_path: Path
+) -> None:
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "prompt": "one"}\n')
+    fake.queue(Fault.rate_limit(retry_after=0.1), Fault.server_error(503), Reply("At last."))
+
+    result = callm_run("batch", "in.jsonl", "-o", "out.jsonl", "-m", MODEL)
+
+    assert result.code == 0, result.stderr
+    assert "1/1 answered" in result.stderr
+    [line] = output_lines(tmp_path / "out.jsonl")
+    assert (line["id"], line["text"]) == ("a", "At last.")
+    assert prompts_sent(fake) == ["one", "one", "one"]  # two retries, one answer
+
+
 def test_a_run_killed_with_sigkill_resumes_without_resending_answered_lines(
     fake: FakeOpenAIServer, callm_run: CallmProcess, tmp_path: Path, cli_home: Path
 ) -> None:
