@@ -70,6 +70,37 @@ def test_every_line_is_answered_with_its_id_and_a_summary_line(
     assert len(fake.requests) == 30
 
 
+def test_a_line_gives_messages_or_a_prompt_its_model_system_and_parameters(
+    fake: FakeOpenAIServer, callm_run: CallmProcess, tmp_path: Path
+) -> None:
+    history = [
+        {"role": "user", "content": "Name a prime."},
+        {"role": "assistant", "content": "Seven."},
+        {"role": "user", "content": "Another?"},
+    ]
+    lines = [
+        {"id": "m", "messages": history, "model": "openai/gpt-4o", "temperature": 0.2},
+        {"prompt": "Hi", "system": "Be brief.", "max_tokens": 7, "metadata": {"row": 2}},
+    ]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    result = callm_run("batch", "in.jsonl", "-o", "out.jsonl", "-m", MODEL, "-j", "1")
+
+    assert result.code == 0, result.stderr
+    bodies = {r.json["model"]: r.json for r in fake.requests if r.json}
+    assert bodies["gpt-4o"]["messages"] == history
+    assert bodies["gpt-4o"]["temperature"] == 0.2
+    mini = bodies["gpt-4o-mini"]
+    assert mini["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+    ]
+    assert mini["max_completion_tokens"] == 7
+    out = {line["id"]: line for line in output_lines(tmp_path / "out.jsonl")}
+    assert (out["m"]["model"], out[2]["model"]) == ("openai/gpt-4o", MODEL)
+    assert out[2]["metadata"] == {"row": 2}
+
+
 def test_failures_are_recorded_then_sent_again_with_retry_failed(
     fake: FakeOpenAIServer, callm_run: CallmProcess, tmp_path: Path
 ) -> None:

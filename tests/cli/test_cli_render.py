@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pexpect
+import pytest
 from cli_helpers import CallmProcess
 
 from callm.testing import FakeOpenAIServer, Reply
@@ -58,3 +59,26 @@ def test_usage_prints_tokens_cost_and_timing_after_the_answer(
     whole = callm_run("--usage", "--no-stream", "-m", "openai/gpt-4o-mini", "hello")
     assert whole.stdout == "Again.\n"
     assert re.fullmatch(r"\d+ in / \d+ out tokens · \$[\d.]+ · \d+\.\d\ds\n", whole.stderr)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-m", "local/offline", "-u", "hi"],
+        ["compare", "-m", "local/offline", "-m", "local/offline", "hi"],
+        ["logs"],
+        ["usage"],
+        ["models", "local"],
+    ],
+    ids=lambda a: a[0] if a[0] != "-m" else "prompt",
+)
+def test_piped_output_never_loads_rich(
+    callm_run: CallmProcess, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """rich (and the Markdown parser under it) is imported only for a terminal."""
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")  # every import, listed on stderr
+    result = callm_run(*args)
+    assert result.code == 0, result.stderr
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.error_lines if "|" in line]
+    assert "callm.cli" in imported  # the listing is there
+    assert not [m for m in imported if m.split(".")[0] in ("rich", "markdown_it", "pygments")]
