@@ -49,6 +49,23 @@ def test_two_pipelined_requests_are_answered_in_order(
     assert received.index(b"first") < received.index(b"second")
 
 
+def test_a_caller_that_hangs_up_on_its_reply_is_still_accounted(
+    gateway: GatewayProcess, upstream: FakeOpenAIServer
+) -> None:
+    # The reply goes out before the call is settled and logged: the caller closing its
+    # connection the moment the reply arrives must not cut that bookkeeping short.
+    upstream.queue(*[Reply("quick") for _ in range(5)])
+    key = gateway.new_key()
+    for _ in range(5):
+        assert b"quick" in exchange(gateway, chat(gateway, key, extra="connection: close\r\n"))
+    _, keys = gateway.admin("GET", "/admin/keys")
+    key_id = next(k["id"] for k in keys["data"] if key.startswith(k["prefix"]))
+    _, usage = gateway.admin("GET", "/admin/usage")
+    mine = [row for row in usage["data"] if row["key_id"] == key_id]
+    assert [row["calls"] for row in mine] == [5]
+    assert mine[0]["errors"] == 0 and mine[0]["output_tokens"] > 0
+
+
 def test_expect_100_continue_is_answered_before_the_body(
     gateway: GatewayProcess, upstream: FakeOpenAIServer
 ) -> None:

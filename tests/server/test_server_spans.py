@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from callm.server import Gateway
-from callm.server._http import Incoming, Reply, StreamReply
+from callm.server._http import Incoming, Reply, StreamReply, after_reply
 from callm.server._router import handle
 from callm.server._settings import settings_from
 from callm.testing import FakeOpenAIServer, Fault
@@ -44,7 +44,10 @@ async def gateway(
 
 async def post(gateway: Gateway, path: str, body: object, key: str) -> Reply | StreamReply:
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
-    return await handle(gateway, Incoming("POST", path, "", headers, json.dumps(body).encode()))
+    reply = await handle(gateway, Incoming("POST", path, "", headers, json.dumps(body).encode()))
+    if isinstance(reply, Reply):
+        await after_reply(reply)  # as the server does once the reply is written
+    return reply
 
 
 async def new_key(gateway: Gateway) -> str:

@@ -19,22 +19,23 @@ protocol that has no whole-reply body of the caller's (token counting).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._core.errors import CallmError
 from .._core.http import HttpRequest
-from .._core.types import Message, Request, Response, priced
+from .._core.types import Message, Request, Response, Usage
 from .._engine.send import Call as WireCall
 from .._engine.send import retrying_async
 from ..protocols import WireProtocol, protocol_for
-from . import _upstream
-from ._http import dumps
+from ._http import dumps, loads
 
 if TYPE_CHECKING:
     from ._gateway import Gateway
 
 _MAX_ROUTES = 1024
+UsageReader = Callable[[dict[str, Any]], Usage | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class DirectRoute:
     wire: WireProtocol
     http: HttpRequest  # the URL and headers the client codec would send (its body unused)
     call: WireCall
+    read_usage: UsageReader | None  # reads a reply's usage alone (None: decode it whole)
 
 
 def direct_route(
@@ -83,42 +85,97 @@ def _route(gateway: Gateway, model: str) -> DirectRoute | None:
         return None
     probe = wire.encode(endpoint, Request(model=name, messages=(Message.user("."),)))
     call = WireCall(endpoint, wire, probe, client.timeout, client.max_retries)
-    return DirectRoute(model, name, endpoint.protocol, wire, probe, call)
+    reader = _usage_reader(endpoint.protocol)
+    return DirectRoute(model, name, endpoint.protocol, wire, probe, call, reader)
 
 
-async def send_direct(gateway: Gateway, route: DirectRoute, body: dict[str, Any]) -> Response:
-    """Send the caller's body on; the upstream's reply, priced (errors as the engine's)."""
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A whole reply: the upstream's JSON, its usage, and the decoded Response when there is
+    one (a passed-through reply has only its usage read: see :func:`send_direct`)."""
+
+    raw: Any
+    usage: Usage
+    response: Response | None = None
+
+    @classmethod
+    def of(cls, response: Response) -> Answer:
+        return cls(response.raw, response.usage, response)
+
+
+async def send_direct(gateway: Gateway, route: DirectRoute, body: dict[str, Any]) -> Answer:
+    """Send the caller's body on; the upstream's reply, not yet priced (errors as the
+    engine's)."""
     if "model" in body:
         body = {**body, "model": route.name}
     probe = route.http
     http = HttpRequest(probe.method, probe.url, probe.headers, dumps(body), probe.secret_headers)
     transport = gateway.client.transport
     started = time.perf_counter()
+    read_usage = route.read_usage
 
-    async def once(call: WireCall) -> Response:
+    async def once(call: WireCall) -> Answer:
         answer = await transport.send(call.http, call.timeout)
         if answer.status >= 300:
             raise call.wire.decode_failure(call.endpoint, answer)
-        return call.wire.decode(call.endpoint, answer, time.perf_counter() - started)
+        if read_usage is not None:
+            try:
+                data = loads(answer.body)
+            except ValueError:
+                data = None
+            usage = read_usage(data) if isinstance(data, dict) else None
+            if usage is not None:
+                return Answer(data, usage)
+        # Not a reply of the usual shape: the protocol's decoder says what it is.
+        return Answer.of(call.wire.decode(call.endpoint, answer, time.perf_counter() - started))
 
     wire_call = route.call
-    response = await retrying_async(
+    return await retrying_async(
         WireCall(
             wire_call.endpoint, wire_call.wire, http, wire_call.timeout, wire_call.max_retries
         ),
         once,
     )
-    cost = _upstream.price(gateway.client, route.model, response.usage)
-    return priced(response, cost, (route.model,))
 
 
-def reply_body(response: Response, shown_model: str) -> dict[str, Any] | None:
+def reply_body(raw: Any, shown_model: str) -> dict[str, Any] | None:
     """The upstream's own JSON with the caller's name of the model, or None when the reply
     holds no JSON object to pass on."""
-    raw = response.raw
     if not isinstance(raw, dict):
         return None
     for key in ("model", "modelVersion"):  # Gemini names it modelVersion
         if key in raw:
             return {**raw, key: shown_model}
     return raw
+
+
+def _usage_reader(protocol: str) -> UsageReader | None:
+    """How to read the usage of a reply of ``protocol`` without decoding all of it, for the
+    protocols whose whole decoding was a passed-on reply's largest cost; None: decode it.
+
+    A reply not of the usual shape (no choice, no content list, an error in a 2xx) reads as
+    None, and the protocol's own decoder then makes of it what the engine would.
+    """
+    if protocol == "openai_chat":
+        from ..protocols._shared.openai import decode_usage as chat_usage
+
+        def read_chat(data: dict[str, Any]) -> Usage | None:
+            choices = data.get("choices")
+            if not isinstance(choices, list) or not choices or "error" in data:
+                return None
+            for choice in choices:
+                if not isinstance(choice, dict) or not isinstance(choice.get("message"), dict):
+                    return None
+            return chat_usage(data)
+
+        return read_chat
+    if protocol == "anthropic":
+        from ..protocols.anthropic.client import decode_usage as message_usage
+
+        def read_message(data: dict[str, Any]) -> Usage | None:
+            if not isinstance(data.get("content"), list) or data.get("type") == "error":
+                return None
+            return message_usage(data.get("usage"))
+
+        return read_message
+    return None

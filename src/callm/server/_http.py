@@ -7,13 +7,15 @@ and sends back a :class:`Reply` or a :class:`StreamReply`; nothing else knows th
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 
+logger = logging.getLogger("callm.server")
 JSON_TYPE = "application/json"
 SSE_HEADERS = (
     ("content-type", "text/event-stream; charset=utf-8"),
@@ -65,12 +67,15 @@ class Incoming:
 
 @dataclass(slots=True)
 class Reply:
-    """A whole response."""
+    """A whole response. ``after``, when set, is awaited once the response is written: the
+    request's bookkeeping (settling its reservation, its metrics and log line), which the
+    caller need not wait for."""
 
     status: int
     body: bytes
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str = JSON_TYPE
+    after: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass(slots=True)
@@ -84,3 +89,14 @@ class StreamReply:
 
 def json_reply(status: int, data: Any, headers: list[tuple[str, str]] | None = None) -> Reply:
     return Reply(status, dumps(data), headers or [])
+
+
+async def after_reply(reply: Reply) -> None:
+    """A written reply's bookkeeping (``Reply.after``); a failure there is logged, as the
+    caller has its answer already."""
+    if reply.after is None:
+        return
+    try:
+        await reply.after()
+    except Exception:
+        logger.exception("callm serve: a request's bookkeeping failed after its reply")

@@ -29,7 +29,7 @@ import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from ._http import Incoming, Reply, StreamReply, json_reply
+from ._http import Incoming, Reply, StreamReply, after_reply, json_reply
 from ._router import handle
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ class _Connection(asyncio.Protocol):
         self._writable: asyncio.Future[None] | None = None
         self._head: tuple[Incoming, bool, int] | None = None  # parsed, body still coming
         self._continued = False
+        self._answered = False  # the reply is written: only its bookkeeping is left
 
     # --- asyncio's side -----------------------------------------------------------------
 
@@ -88,7 +89,7 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         self.server.connections.discard(self)
         self._disarm()
-        if self.task is not None:
+        if self.task is not None and not self._answered:
             self.task.cancel()  # the caller went away: stop working for it
         self._wake()
 
@@ -204,11 +205,15 @@ class _Connection(asyncio.Protocol):
                 await self._send_stream(reply, keep_alive)
             else:
                 self._send_whole(reply, keep_alive)
+                if reply.after is not None:
+                    self._answered = True  # the caller leaving now cuts no bookkeeping short
+                    await after_reply(reply)
         except asyncio.CancelledError:
             self._close()
             return
         finally:
             self.task = None
+            self._answered = False
         if not keep_alive or self.closed:
             self._close()
             return

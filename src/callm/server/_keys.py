@@ -34,21 +34,35 @@ def shown_prefix(key: str) -> str:
     return key[:SHOWN_PREFIX]
 
 
+_REMEMBERED = 4096  # keys whose hash is kept (callers repeat their keys)
+
+
 class KeyHasher:
     """HMAC-SHA256 of keys with the server secret."""
 
-    __slots__ = ("_secret",)
+    __slots__ = ("_recent", "_secret")
 
     def __init__(self, secret: bytes) -> None:
         if len(secret) < 16:
             raise ConfigurationError(f"{SECRET_ENV} must be at least 16 characters long")
         self._secret = secret
+        # Hashing is one C call, yet OpenSSL looks the digest up by name on each (~2 us
+        # in a loop, ~30 us when a request finds its caches cold): a key's hash is kept.
+        # It is the same function of the key either way; the process holds the secret and
+        # sees every key anyway, and whether a key is live is asked of the ledger each time.
+        self._recent: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return "KeyHasher(***)"
 
     def hash(self, key: str) -> str:
-        return hmac.digest(self._secret, key.encode(), "sha256").hex()  # one C call
+        found = self._recent.get(key)
+        if found is None:
+            found = hmac.digest(self._secret, key.encode(), "sha256").hex()
+            if len(self._recent) >= _REMEMBERED:
+                self._recent.clear()
+            self._recent[key] = found
+        return found
 
 
 def server_secret(home: Path, environ: Mapping[str, str]) -> bytes:

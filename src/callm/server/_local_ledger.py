@@ -276,10 +276,24 @@ def _first_period(key: VirtualKey) -> float | None:
     return key.created_at if key.limits.period_s is not None else None
 
 
+class _Today:
+    """Today's date in UTC, worked out once a day rather than once a call."""
+
+    ends = 0.0  # when today ends (time.time())
+    name = ""
+
+    @classmethod
+    def date(cls) -> str:
+        now = time.time()
+        if now >= cls.ends:
+            cls.ends = (now // 86400 + 1) * 86400
+            cls.name = time.strftime("%Y-%m-%d", time.gmtime(now))
+        return cls.name
+
+
 def _delta(reservation: Reservation, usage: Usage, cost: Decimal | None, ok: bool) -> UsageDelta:
-    day = time.strftime("%Y-%m-%d", time.gmtime())
     return UsageDelta(
-        day,
+        _Today.date(),
         reservation.key_id,
         reservation.model,
         calls=1,

@@ -1,10 +1,10 @@
 """What the gateway tells its operators: Prometheus metrics and one JSON access-log line per
 request. Labels and log fields carry the key's id, never the key.
 
-Both sit on every request's path, so both cost a few dictionary updates there: the metrics
-are plain counters read by a Prometheus collector only when ``/metrics`` is scraped, and
-access-log lines are buffered and written out together a few times a second (as nginx's
-``access_log … buffer=`` does) rather than one write and flush per request.
+Neither costs a request much on its path: a finished request is noted in a list, and a few
+times a second (and before ``/metrics`` answers) the requests noted so far are counted into
+plain counters, which a Prometheus collector reads only when scraped, and their log lines
+are formatted and written out in one write (as nginx's ``access_log … buffer=`` does).
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from decimal import Decimal
 from typing import IO, Any
 
 from .._core.types import Usage
+from . import _tracing
 from ._http import dumps
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-_FLUSH_EVERY = 0.1  # seconds an access-log line may wait in the buffer
-_FLUSH_LINES = 512  # … or until this many lines wait
+_FLUSH_EVERY = 0.1  # seconds a finished request may wait to be counted and logged
+_FLUSH_LINES = 512  # … or until this many wait
 
 
 @dataclass(slots=True)
@@ -187,30 +188,19 @@ def _cumulative(histogram: _Histogram) -> list[tuple[str, float]]:
 
 
 class AccessLog:
-    """One JSON line per request, buffered and written out together a few times a second."""
+    """One JSON line per request, written out together a few times a second."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self._lines: list[str] = []
-        self._scheduled = False
         self._second = -1
         self._stamp = ""
 
-    def write(self, outcome: Outcome, seconds: float) -> None:
-        self._lines.append(self.line(outcome, seconds))
-        if len(self._lines) >= _FLUSH_LINES:
-            self.flush()
-        elif not self._scheduled:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # not in the event loop (a test, say): write now
-                self.flush()
-                return
-            self._scheduled = True
-            loop.call_later(_FLUSH_EVERY, self.flush)
+    def add(self, outcome: Outcome, seconds: float, at: float) -> None:
+        """Queue the line of a request that ended at ``at`` (``time.time()``)."""
+        self._lines.append(self.line(outcome, seconds, at))
 
     def flush(self) -> None:
-        self._scheduled = False
         if not self._lines:
             return
         lines, self._lines = self._lines, []
@@ -220,9 +210,9 @@ class AccessLog:
         except (OSError, ValueError):  # stderr closed: the log must never break a request
             pass
 
-    def line(self, outcome: Outcome, seconds: float) -> str:
+    def line(self, outcome: Outcome, seconds: float, at: float) -> str:
         line: dict[str, Any] = {
-            "time": self._now(),
+            "time": self._stamp_of(at),
             "method": outcome.method,
             "path": outcome.path,
             "status": outcome.status,
@@ -245,17 +235,23 @@ class AccessLog:
             line["error"] = outcome.code
         return dumps(line).decode()
 
-    def _now(self) -> str:
-        now = time.time()
-        second = int(now)
+    def _stamp_of(self, at: float) -> str:
+        second = int(at)
         if second != self._second:  # one strftime a second, not one a request
             self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
         return self._stamp
 
 
 class Observer:
-    """Metrics, the access log and the server span of every model request."""
+    """Metrics, the access log and the server span of every model request.
+
+    A finished request is only noted on its path (what it did, how long it took, when it
+    ended); counting it into the metrics and writing its log line happen for all the
+    requests noted so far at once, a few times a second (and before ``/metrics`` answers),
+    where that work finds its code and data in the caches rather than fetching them anew
+    for each request. Its span, if traced, ends at once.
+    """
 
     def __init__(
         self, metrics: Metrics | None, access_log: AccessLog | None, tracing: Any = None
@@ -263,11 +259,11 @@ class Observer:
         self.metrics = metrics
         self.access_log = access_log
         self.tracing = tracing
+        self._finished: list[tuple[Outcome, float, float]] = []
+        self._scheduled = False
 
     def begin(self, method: str, path: str, route: str) -> Outcome:
         """The Outcome of a request starting now (its server span opened, if tracing)."""
-        from . import _tracing
-
         outcome = Outcome(method, path)
         if self.tracing is not None:
             outcome.span = _tracing.start(self.tracing, method, path, route)
@@ -276,25 +272,45 @@ class Observer:
         return outcome
 
     def report(self, outcome: Outcome) -> None:
-        """Count the finished request, log its line and end its span (once)."""
+        """Note the finished request for the metrics and the log, end its span (once)."""
         if outcome.reported:
             return
         outcome.reported = True
         seconds = time.perf_counter() - outcome.started
-        if self.metrics is not None:
-            self.metrics.in_flight -= 1
-            self.metrics.record(outcome, seconds)
-        if self.access_log is not None:
-            self.access_log.write(outcome, seconds)
         span, outcome.span = outcome.span, None
         if span is not None:
-            from . import _tracing
-
             _tracing.end(span, outcome.status, span_attributes(outcome), outcome.code)
+        if self.metrics is None and self.access_log is None:
+            return
+        if self.metrics is not None:
+            self.metrics.in_flight -= 1
+        self._finished.append((outcome, seconds, time.time()))
+        if len(self._finished) >= _FLUSH_LINES:
+            self.flush()
+        elif not self._scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not in the event loop (a test, say): count it now
+                self.flush()
+                return
+            self._scheduled = True
+            loop.call_later(_FLUSH_EVERY, self.flush)
+
+    def flush(self) -> None:
+        """Count the requests noted so far and write their log lines."""
+        self._scheduled = False
+        finished, self._finished = self._finished, []
+        metrics, access_log = self.metrics, self.access_log
+        for outcome, seconds, at in finished:
+            if metrics is not None:
+                metrics.record(outcome, seconds)
+            if access_log is not None:
+                access_log.add(outcome, seconds, at)
+        if access_log is not None:
+            access_log.flush()
 
     def close(self) -> None:
-        if self.access_log is not None:
-            self.access_log.flush()
+        self.flush()
 
 
 def span_attributes(outcome: Outcome) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from .._core.types import Request, Response, Usage
 from .._store._redact import redact_text
 from ..protocols import server_codec_for
 from . import _tracing, _upstream
-from ._direct import direct_route, reply_body, send_direct
+from ._direct import Answer, direct_route, reply_body, send_direct
 from ._http import SSE_HEADERS, Incoming, Reply, StreamReply, dumps, loads
 from ._ledger import Refused, Reservation, VirtualKey
 from ._observe import Outcome
@@ -185,11 +185,13 @@ async def _whole(call: Call, body: Mapping[str, object]) -> Reply:
         route = direct_route(gateway, call.ingress.protocol, request, call.candidates)
     try:
         if route is not None:
-            response = await send_direct(gateway, route, dict(body))
+            answer = await send_direct(gateway, route, dict(body))
         else:
             with _tracing.current(call.outcome.span):
-                response = await gateway.client.send(
-                    call.model, _upstream.engine_request(request), {"tags": _tags(call)}
+                answer = Answer.of(
+                    await gateway.client.send(
+                        call.model, _upstream.engine_request(request), {"tags": _tags(call)}
+                    )
                 )
     except CallmError as exc:
         await _give_back(call, getattr(exc, "partial", None))
@@ -197,13 +199,23 @@ async def _whole(call: Call, body: Mapping[str, object]) -> Reply:
     except BaseException:  # cancelled: the caller went away
         await _give_back(call, None)
         raise
-    await _settle(call, response)
-    out = reply_body(response, call.shown_model) if route is not None else None
+    out = reply_body(answer.raw, call.shown_model) if route is not None else None
     if out is None:
-        out = call.codec.encode_response(response, model=call.shown_model)
+        assert answer.response is not None  # a reply not passed on is always decoded
+        out = call.codec.encode_response(answer.response, model=call.shown_model)
     call.outcome.status = 200
-    gateway.observer.report(call.outcome)
-    return Reply(200, dumps(out))
+
+    async def account() -> None:
+        # After the reply is written: the reservation still holds the call's highest
+        # cost until this settles it, so admission stays exact meanwhile.
+        if route is not None:
+            cost = _upstream.price(gateway.client, route.model, answer.usage)
+        else:  # priced by the engine
+            cost = answer.response.cost if answer.response is not None else None
+        await _settle(call, answer.usage, cost)
+        gateway.observer.report(call.outcome)
+
+    return Reply(200, dumps(out), after=account)
 
 
 async def _streamed(call: Call, body: Mapping[str, object]) -> Reply | StreamReply:
@@ -240,7 +252,7 @@ async def _frames(call: Call, stream: Any, encoder: Any) -> AsyncIterator[bytes]
                 yield frame
         response = stream.response
         finished = True
-        await _settle(call, response)
+        await _settle(call, response.usage, response.cost)
         yield encoder.finish(response)
     except CallmError as exc:
         finished = True
@@ -255,13 +267,12 @@ async def _frames(call: Call, stream: Any, encoder: Any) -> AsyncIterator[bytes]
         call.gateway.observer.report(call.outcome)
 
 
-async def _settle(call: Call, response: Response) -> None:
-    call.outcome.usage, call.outcome.cost = response.usage, response.cost
+async def _settle(call: Call, usage: Usage, cost: Decimal | None) -> None:
+    call.outcome.usage, call.outcome.cost = usage, cost
     if call.ticket is not None:
-        cost = response.cost
-        if cost is None and response.usage.total_tokens == 0:
+        if cost is None and usage.total_tokens == 0:
             cost = Decimal(0)
-        await call.gateway.ledger.settle(call.ticket, response.usage, cost)
+        await call.gateway.ledger.settle(call.ticket, usage, cost)
 
 
 async def _give_back(call: Call, partial: Response | None) -> None:

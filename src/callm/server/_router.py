@@ -58,6 +58,7 @@ def _ready(gateway: Gateway, request: Incoming) -> Reply:
 def _metrics(gateway: Gateway, request: Incoming) -> Reply:
     if gateway.metrics is None:
         return json_reply(404, {"error": {"message": "metrics are off"}})
+    gateway.observer.flush()  # the requests finished so far, counted
     gateway.metrics.stores(gateway.ledger.health())
     body, content_type = gateway.metrics.exposition()
     return Reply(200, body, content_type=content_type)

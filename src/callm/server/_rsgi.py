@@ -13,7 +13,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from ._http import Incoming, Reply, StreamReply, json_reply
+from ._http import Incoming, Reply, StreamReply, after_reply, json_reply
 from ._router import handle
 
 if TYPE_CHECKING:
@@ -54,6 +54,10 @@ class RSGIApp:
             else:
                 headers = [("content-type", reply.content_type), *reply.headers]
                 protocol.response_bytes(reply.status, headers, reply.body)
+                if reply.after is not None:
+                    timer.cancel()
+                    watch.disarm()  # answered: the caller leaving cuts no bookkeeping short
+                    await after_reply(reply)
         except asyncio.CancelledError:
             if not watch.fired:
                 raise

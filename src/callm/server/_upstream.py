@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._core.types import Request, Usage
 from .._policies.base import Attempt, Policy
+from .._policies.cost import cost_of
+from .._policies.tokens import estimate
 
 if TYPE_CHECKING:
     from .. import AsyncClient
@@ -62,15 +64,11 @@ def engine_request(request: Request) -> Request:
 
 def input_tokens(request: Request) -> int:
     """A conservative count of the prompt's tokens (it overcounts rather than undercounts)."""
-    from .._policies.tokens import estimate
-
     return estimate(request).tokens
 
 
 def price(client: AsyncClient, model: str, usage: Usage) -> Decimal | None:
     """What ``usage`` costs on ``model`` ("provider/model"); None when the price is unknown."""
-    from .._policies.cost import cost_of
-
     provider, _, name = model.partition("/")
     try:
         protocol = client.settings.endpoint(provider).protocol
