@@ -228,6 +228,51 @@ def test_a_trickle_past_the_total_is_a_timeout() -> None:
     run(go)
 
 
+def test_one_silent_exchange_among_many_times_out_alone_and_soon() -> None:
+    # The timeouts of all exchanges in flight are checked on one timer: the silent one
+    # fails a little after its read timeout, and the others are answered.
+    def answer(request: bytes) -> list[bytes]:
+        if b'"silent"' in request:
+            return [b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nab"]
+        return [OK]
+
+    async def go() -> None:
+        async with RawServer(answer) as server:
+            transport = UpstreamTransport()
+            timeout = Timeout(connect=1, read=0.3, total=5)
+            started = asyncio.get_running_loop().time()
+            silent = asyncio.ensure_future(
+                transport.send(post(server.url, b'{"q":"silent"}'), timeout)
+            )
+            answered = await asyncio.gather(
+                *(transport.send(post(server.url), timeout) for _ in range(5))
+            )
+            assert [r.status for r in answered] == [200] * 5
+            with pytest.raises(APITimeoutError):
+                await silent
+            assert 0.3 <= asyncio.get_running_loop().time() - started < 1.5
+
+    run(go)
+
+
+def test_a_transport_still_times_out_in_a_second_event_loop() -> None:
+    silence = [b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nab"]
+    transport = UpstreamTransport()
+
+    async def abandon() -> None:  # the loop ends while an exchange is still watched
+        async with RawServer(lambda r: silence) as server:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(transport.send(post(server.url), TIMEOUT), 0.1)
+
+    async def go() -> None:
+        async with RawServer(lambda r: silence) as server:
+            with pytest.raises(APITimeoutError):
+                await transport.send(post(server.url), Timeout(connect=1, read=0.2, total=2))
+
+    run(abandon)
+    run(go)  # the first loop's timer went with it: a new one watches this exchange
+
+
 def test_nothing_listening_is_a_connection_error() -> None:
     async def go() -> None:
         async with RawServer(lambda r: [OK]) as server:

@@ -19,7 +19,7 @@ protocol that has no whole-reply body of the caller's (token counting).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -103,7 +103,7 @@ class Answer:
         return cls(response.raw, response.usage, response)
 
 
-async def send_direct(gateway: Gateway, route: DirectRoute, body: dict[str, Any]) -> Answer:
+async def send_direct(gateway: Gateway, route: DirectRoute, body: Mapping[str, object]) -> Answer:
     """Send the caller's body on; the upstream's reply, not yet priced (errors as the
     engine's)."""
     if "model" in body:
@@ -114,8 +114,8 @@ async def send_direct(gateway: Gateway, route: DirectRoute, body: dict[str, Any]
     started = time.perf_counter()
     read_usage = route.read_usage
 
-    async def once(call: WireCall) -> Answer:
-        answer = await transport.send(call.http, call.timeout)
+    async def once(call: WireCall) -> Answer:  # (the route's call: this request is http)
+        answer = await transport.send(http, call.timeout)
         if answer.status >= 300:
             raise call.wire.decode_failure(call.endpoint, answer)
         if read_usage is not None:
@@ -129,13 +129,7 @@ async def send_direct(gateway: Gateway, route: DirectRoute, body: dict[str, Any]
         # Not a reply of the usual shape: the protocol's decoder says what it is.
         return Answer.of(call.wire.decode(call.endpoint, answer, time.perf_counter() - started))
 
-    wire_call = route.call
-    return await retrying_async(
-        WireCall(
-            wire_call.endpoint, wire_call.wire, http, wire_call.timeout, wire_call.max_retries
-        ),
-        once,
-    )
+    return await retrying_async(route.call, once)
 
 
 def reply_body(raw: Any, shown_model: str) -> dict[str, Any] | None:

@@ -185,7 +185,7 @@ async def _whole(call: Call, body: Mapping[str, object]) -> Reply:
         route = direct_route(gateway, call.ingress.protocol, request, call.candidates)
     try:
         if route is not None:
-            answer = await send_direct(gateway, route, dict(body))
+            answer = await send_direct(gateway, route, body)
         else:
             with _tracing.current(call.outcome.span):
                 answer = Answer.of(
