@@ -67,6 +67,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()  # (asking each time is a getpid() syscall)
         self.closed = False
         self.reused = False
         self.idle_since = 0.0
@@ -127,7 +128,7 @@ class _Connection(asyncio.Protocol):
         self._got_bytes, self.keep_alive, self.headers = False, True, {}
         self._error_bytes = 0
         self._pieces.clear()
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = self.loop.create_future()
         now = time.monotonic()
         self._last_data = now
         self._read_s = timeout.read
@@ -159,7 +160,7 @@ class _Connection(asyncio.Protocol):
                 raise self._error
             if self._state == _DONE:
                 return b""
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self.loop.create_future()
             await self._waiter
 
     def abort(self) -> None:
@@ -316,7 +317,7 @@ class _Watchdog:
 
     def watch(self, conn: _Connection) -> None:
         self._watched.add(conn)
-        loop = asyncio.get_running_loop()
+        loop = conn.loop
         if self._timer is None or self._loop is not loop:  # (a transport outlives a loop)
             self._loop = loop
             self._timer = loop.call_later(_WATCH_EVERY_S, self._tick)

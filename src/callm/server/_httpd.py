@@ -70,6 +70,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: _Server) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()  # (asking each time is a getpid() syscall)
         self.buffer = bytearray()
         self.task: asyncio.Task[None] | None = None
         self.closed = False
@@ -148,7 +149,7 @@ class _Connection(asyncio.Protocol):
             del self.buffer[:length]
         self._head = None
         self._disarm()
-        self.task = asyncio.get_running_loop().create_task(self._serve(incoming, keep_alive))
+        self.task = self.loop.create_task(self._serve(incoming, keep_alive))
 
     def _parse_head(self, end: int) -> tuple[Incoming, bool, int]:
         lines = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
