@@ -246,3 +246,19 @@ async def test_recorded_vertex_traffic(
     candidate = interaction["response"]["parsed_body"]["candidates"][0]
     assert response.text == candidate["content"]["parts"][0]["text"]
     assert response.finish_reason == "stop"
+
+
+async def test_the_models_vertex_lists_are_model_gardens_google_models(
+    server: FakeOpenAIServer, mode: str
+) -> None:
+    if mode == "sync":
+        with callm.Client() as client:
+            models = client.models("vertex")
+    else:
+        async with callm.AsyncClient() as ac:
+            models = await ac.models("vertex")
+    assert {"gemini-2.5-flash", "gemini-2.5-pro"} <= {m.id for m in models}
+    assert {(m.provider, m.owned_by) for m in models} == {("vertex", "google")}
+    record = server.requests[-1]
+    assert record.path == "/v1beta1/publishers/google/models"  # no project: Model Garden
+    assert bearer_of(server).startswith("ya29.fake-")

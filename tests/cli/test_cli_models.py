@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cli_helpers import FAKE_KEY, CallmProcess
 
 from callm._config.settings import LOCAL_NOTICE
 from callm.testing import FakeOpenAIServer
+from helpers import vertex_env
 
 
 @pytest.fixture
@@ -52,3 +54,17 @@ def test_an_unknown_provider_exits_2(callm_run: CallmProcess) -> None:
     assert result.code == 2
     [line] = result.error_lines
     assert line.startswith("callm: error: unknown provider 'nosuch'")
+
+
+def test_vertex_lists_model_gardens_google_models(
+    fake_openai: FakeOpenAIServer,
+    callm_run: CallmProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    for name, value in vertex_env(fake_openai, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    result = callm_run("models", "vertex", "-q")
+    assert result.code == 0, result.stderr
+    assert {"gemini-2.5-flash", "gemini-2.5-pro"} <= set(result.stdout.split())
+    assert fake_openai.requests[-1].path == "/v1beta1/publishers/google/models"

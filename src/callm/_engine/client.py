@@ -450,12 +450,12 @@ class AsyncEngine(_EngineBase):
 
             self._transport = AsyncHttpxTransport(http_client)
 
-    def _token_refresh(self, model: str | None) -> Awaitable[object] | None:
-        """A refresh of ``model``'s access token on a worker thread when one is due, else
+    def _token_refresh(self, endpoint: Endpoint) -> Awaitable[object] | None:
+        """A refresh of ``endpoint``'s access token on a worker thread when one is due, else
         None. Encoding a request takes the provider's current token, and a due refresh
         (google-auth's, for Vertex AI) is a blocking HTTP call: on the event loop it would
         stop every other task until the token endpoint answered."""
-        tokens = self.resolve_model(model)[0].token_provider
+        tokens = endpoint.token_provider
         due = getattr(tokens, "due", None)  # a source that can tell (TokenSource, Vertex)
         if due is None or not due():
             return None
@@ -490,7 +490,7 @@ class AsyncEngine(_EngineBase):
         plan = self._plan(model, draft)
         tried: tuple[str, ...] = ()
         for index, candidate in enumerate(plan):
-            refreshing = self._token_refresh(candidate)
+            refreshing = self._token_refresh(self.resolve_model(candidate)[0])
             if refreshing is not None:
                 await refreshing
             attempt, call = self._attempt(candidate, draft, params, tried)
@@ -514,7 +514,7 @@ class AsyncEngine(_EngineBase):
         plan = self._plan(model, draft)
         tried: tuple[str, ...] = ()
         for index, candidate in enumerate(plan):
-            refreshing = self._token_refresh(candidate)
+            refreshing = self._token_refresh(self.resolve_model(candidate)[0])
             if refreshing is not None:
                 await refreshing
             attempt, call = self._attempt(candidate, draft, params, tried)
@@ -547,6 +547,9 @@ class AsyncEngine(_EngineBase):
 
     async def models(self, provider: str = "openai") -> list[ModelInfo]:
         """The models a provider lists."""
+        refreshing = self._token_refresh(self.settings.endpoint(provider))
+        if refreshing is not None:
+            await refreshing
         call = self._models_call(provider)
         return call.wire.decode_models(call.endpoint, await self._send(call))
 
@@ -617,7 +620,7 @@ class AsyncEngine(_EngineBase):
     ) -> Embeddings:
         from .embed import start_piece
 
-        refreshing = self._token_refresh(plan.name)
+        refreshing = self._token_refresh(plan.endpoint)
         if refreshing is not None:
             await refreshing
         attempt, call = start_piece(self, plan, piece)

@@ -9,7 +9,8 @@
 * ``GET /v1beta/models`` and ``GET /v1beta/models/{model}``: the server's models plus a
   few Gemini names.
 * Vertex AI: ``POST /v1/projects/{p}/locations/{l}/publishers/google/models/{model}:…``,
-  the same methods, signed in with an OAuth 2.0 bearer token (see ``_google_oauth``).
+  the same methods, signed in with an OAuth 2.0 bearer token (see ``_google_oauth``), and
+  Model Garden's ``GET /v1beta1/publishers/google/models`` (``publisherModels``).
 
 Auth is the ``x-goog-api-key`` header or ``?key=``. A wrong key is a 400
 ``INVALID_ARGUMENT`` with an ``API_KEY_INVALID`` ErrorInfo detail, and a missing one a 403
@@ -77,6 +78,7 @@ def register(add: AddRoute, state: ServerState) -> None:
     # Vertex AI: the same protocol under a project's path, with OAuth 2.0 bearer tokens.
     vertex = _Routes(state, vertex=True)
     add("POST", VERTEX_PREFIX + "/publishers/google/models/{target}", vertex.post)
+    add("GET", "/v1beta1/publishers/google/models", vertex.publisher_models)
 
 
 def google_error(
@@ -138,6 +140,20 @@ class _Routes:
     async def models(self, request: web.Request) -> web.StreamResponse:
         await self._admit(request)
         return _json({"models": list(self._models.values())})
+
+    async def publisher_models(self, request: web.Request) -> web.StreamResponse:
+        """Vertex AI's list of Google's models, in Model Garden's shape."""
+        await self._admit(request)
+        listed = [
+            {
+                "name": f"publishers/google/models/{name}",
+                "versionId": "001",
+                "openSourceCategory": "PROPRIETARY",
+                "launchStage": "GA",
+            }
+            for name in self._models
+        ]
+        return _json({"publisherModels": listed})
 
     async def model(self, request: web.Request) -> web.StreamResponse:
         await self._admit(request)

@@ -504,16 +504,30 @@ def stream_decoder(endpoint: Endpoint, request_id: str | None) -> GeminiStreamDe
 
 
 def encode_models(endpoint: Endpoint) -> HttpRequest:
-    """Build ``GET …/models`` (one page of up to 1000 models: all of them)."""
+    """Build ``GET …/models`` (one page of up to 1000 models: all of them). On Vertex AI,
+    Model Garden's list of the publisher's models: ``GET {root}/v1beta1/publishers/google/
+    models`` (no project in the path; it exists only in v1beta1)."""
     headers = dict(endpoint.request_headers())
     headers.pop("content-type", None)
-    url = _with_query(endpoint.url("/models"), _MODELS_PAGE)
+    url = _vertex_models_url(endpoint) if endpoint.quirks.vertex else endpoint.url("/models")
+    url = _with_query(url, _MODELS_PAGE)
     return HttpRequest("GET", url, headers, None, endpoint.secret_headers)
 
 
+def _vertex_models_url(endpoint: Endpoint) -> str:
+    """``{root}/projects/{p}/locations/{l}/publishers/{publisher}`` (the endpoint's base)
+    becomes ``{root without /v1}/v1beta1/publishers/{publisher}/models``."""
+    root, _, rest = endpoint.base_url.partition("/projects/")
+    publisher = rest.rpartition("/publishers/")[2] or "google"
+    return f"{root.removesuffix('/v1')}/v1beta1/publishers/{publisher}/models{endpoint.query}"
+
+
 def decode_models(endpoint: Endpoint, response: HttpResponse) -> list[ModelInfo]:
-    """Decode ``GET …/models``; ids lose their ``models/`` prefix."""
+    """Decode ``GET …/models``; ids lose their ``models/`` prefix (Vertex AI's
+    ``publisherModels`` their ``publishers/{publisher}/models/`` one)."""
     data = parse_json(endpoint, response)
+    if endpoint.quirks.vertex:
+        return _vertex_models(endpoint, data)
     items = data.get("models") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise APIResponseError(
@@ -529,6 +543,22 @@ def decode_models(endpoint: Endpoint, response: HttpResponse) -> list[ModelInfo]
         for item in items
         if isinstance(item, dict)
     ]
+
+
+def _vertex_models(endpoint: Endpoint, data: object) -> list[ModelInfo]:
+    items = data.get("publisherModels") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise APIResponseError(
+            "the models endpoint sent no model list", provider=endpoint.provider, body=data
+        )
+    models = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        _, _, model = str(item.get("name") or "").partition("/models/")
+        publisher = str(item.get("name") or "").removeprefix("publishers/").partition("/")[0]
+        models.append(ModelInfo(id=model, provider=endpoint.provider, owned_by=publisher, raw=item))
+    return models
 
 
 def encode_count_tokens(endpoint: Endpoint, request: Request) -> HttpRequest:
