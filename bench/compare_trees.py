@@ -57,6 +57,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python bench/compare_trees.py", description=__doc__)
     parser.add_argument("--before", type=Path, required=True, help="the older checkout")
     parser.add_argument("--after", type=Path, required=True, help="the newer checkout")
+    parser.add_argument(
+        "--between",
+        type=Path,
+        action="append",
+        default=[],
+        help="a checkout in between (e.g. a step of the change), compared with --before too",
+    )
     parser.add_argument("--pairs", type=int, default=4, help="runs of each tree (default 4)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds inside each run")
     parser.add_argument("--sections", default=SECTIONS, help=f"default {SECTIONS}")
@@ -106,38 +113,41 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
-def _rows(runs: list[dict[str, Any]], kind: str) -> list[str]:
-    before = [r for r in runs if r["tree"] == "before"]
-    after = [r for r in runs if r["tree"] == "after"]
+def _rows(runs: list[dict[str, Any]], kind: str, names: list[str]) -> list[str]:
+    """One line per case and tree after the first: its figures, the first's, their ratio."""
+    first = [r for r in runs if r["tree"] == names[0]]
     lines = []
     for case in CASES:
-        b = [r[kind][case] for r in before if case in r[kind]]
-        a = [r[kind][case] for r in after if case in r[kind]]
-        if not a or not b:
-            continue
-        pairs = [
-            ra[kind][case] / rb[kind][case]
-            for rb, ra in zip(before, after, strict=False)
-            if case in ra[kind] and case in rb[kind]
-        ]
-        digits = 1 if kind == "cpu" or case[0] == "imports" else 0
-        line = f"  {case[0] + ' ' + case[1]:<32}{_span(b, digits):>28}{_span(a, digits):>28}"
-        line += f"{_span(pairs, 3):>24}"
-        if kind == "wall":
-            vb = [r["x"][case] for r in before if case in r["x"]]
-            va = [r["x"][case] for r in after if case in r["x"]]
-            line += f"{_median(vb):>10.2f}x{_median(va):>9.2f}x"
-        lines.append(line)
+        for name in names[1:]:
+            other = [r for r in runs if r["tree"] == name]
+            b = [r[kind][case] for r in first if case in r[kind]]
+            a = [r[kind][case] for r in other if case in r[kind]]
+            if not a or not b:
+                continue
+            pairs = [
+                ra[kind][case] / rb[kind][case]
+                for rb, ra in zip(first, other, strict=False)
+                if case in ra[kind] and case in rb[kind]
+            ]
+            digits = 1 if kind == "cpu" or case[0] == "imports" else 0
+            label = f"{case[0]} {case[1]}" + (f" [{name}]" if len(names) > 2 else "")
+            line = f"  {label:<44}{_span(b, digits):>26}{_span(a, digits):>26}"
+            line += f"{_span(pairs, 3):>24}"
+            if kind == "wall":
+                vb = [r["x"][case] for r in first if case in r["x"]]
+                va = [r["x"][case] for r in other if case in r["x"]]
+                line += f"{_median(vb):>10.2f}x{_median(va):>9.2f}x"
+            lines.append(line)
     return lines
 
 
-def render(runs: list[dict[str, Any]]) -> str:
-    head = f"  {'case':<32}{'before: median (range)':>28}{'after: median (range)':>28}"
-    head += f"{'after / before':>24}"
+def render(runs: list[dict[str, Any]], names: list[str]) -> str:
+    head = f"  {'case':<44}{names[0] + ': median (range)':>26}"
+    head += f"{'other: median (range)':>26}{'other / ' + names[0]:>24}"
     lines = ["Wall clock: req/s, chunks/s; imports ms (x: vs raw httpx2; policies: on / off)"]
-    lines += [head + f"{'x before':>11}{'x after':>10}", *_rows(runs, "wall"), ""]
+    lines += [head + f"{'x ' + names[0]:>11}{'x other':>10}", *_rows(runs, "wall", names), ""]
     lines += ["CPU of the benchmark process: µs per request / per chunk; imports: ms of CPU"]
-    lines += [head, *_rows(runs, "cpu"), ""]
+    lines += [head, *_rows(runs, "cpu", names), ""]
     loads = [r["load"] for r in runs]
     lines.append(
         f"load average (1 min) at the start of the runs: median {_median(loads):.2f}, "
@@ -148,12 +158,16 @@ def render(runs: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
+    trees = {"before": args.before.resolve()}
+    for index, path in enumerate(args.between, 1):
+        trees[f"between{index}" if len(args.between) > 1 else "between"] = path.resolve()
+    trees["after"] = args.after.resolve()
+    names = list(trees)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="callm-compare-") as folder:
         for pair in range(args.pairs):
-            order = ("before", "after") if pair % 2 == 0 else ("after", "before")
+            order = names if pair % 2 == 0 else names[::-1]  # ABBA …
             merged = {name: {"wall": {}, "cpu": {}, "x": {}, "load": []} for name in order}
             for section in sections:
                 for name in order:
@@ -165,13 +179,15 @@ def main(argv: list[str] | None = None) -> int:
                     for kind in ("wall", "cpu", "x"):
                         merged[name][kind].update(got[kind])
                     merged[name]["load"].append(load)
-            for name in ("before", "after"):
+            for name in names:
                 loads = merged[name].pop("load")
                 runs.append({"tree": name, "pair": pair, "load": _median(loads), **merged[name]})
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    print(f"before: {trees['before']}\nafter:  {trees['after']}\n{started}")
-    print(f"{args.pairs} runs of each tree, {args.rounds} rounds a run, sections interleaved ABBA")
-    print(render(runs))
+    finished = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    for name, path in trees.items():
+        print(f"{name}: {path}")
+    print(f"{args.pairs} runs of each tree, {args.rounds} rounds a run, sections interleaved "
+          f"ABBA; finished {finished}")  # fmt: skip
+    print(render(runs, names))
     if args.json:
         keyed = [{**r, **{k: _keyed(r[k]) for k in ("wall", "cpu", "x")}} for r in runs]
         document = {"trees": {k: str(v) for k, v in trees.items()}, "runs": keyed}

@@ -9,7 +9,6 @@ every request URL, after the path. Both are remembered as secrets (see
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
@@ -46,6 +45,8 @@ def _basic_auth(provider: str, user: str | None, password: str | None) -> str | 
             f"provider {provider!r}: the base URL names a user but no password; write it "
             "https://USER:PASSWORD@host/… (sent as basic auth) or drop the user"
         )
+    import base64  # only for a base URL with a user in it
+
     pair = f"{unquote(user or '')}:{unquote(password)}"
     token = base64.b64encode(pair.encode()).decode()
     secrets.remember(unquote(password), password, token)

@@ -32,8 +32,8 @@ from ..protocols.openai_chat import client as openai_chat
 from .pipeline import LazyStore, Pipeline
 from .policies import default_policies
 from .send import (
+    ENCODABLE,
     Call,
-    encodable,
     failure,
     log_exchange,
     retrying,
@@ -159,7 +159,7 @@ class _EngineBase:
         attempt = Attempt(info, endpoint, (*tried, name), params)
         pipeline.admit(attempt)
         wire = protocol_for(endpoint.protocol)
-        with encodable():
+        with ENCODABLE:
             attempt.http = http = wire.encode(endpoint, attempt.info.request)
         pipeline.prepare(attempt)
         return attempt, self._call(endpoint, wire, http, params)
@@ -189,7 +189,7 @@ class _EngineBase:
         """The call a request makes, with no policy applied (for ``http_request``)."""
         endpoint, request = self._addressed(model, draft)
         wire = protocol_for(endpoint.protocol)
-        with encodable():
+        with ENCODABLE:
             http = wire.encode(endpoint, request)
         return self._call(endpoint, wire, http, params)
 
@@ -214,7 +214,7 @@ class _EngineBase:
         for key in ("timeout", "max_retries"):
             if key in options:
                 call_params[key] = options.pop(key)
-        with encodable():
+        with ENCODABLE:
             http = openai_chat.encode_text_completion(endpoint, name, prompt, options, stream)
         return self._call(endpoint, openai_chat, http, call_params)
 
@@ -229,7 +229,7 @@ class _EngineBase:
             from .._policies.tokens import count_locally
 
             return count_locally(endpoint.protocol, request.model, request)
-        with encodable():
+        with ENCODABLE:
             http = encode(endpoint, request)
         return self._call(endpoint, wire, http, params)
 

@@ -7,7 +7,7 @@ each model it tries (see :mod:`callm._engine.client`).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from .._core.errors import InvalidRequestError
@@ -46,31 +46,48 @@ def draft_request(messages: MessagesInput, params: CallParams, stream: bool) -> 
     )
 
 
-# The sampling parameters every protocol sends as JSON numbers, and what each must be.
-_REALS = ("temperature", "top_p")
-_COUNTS = {"max_tokens": 1, "top_k": 1, "n": 1, "seed": None}  # name: least value
-
-
 def check_params(params: Mapping[str, object]) -> None:
     """Refuse a parameter of the wrong type or a number JSON cannot carry, before sending
-    (``temperature=nan`` would otherwise go out as invalid JSON, ``"hot"`` as a string)."""
-    for name in _REALS:
-        value = params.get(name)
-        if value is not None and not _finite(value):
-            raise InvalidRequestError(f"{name} must be a finite number, not {value!r}")
-    for name, least in _COUNTS.items():
-        value = params.get(name)
-        if value is None:
-            continue
+    (``temperature=nan`` would otherwise go out as invalid JSON, ``"hot"`` as a string).
+    Only the parameters given are looked at: this runs on every call."""
+    for name, value in params.items():
+        check = _CHECKS.get(name)
+        if check is not None and value is not None:
+            check(name, value)
+
+
+def _real(name: str, value: object) -> None:
+    if not _finite(value):
+        raise InvalidRequestError(f"{name} must be a finite number, not {value!r}")
+
+
+def _count(least: int | None) -> Callable[[str, object], None]:
+    def check(name: str, value: object) -> None:
         if not _whole(value) or (least is not None and value < least):  # type: ignore[operator]
             at_least = f" of at least {least}" if least is not None else ""
             raise InvalidRequestError(f"{name} must be a whole number{at_least}, not {value!r}")
-    stop = params.get("stop")
-    if stop is not None and not (
+
+    return check
+
+
+def _stop(name: str, stop: object) -> None:
+    if not (
         isinstance(stop, str)
         or (isinstance(stop, list | tuple) and all(isinstance(s, str) for s in stop))
     ):
         raise InvalidRequestError(f"stop must be a string or a list of strings, not {stop!r}")
+
+
+# What each parameter protocols send as JSON numbers (or stop strings) must be.
+_CHECKS: dict[str, Callable[[str, object], None]] = {
+    "temperature": _real,
+    "top_p": _real,
+    "max_tokens": _count(1),
+    "top_k": _count(1),
+    "n": _count(1),
+    "seed": _count(None),
+    "stop": _stop,
+}
 
 
 def _finite(value: object) -> bool:
