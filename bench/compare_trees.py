@@ -1,6 +1,7 @@
 """Two checkouts of callm, the same benchmark, one interleaved run: is the second slower?
 
     python bench/compare_trees.py --before ../prelayout --after .
+    python bench/compare_trees.py --before ../prelayout --between ../midlayout --after .
 
 Each tree is measured with its *own* ``.venv`` (``make dev`` and ``pip install -e
 '.[bench]'`` in each; the venv's editable install decides which callm is imported) by *this*
@@ -15,9 +16,10 @@ streamed chunk, or per import: the CPU of the child interpreter) — the CPU fig
 to trust on a loaded machine, where the wall clock mostly measures the other processes.
 The table gives, per case, the median over the runs of each tree with their range, and
 ``after / before``: the median of the pairs' ratios (a pair is one run of each tree, back
-to back) with their range. ``x httpx2`` divides callm by raw httpx2 measured in the same
-run, the figure the README quotes (``policies``: on / off). The load average at the start
-of every run is printed and kept in the JSON.
+to back) with their range. ``--between`` trees (a step of the change) are run in the same
+rotation and compared with ``--before`` the same way. ``x httpx2`` divides callm by raw
+httpx2 measured in the same run, the figure the README quotes (``policies``: on / off). The
+load average at the start of every run is printed and kept in the JSON.
 """
 
 from __future__ import annotations
