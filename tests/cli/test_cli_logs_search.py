@@ -179,3 +179,54 @@ def test_an_old_database_gets_its_calls_indexed_on_open(tmp_path: Path) -> None:
     with Store(path) as store:
         [found] = find_calls(store, CallFilter(query="zebra"), 10)
     assert found.id == "a"
+
+
+def test_a_search_finds_calls_logged_after_the_previous_search(
+    stored: list[CallRecord], cli_home: Path, callm_run: CallmProcess
+) -> None:
+    from callm._store._search import CallFilter, find_calls
+
+    assert prompts(listed(callm_run, "-q", "zebra*")) == []
+    with Store(cli_home / "callm.db") as store:
+        store.insert_calls([_record("A zebra crossing", "stripes")])
+        [found] = find_calls(store, CallFilter(query="zebra"), 10)  # same connection
+        assert found.response_text == "stripes"
+        store.insert_calls([_record("Zebras run", "fast")])
+    assert prompts(listed(callm_run, "-q", "zebra*")) == ["A zebra crossing", "Zebras run"]
+    # Deleting the newest calls frees their rowids for the next ones: those are found too.
+    assert callm_run("logs", "rm", "-q", "zebra*").stderr == "Deleted 2 calls from the log.\n"
+    with Store(cli_home / "callm.db") as store:
+        store.insert_calls([_record("One more zebra", "hello")])
+    assert prompts(listed(callm_run, "-q", "zebra")) == ["One more zebra"]
+    assert prompts(listed(callm_run, "-q", "invoice")) == ["Write an invoice reminder"]
+
+
+def test_calls_logged_by_another_process_are_found(
+    fake: FakeOpenAIServer, callm_run: CallmProcess, cli_home: Path
+) -> None:
+    from callm._store._search import CallFilter, find_calls
+
+    fake.queue(Reply("a striped horse"), Reply("black and white"))
+    assert callm_run("-m", "openai/gpt-4o-mini", "what is a zebra").code == 0
+    with Store(cli_home / "callm.db") as store:
+        [first] = find_calls(store, CallFilter(query="zebra"), 10)
+        assert first.response_text == "a striped horse"
+        # Logged by another callm process while this store is open and has searched.
+        assert callm_run("-m", "openai/gpt-4o-mini", "--no-stream", "zebra colours").code == 0
+        found = find_calls(store, CallFilter(query="zebra"), 10)
+        assert [r.response_text for r in found] == ["black and white", "a striped horse"]
+        assert [r.id for r in find_calls(store, CallFilter(query="striped"), 10)] == [first.id]
+
+
+def test_a_log_of_many_calls_never_searched_is_indexed_whole(tmp_path: Path) -> None:
+    from callm._store._search import CallFilter, count_calls, find_calls, index_new_calls
+
+    with Store(tmp_path / "many.db") as store:
+        store.insert_calls(_record(f"question number{i}", f"answer{i}") for i in range(12_001))
+        assert count_calls(store, CallFilter(query="question")) == 12_001
+        for i in (0, 4_999, 5_000, 5_001, 12_000):
+            [found] = find_calls(store, CallFilter(query=f"number{i}"), 10)
+            assert found.response_text == f"answer{i}"
+        assert index_new_calls(store) == 0  # indexed once
+        store.insert_calls([_record("question number12001", "late")])
+        assert index_new_calls(store) == 1

@@ -169,7 +169,7 @@ class Store:
     def insert_call_rows(self, rows: list[tuple[Any, ...]]) -> int:
         """Write rows made by :func:`call_row` in one transaction (see :meth:`insert_calls`)."""
         with self._write() as db:
-            # rowcount, not total_changes: the latter also counts the search index's rows.
+            # rowcount: the rows this statement inserted (INSERT OR IGNORE skips known ids).
             return db.executemany(_INSERT_CALL, rows).rowcount
 
     def insert_call(self, record: CallRecord) -> None:

@@ -2,6 +2,11 @@
 
 ``CallFilter`` says which calls; :func:`find_calls` reads them newest first and
 :func:`delete_calls` removes them (their search index entries go with them, by trigger).
+
+The FTS5 index is brought up to date by the search itself, not by the call log's writer:
+:func:`index_new_calls` indexes every call above the high-water mark in
+``calls_fts_state`` in one transaction (migration m009), so logging a call costs no
+tokenising and a search sees every call logged before it, by any process.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ._db import _CALL_COLUMNS, _call_record, iso_time
+from ._migrations import _PROMPT_TEXT
 from ._record import CallRecord
 
 if TYPE_CHECKING:
@@ -83,8 +89,50 @@ def fts_query(text: str) -> str:
     return " ".join(terms)
 
 
+_INDEX_NEW_CALLS = (
+    # OR REPLACE: a call indexed already (a database migrated out of order) is not an error.
+    "INSERT OR REPLACE INTO calls_fts (rowid, prompt, reply) SELECT rowid, "
+    f"{_PROMPT_TEXT.format(row='calls')}, coalesce(response, error, '') "
+    "FROM calls WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
+)
+
+
+def index_new_calls(store: Store) -> int:
+    """Add the calls logged since the last search to the search index; return how many.
+
+    A store already up to date costs one read and takes no write lock. Otherwise every
+    call above the mark is indexed, ``_INDEX_CHUNK`` rowids a transaction, each moving
+    the mark with it: two searches at once index each call once, and a search over a
+    large log that was never indexed holds the write lock (which the call log's writers
+    wait for) for tens of milliseconds at a time, not seconds.
+    """
+    added = 0
+    while True:
+        [(mark, last)] = store._read(_MARK_AND_LAST)
+        if last <= mark:
+            return added
+        with store._write() as db:
+            [(mark, last)] = db.execute(_MARK_AND_LAST).fetchall()  # another may have indexed
+            upto = min(last, mark + _INDEX_CHUNK)
+            added += db.execute(_INDEX_NEW_CALLS, (mark, upto)).rowcount
+            db.execute("UPDATE calls_fts_state SET indexed_to = ?", (upto,))
+
+
+_INDEX_CHUNK = 5_000
+_MARK_AND_LAST = (
+    "SELECT (SELECT indexed_to FROM calls_fts_state), coalesce((SELECT max(rowid) FROM calls), 0)"
+)
+
+
+def _searchable(store: Store, selection: CallFilter) -> None:
+    """Bring the index up to date when ``selection`` searches text."""
+    if selection.query is not None and selection.query.strip():
+        index_new_calls(store)
+
+
 def find_calls(store: Store, selection: CallFilter, limit: int) -> list[CallRecord]:
     """The latest ``limit`` calls that ``selection`` picks, newest first."""
+    _searchable(store, selection)
     where, params = selection.where()
     rows = store._read(
         f"SELECT {_CALL_COLUMNS} FROM calls WHERE {where} ORDER BY time DESC, rowid DESC LIMIT ?",
@@ -95,6 +143,7 @@ def find_calls(store: Store, selection: CallFilter, limit: int) -> list[CallReco
 
 def delete_calls(store: Store, selection: CallFilter) -> int:
     """Delete every call ``selection`` picks; return how many were deleted."""
+    _searchable(store, selection)
     where, params = selection.where()
     with store._write() as db:
         return db.execute(f"DELETE FROM calls WHERE {where}", params).rowcount
@@ -102,6 +151,7 @@ def delete_calls(store: Store, selection: CallFilter) -> int:
 
 def count_calls(store: Store, selection: CallFilter) -> int:
     """How many calls ``selection`` picks."""
+    _searchable(store, selection)
     where, params = selection.where()
     [(count,)] = store._read(f"SELECT COUNT(*) FROM calls WHERE {where}", params)
     return int(count)
@@ -114,4 +164,5 @@ __all__: Sequence[str] = [
     "delete_calls",
     "find_calls",
     "fts_query",
+    "index_new_calls",
 ]
