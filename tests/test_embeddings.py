@@ -293,8 +293,12 @@ def test_requests_already_sent_when_one_fails_finish_and_are_logged(
         embed(mode, "openai/text-embedding-3-small", ["a b"] * 6, client=options, max_retries=0)
     with Store(isolated_env / "callm.db") as store:
         records = store.recent_calls()
-    assert sorted(r.status for r in records) == ["BadRequestError", "ok", "ok"]
-    assert sum(r.input_tokens or 0 for r in records if r.status == "ok") == 8
+    # The third request may not have started when the first answer failed (then it is
+    # never sent); every request the provider did receive is logged, none is cut off.
+    sent = len(embeddings_bodies(server))
+    assert 1 <= sent <= 3
+    assert sorted(r.status for r in records) == ["BadRequestError"] + ["ok"] * (sent - 1)
+    assert sum(r.input_tokens or 0 for r in records if r.status == "ok") == 4 * (sent - 1)
 
 
 def test_hooks_see_the_embedding_call(server: FakeOpenAIServer) -> None:
