@@ -287,3 +287,27 @@ async def test_a_429_with_an_unreadable_hint_is_retried_after_the_usual_backoff(
     response = await call(mode, fake_openai.base_url, streamed, max_retries=1)
     assert response.text == "after the backoff"
     assert len(fake_openai.requests) == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_stream_of_many_thousand_fragments_arrives_whole(
+    mode: str, fake_openai: FakeOpenAIServer
+) -> None:
+    """The offline model streams a long reply frame by frame, written in pieces, and the
+    client joins its fragments as it goes: the text is exactly what was sent, also mid-way."""
+    words = [f"w{n}" for n in range(5000)]
+    chunks = [words[0], *(" " + w for w in words[1:])]
+    fake_openai.queue(Reply(chunks=chunks))
+    providers = fake_provider(fake_openai.base_url)
+    if mode == "sync":
+        with callm.Client(providers=providers) as client, client.stream("fake/m", "hi") as s:
+            seen = "".join(e.text for e in s if isinstance(e, callm.TextDelta))
+            text = s.response.text
+    else:
+        async with (
+            callm.AsyncClient(providers=providers) as client,
+            await client.stream("fake/m", "hi") as s,
+        ):
+            seen = "".join([e.text async for e in s if isinstance(e, callm.TextDelta)])
+            text = s.response.text
+    assert text == seen == " ".join(words)

@@ -499,3 +499,12 @@ async def test_serves_concurrent_async_clients(fake_openai):
     assert {r.status_code for r in responses} == {200}
     assert len({r.headers["x-request-id"] for r in responses}) == 64
     assert len(fake_openai.requests) == 64
+
+
+def test_a_server_told_not_to_record_keeps_no_request() -> None:
+    """The ``local`` provider's server lives as long as its process: it keeps nothing."""
+    with FakeOpenAIServer(record=False) as server:
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        answer = httpx2.post(f"{server.base_url}/chat/completions", json=body)
+        assert answer.status_code == 200
+        assert server.requests == []

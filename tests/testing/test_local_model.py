@@ -72,7 +72,7 @@ def test_without_a_user_message_it_still_answers():
 
 def test_max_tokens_truncates_with_finish_reason_length():
     reply = ask("tell me a long story please", max_tokens=4)
-    assert reply.chunks == ["[offline]", " You", " said:", ' "tell']
+    assert reply.fragments() == ["[offline]", " You", " said:", ' "tell']
     assert reply.text == '[offline] You said: "tell'
     assert reply.finish_reason == "length"
     assert ask("hi", max_completion_tokens=2).finish_reason == "length"

@@ -24,7 +24,8 @@ def local_base_url() -> str:
         if _server is None:
             from ..testing import FakeOpenAIServer
 
-            server = FakeOpenAIServer()
+            # Nothing recorded: every request would stay in memory for the process's life.
+            server = FakeOpenAIServer(record=False)
             server.start()
             atexit.register(server.stop)
             _server = server

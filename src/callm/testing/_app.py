@@ -6,8 +6,9 @@ Imported only when a server starts, so ``import callm.testing`` stays cheap.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Literal
 
 from aiohttp import web
@@ -34,6 +35,7 @@ from ._wire import DONE, WireContext, dumps, json_body, sse_events
 
 _MODEL_CREATED = 1_700_000_000
 _MAX_BODY = 64 * 1024 * 1024  # base64 images make bodies big
+_WRITE_SIZE = 64 * 1024  # a stream is written in pieces of about this many characters
 _NO_KEY = (
     "You didn't provide an API key. You need to provide your API key in an Authorization "
     "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
@@ -246,31 +248,45 @@ def _model_object(model: str) -> dict[str, object]:
 
 
 async def _stream(
-    request: web.Request, frames: list[str], headers: dict[str, str], fault: Fault | None
+    request: web.Request, frames: Iterable[str], headers: dict[str, str], fault: Fault | None
 ) -> web.StreamResponse:
-    """An SSE answer, written in one go unless a fault needs to cut it."""
+    """An SSE answer, written as it is made unless a fault needs to cut it."""
     response = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
     response.enable_chunked_encoding()
     await response.prepare(request)
+    frames = iter(frames)
     if fault is None or fault.kind == "slow_first_byte":
-        await response.write(("".join(frames) + DONE).encode())
+        await _write_frames(response, frames, DONE)
         await response.write_eof()
         return response
-    cut = min(fault.after_chunks, len(frames))
-    if cut:
-        await response.write("".join(frames[:cut]).encode())
+    before = list(itertools.islice(frames, fault.after_chunks))
+    if before:
+        await response.write("".join(before).encode())
     if fault.kind == "drop_mid_stream":
         return _drop(request, response)
     if fault.kind == "stall":
         await asyncio.sleep(fault.seconds)
-    await response.write(_stream_rest(fault, frames[cut:]).encode())
+    if fault.kind == "stream_error":
+        await response.write(f"data: {dumps({'error': fault.error})}\n\n{DONE}".encode())
+    elif fault.kind == "malformed_json":
+        await response.write(("data: {not json\n\n" + DONE).encode())
+    else:  # after a stall
+        await _write_frames(response, frames, DONE)
     await response.write_eof()
     return response
 
 
-def _stream_rest(fault: Fault, rest: list[str]) -> str:
-    if fault.kind == "stream_error":
-        return f"data: {dumps({'error': fault.error})}\n\n{DONE}"
-    if fault.kind == "malformed_json":
-        return "data: {not json\n\n" + DONE
-    return "".join(rest) + DONE  # after a stall
+async def _write_frames(response: web.StreamResponse, frames: Iterator[str], end: str) -> None:
+    """``frames`` then ``end``, about 64 KiB a write: few writes, and one piece in memory
+    at a time — write() waits while the client is behind, so a long stream is never
+    buffered whole."""
+    batch: list[str] = []
+    size = 0
+    for frame in frames:
+        batch.append(frame)
+        size += len(frame)
+        if size >= _WRITE_SIZE:
+            await response.write("".join(batch).encode())
+            batch, size = [], 0
+    batch.append(end)
+    await response.write("".join(batch).encode())

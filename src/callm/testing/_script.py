@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal, TypedDict, Unpack
 
@@ -80,6 +80,18 @@ class Reply:
     def fragments(self) -> list[str]:
         """The content fragments a stream sends: ``chunks`` if given, else ``text`` split."""
         return list(self.chunks) if self.chunks is not None else split_fragments(self.text)
+
+    def iter_fragments(self) -> Iterator[str]:
+        """:meth:`fragments` one at a time: a long reply is never held as a list of words."""
+        if self.chunks is not None:
+            return iter(self.chunks)
+        return (m.group() for m in fragment_matches(self.text))
+
+    def fragment_count(self) -> int:
+        """``len(self.fragments())``, counted without making the list."""
+        if self.chunks is not None:
+            return len(self.chunks)
+        return sum(1 for _ in fragment_matches(self.text))
 
 
 class StatusOptions(TypedDict, total=False):
@@ -276,6 +288,12 @@ def split_fragments(text: str) -> list[str]:
 
 
 _FRAGMENT = re.compile(r"\s*\S+|\s+")
+
+
+def fragment_matches(text: str) -> Iterator[re.Match[str]]:
+    """The fragments of :func:`split_fragments`, found one at a time."""
+    return _FRAGMENT.finditer(text)
+
 
 _INVALID_KEY_MESSAGE = (
     "Incorrect API key provided. You can find your API key at "

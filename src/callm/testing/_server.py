@@ -33,7 +33,8 @@ class FakeOpenAIServer:
 
     Scripted replies and faults are consumed in order, one per generation request, whatever
     its protocol; when the queue is empty the offline model answers. Every request is
-    recorded in :attr:`requests`. Endpoints:
+    recorded in :attr:`requests` (unless ``record=False``: a long-lived server, such as the
+    ``local`` provider's, then keeps no request once it is answered). Endpoints:
 
     - OpenAI Chat: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models[/{id}]``,
       Azure's ``/openai/deployments/{name}/chat/completions?api-version=…`` and
@@ -63,10 +64,13 @@ class FakeOpenAIServer:
         host: str = "127.0.0.1",
         port: int = 0,
         batch_delay: float = 1.0,
+        record: bool = True,
     ) -> None:
         self.host = host
         self.port = port
-        self._state = ServerState(api_key=api_key, models=models, batch_delay=batch_delay)
+        self._state = ServerState(
+            api_key=api_key, models=models, batch_delay=batch_delay, record=record
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None

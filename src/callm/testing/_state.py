@@ -40,9 +40,15 @@ class ServerState:
     """
 
     def __init__(
-        self, *, api_key: str | None, models: Iterable[str], batch_delay: float = 1.0
+        self,
+        *,
+        api_key: str | None,
+        models: Iterable[str],
+        batch_delay: float = 1.0,
+        record: bool = True,
     ) -> None:
         self.api_key = api_key
+        self._recording = record
         self.models = tuple(models)
         # Seconds a submitted provider batch takes to end (see _batch_fake).
         self.batch_delay = batch_delay
@@ -76,6 +82,8 @@ class ServerState:
             return None
 
     def record(self, request: RecordedRequest) -> None:
+        if not self._recording:
+            return
         with self._lock:
             self._records.append(request)
 

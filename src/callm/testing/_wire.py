@@ -8,7 +8,7 @@ of the whole chunk: the fake server must never be what a benchmark measures.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 from typing import Literal
@@ -61,7 +61,7 @@ def usage(reply: Reply, ctx: WireContext) -> Mapping[str, object]:
         return dict(reply.usage)
     reasoning = len(_reasoning_fragments(reply))
     per_choice = (
-        len(reply.fragments())
+        reply.fragment_count()
         + reasoning
         + sum(1 + len(_argument_pieces(c)) for c in reply.tool_calls)
     )
@@ -145,20 +145,28 @@ def _text_choice(text: str, index: int, finish: str | None) -> dict[str, object]
 # --- streaming ---------------------------------------------------------------------------
 
 
-def sse_events(reply: Reply, ctx: WireContext) -> list[str]:
-    """Every ``data:`` frame of the stream, in order, without the final ``[DONE]``."""
+def sse_events(reply: Reply, ctx: WireContext) -> Iterator[str]:
+    """Every ``data:`` frame of the stream, in order, without the final ``[DONE]``.
+
+    Made one at a time as they are sent: a stream holds one frame, not all of them.
+    """
     head = _chunk_head(ctx)
     tail = '],"usage":null}' if ctx.include_usage else "]}"
     steps = _chat_steps(reply) if ctx.kind == "chat" else _text_steps(reply)
-    steps.append(_finish_step(ctx.kind, finish_reason(reply)))
     # With n > 1 the choices take turns, one chunk each, like OpenAI's.
-    frames = [f'data: {head}{{"index":{i}{step}{tail}\n\n' for step in steps for i in range(ctx.n)]
+    for step in steps:
+        for i in range(ctx.n):
+            yield f'data: {head}{{"index":{i}{step}{tail}\n\n'
+    finish = _finish_step(ctx.kind, finish_reason(reply))
+    for i in range(ctx.n - 1):
+        yield f'data: {head}{{"index":{i}{finish}{tail}\n\n'
+    last = f'{{"index":{ctx.n - 1}{finish}'
     if reply.usage_on_finish_chunk:
-        last = f'{{"index":{ctx.n - 1}{steps[-1]}'
-        frames[-1] = f'data: {head}{last}],"usage":{dumps(usage(reply, ctx))}}}\n\n'
-    elif ctx.include_usage:
-        frames.append(f'data: {head}],"usage":{dumps(usage(reply, ctx))}}}\n\n')
-    return frames
+        yield f'data: {head}{last}],"usage":{dumps(usage(reply, ctx))}}}\n\n'
+        return
+    yield f"data: {head}{last}{tail}\n\n"
+    if ctx.include_usage:
+        yield f'data: {head}],"usage":{dumps(usage(reply, ctx))}}}\n\n'
 
 
 def _chunk_head(ctx: WireContext) -> str:
@@ -184,33 +192,38 @@ def _finish_step(kind: str, reason: str) -> str:
     return f',"text":"","logprobs":null,"finish_reason":{dumps(reason)}}}'
 
 
-def _chat_steps(reply: Reply) -> list[str]:
-    return [f',"delta":{d},"logprobs":null,"finish_reason":null}}' for d in _chat_deltas(reply)]
+def _chat_steps(reply: Reply) -> Iterator[str]:
+    return (f',"delta":{d},"logprobs":null,"finish_reason":null}}' for d in _chat_deltas(reply))
 
 
-def _text_steps(reply: Reply) -> list[str]:
-    return [
-        f',"text":{_string(f)},"logprobs":null,"finish_reason":null}}' for f in reply.fragments()
-    ]
+def _text_steps(reply: Reply) -> Iterator[str]:
+    return (
+        f',"text":{_string(f)},"logprobs":null,"finish_reason":null}}'
+        for f in reply.iter_fragments()
+    )
 
 
-def _chat_deltas(reply: Reply) -> list[str]:
+def _chat_deltas(reply: Reply) -> Iterator[str]:
     """Each chunk's ``delta`` object, as JSON text."""
     tool_deltas = _tool_call_deltas(reply.tool_calls)
     opens_with_tools = bool(tool_deltas) and not (
-        reply.fragments() or reply.reasoning or reply.refusal is not None
+        reply.fragment_count() or reply.reasoning or reply.refusal is not None
     )
     role: dict[str, object] = {"role": "assistant", "content": None if opens_with_tools else ""}
     if opens_with_tools:
         # As OpenAI does: the role chunk already carries the first tool call's header.
         role["tool_calls"] = tool_deltas.pop(0)["tool_calls"]
     role["refusal"] = None
-    deltas = [dumps(role)]
-    deltas += [f'{{"reasoning_content":{_string(f)}}}' for f in _reasoning_fragments(reply)]
-    deltas += [f'{{"content":{_string(f)}}}' for f in reply.fragments()]
+    yield dumps(role)
+    for f in _reasoning_fragments(reply):
+        yield f'{{"reasoning_content":{_string(f)}}}'
+    for f in reply.iter_fragments():
+        yield f'{{"content":{_string(f)}}}'
     if reply.refusal is not None:
-        deltas += [f'{{"refusal":{_string(f)}}}' for f in _refusal_fragments(reply.refusal)]
-    return deltas + [dumps(d) for d in tool_deltas]
+        for f in _refusal_fragments(reply.refusal):
+            yield f'{{"refusal":{_string(f)}}}'
+    for d in tool_deltas:
+        yield dumps(d)
 
 
 def _tool_call_deltas(calls: Sequence[FakeToolCall]) -> list[dict[str, object]]:

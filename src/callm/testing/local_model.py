@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from .._core.json import get_list, get_object
-from ._script import FakeToolCall, Reply, split_fragments
+from ._script import FakeToolCall, Reply, fragment_matches
 
 __all__ = ["message_text", "prompt_tokens", "reply_to"]
 
@@ -26,6 +27,7 @@ _SIGN_OFF = (
     "set a provider key to talk to a real one."
 )
 _MAX_SCHEMA_DEPTH = 8
+_WORD = re.compile(r"\S+")
 
 
 def reply_to(request: Mapping[str, object]) -> Reply:
@@ -44,8 +46,13 @@ def reply_to(request: Mapping[str, object]) -> Reply:
 
 def prompt_tokens(request: Mapping[str, object]) -> int:
     """Whitespace-separated words across all message texts (at least 1)."""
-    words = sum(len(message_text(m).split()) for m in _messages(request))
+    words = sum(_word_count(message_text(m)) for m in _messages(request))
     return max(words, 1)
+
+
+def _word_count(text: str) -> int:
+    # Counted, not split: a list of every word of a 50 MB prompt costs gigabytes.
+    return sum(1 for _ in _WORD.finditer(text))
 
 
 def message_text(message: Mapping[str, object]) -> str:
@@ -104,7 +111,7 @@ def _reasoning(request: Mapping[str, object], last: Mapping[str, object]) -> str
     # Only when asked for, so that plain requests get plain replies.
     if request.get("reasoning_effort") not in ("low", "medium", "high"):
         return None
-    words = len(message_text(last).split())
+    words = _word_count(message_text(last))
     return f"[offline] The user wrote {words} word(s); I will repeat them back."
 
 
@@ -136,12 +143,24 @@ def _limit(request: Mapping[str, object], text: str) -> Reply:
     for stop in _stops(request):
         if stop in text:
             text = text[: text.index(stop)]
-    fragments = split_fragments(text)
     limit = request.get("max_completion_tokens", request.get("max_tokens"))
-    if isinstance(limit, int) and not isinstance(limit, bool) and len(fragments) > limit:
-        kept = fragments[: max(limit, 0)]
-        return Reply("".join(kept), chunks=kept, finish_reason="length")
-    return Reply(text, chunks=fragments)
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        end = _end_of_fragments(text, max(limit, 0))
+        if end is not None:
+            return Reply(text[:end], finish_reason="length")
+    # Split into fragments as it streams (Reply.iter_fragments), never all at once: a
+    # 50 MB prompt is quoted back without a list of millions of words.
+    return Reply(text)
+
+
+def _end_of_fragments(text: str, limit: int) -> int | None:
+    """Where the first ``limit`` fragments of ``text`` end, or None when it has no more."""
+    end = 0
+    for count, match in enumerate(fragment_matches(text)):
+        if count == limit:
+            return end
+        end = match.end()
+    return None
 
 
 def _stops(request: Mapping[str, object]) -> list[str]:
@@ -201,12 +220,15 @@ def _call_id(name: str, request: Mapping[str, object]) -> str:
 
 def _pick_word(text: str, avoid: Sequence[str]) -> str:
     """A word from the prompt to fill string arguments: the last capitalised one, if any."""
-    words = [w.strip(".,;:!?\"'()[]{}") for w in text.split()]
-    words = [w for w in words if w and w not in avoid]
-    capitalised = [w for w in words[1:] if w[0].isupper()]
-    if capitalised:
-        return capitalised[-1]
-    return words[-1] if words else "example"
+    last = capitalised = None
+    for match in _WORD.finditer(text):  # one at a time: the prompt may be huge
+        word = match.group().strip(".,;:!?\"'()[]{}")
+        if not word or word in avoid:
+            continue
+        if last is not None and word[0].isupper():  # not the first word
+            capitalised = word
+        last = word
+    return capitalised or last or "example"
 
 
 # --- JSON output -------------------------------------------------------------------------

@@ -39,6 +39,8 @@ from .reasoning import from_details, merge_fragment
 
 # The RawPart type that carries a message's annotations (url_citation from web search …).
 ANNOTATIONS = "annotations"
+# Text fragments a streamed choice keeps apart before joining them into one string.
+TEXT_PIECES = 1024
 
 
 class _ToolSlot:
@@ -55,10 +57,15 @@ class _ToolSlot:
 class _ChoiceState:
     """What one streamed choice has accumulated so far."""
 
-    __slots__ = ("annotations", "details", "finish", "reasoning", "refusal", "text", "tools")
+    __slots__ = (
+        "annotations", "details", "finish", "reasoning", "refusal", "text", "text_done", "tools"
+    )  # fmt: skip
 
     def __init__(self) -> None:
+        # The latest text fragments; every TEXT_PIECES of them are joined into text_done, so
+        # a long reply costs its characters, not a str object per fragment.
         self.text: list[str] = []
+        self.text_done: list[str] = []
         self.reasoning: list[str] = []
         # reasoning_details entries by their index, merged from fragments as they stream
         self.details: dict[int, dict[str, object]] = {}
@@ -73,14 +80,21 @@ class _ChoiceState:
             parts.extend(from_details([self.details[i] for i in sorted(self.details)]))
         elif self.reasoning:
             parts.append(Reasoning("".join(self.reasoning), protocol="openai_chat"))
-        if self.text:
-            parts.append(Text("".join(self.text)))
+        if self.text or self.text_done:
+            parts.append(Text("".join(self.text_done) + "".join(self.text)))
         if self.annotations:
             parts.append(RawPart("openai_chat", ANNOTATIONS, {"annotations": self.annotations}))
         if self.refusal:
             parts.append(Refusal("".join(self.refusal)))
         parts.extend(self.tool_calls())
         return parts
+
+    def add_text(self, fragment: str) -> None:
+        text = self.text
+        text.append(fragment)
+        if len(text) == TEXT_PIECES:
+            self.text_done.append("".join(text))
+            text.clear()
 
     def tool_calls(self) -> list[ToolCall]:
         calls = []
@@ -154,7 +168,12 @@ class ChatStreamDecoder:
             # first choice, nothing else (read here, not in _choice: one call less per chunk).
             if type(content) is str and not choice.get("index") and not choice.get("finish_reason"):
                 if content:
-                    (self._choices.get(0) or self._state(0)).text.append(content)
+                    state = self._choices.get(0) or self._state(0)
+                    text = state.text
+                    text.append(content)
+                    if len(text) == TEXT_PIECES:  # add_text, inlined on the hot path
+                        state.text_done.append("".join(text))
+                        text.clear()
                     events: list[StreamEvent] = [TextDelta(content)]
                 else:
                     events = []
@@ -256,7 +275,7 @@ def _delta_events(state: _ChoiceState, delta: Mapping[str, object]) -> list[Stre
     content = delta.get("content")
     if isinstance(content, str):
         if content:
-            state.text.append(content)
+            state.add_text(content)
             events.append(TextDelta(content))
     elif isinstance(content, list):
         events.extend(_content_array_deltas(state, content))
@@ -277,7 +296,7 @@ def _content_array_deltas(state: _ChoiceState, content: list[object]) -> list[St
             state.reasoning.append(part.text)
             events.append(ReasoningDelta(part.text))
         elif isinstance(part, Text) and part.text:
-            state.text.append(part.text)
+            state.add_text(part.text)
             events.append(TextDelta(part.text))
     return events
 
