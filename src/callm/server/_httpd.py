@@ -14,7 +14,8 @@ What an HTTP/1.1 server owes its callers is kept: keep-alive (and ``Connection: 
 HTTP/1.0), requests read one at a time per connection (pipelined ones wait their turn),
 ``Expect: 100-continue``, ``content-length`` and chunked request bodies, a 431 for a head
 over 64 KiB, a body over the gateway's limit left unread (the model endpoint answers 413
-in kind, and the connection closes), idle and slow-head timeouts (checked once a second),
+in kind, and the connection closes), idle and slow-head timeouts (the ``idle_timeout`` and
+``head_timeout`` settings, checked once a second; a head's time starts at its first byte),
 and on SIGTERM/SIGINT a drain: no new connection or request is taken, in-flight ones
 (streams too) finish within ``shutdown_grace`` seconds.
 """
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("callm.server")
 MAX_HEAD = 64 * 1024
-HEAD_TIMEOUT_S = 30.0  # a request's head must arrive within this
-IDLE_TIMEOUT_S = 75.0  # a kept-alive connection with no request is closed after this
 SWEEP_EVERY_S = 1.0  # how often connections are checked against those
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _LAST_CHUNK = b"0\r\n\r\n"
@@ -50,6 +49,8 @@ class _Server:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.max_body = gateway.settings.max_request_bytes
+        self.head_timeout = gateway.settings.head_timeout  # a request's head must come in this
+        self.idle_timeout = gateway.settings.idle_timeout  # a kept-alive caller may wait this
         self.connections: set[_Connection] = set()
         self.draining = False
 
@@ -85,9 +86,13 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.server.connections.add(self)
-        self._arm(HEAD_TIMEOUT_S)
+        self._arm(self.server.head_timeout)
 
     def data_received(self, data: bytes) -> None:
+        if not self.buffer and self.task is None and self._head is None:
+            # A new head begins: it has head_timeout from now, not what is left of the idle
+            # time (a slow caller on a kept-alive connection would otherwise have the longer).
+            self._arm(self.server.head_timeout)
         self.buffer += data
         if self.task is None:
             self._next()
@@ -230,7 +235,7 @@ class _Connection(asyncio.Protocol):
             self._close()
             return
         self.transport.resume_reading()  # type: ignore[union-attr]
-        self._arm(IDLE_TIMEOUT_S if not self.buffer else HEAD_TIMEOUT_S)
+        self._arm(self.server.idle_timeout if not self.buffer else self.server.head_timeout)
         if self.buffer or self.server.draining:
             self._next()
 

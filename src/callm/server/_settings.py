@@ -9,6 +9,8 @@
     max_request_bytes = 8388608   # larger bodies get 413
     default_max_tokens = 4096     # set on calls without max_tokens when a key has a budget/tpm
     shutdown_grace = 30           # seconds in-flight streams get to finish on shutdown
+    head_timeout = 30             # seconds a request's head may take to arrive (slowloris)
+    idle_timeout = 75             # seconds a kept-alive connection may wait for a request
     call_log = false              # also write every call to callm's call log
     access_log = true             # one JSON line per request on stderr
     redis_unavailable = "refuse"  # a fleet without Redis: refuse calls, or "local" limits
@@ -58,6 +60,8 @@ _GATEWAY_FIELDS = {
     "max_request_bytes": (int,),
     "default_max_tokens": (int,),
     "shutdown_grace": (int, float),
+    "head_timeout": (int, float),  # the gateway's own server (one worker) closes slow heads
+    "idle_timeout": (int, float),  # ... and idle kept-alive connections after these
     "call_log": (bool,),
     "access_log": (bool,),
     "redis_unavailable": (str,),  # "refuse" or "local": what a fleet does without Redis
@@ -77,6 +81,8 @@ class GatewaySettings:
     max_request_bytes: int = 8 * 1024 * 1024
     default_max_tokens: int = 4096
     shutdown_grace: float = 30.0
+    head_timeout: float = 30.0
+    idle_timeout: float = 75.0
     call_log: bool = False
     access_log: bool = True
     aliases: Mapping[str, str] = field(default_factory=dict)
@@ -148,6 +154,9 @@ def _gateway_table(table: Mapping[str, Any], where: str) -> dict[str, Any]:
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             raise ConfigurationError(f"{where}: [gateway] {name} has the wrong type")
         out[name] = tuple(str(v) for v in value) if isinstance(value, list) else value
+    for name in ("head_timeout", "idle_timeout"):
+        if isinstance(seconds := out.get(name), int | float) and seconds <= 0:
+            raise ConfigurationError(f"{where}: [gateway] {name} must be a positive number")
     if out.get("redis_unavailable", "refuse") not in _REDIS_UNAVAILABLE:
         raise ConfigurationError(
             f'{where}: [gateway] redis_unavailable must be "refuse" (calls get 503 while '
