@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
+from .._config.folders import private_folder
 from .._core.errors import ConfigurationError
 
 KEY_PREFIX = "sk-callm-"
@@ -75,7 +76,7 @@ def server_secret(home: Path, environ: Mapping[str, str]) -> bytes:
         return path.read_bytes().strip()
     except FileNotFoundError:
         pass
-    home.mkdir(parents=True, exist_ok=True)
+    private_folder(home)  # 0700 whatever the umask: the secret keys every key's hash
     secret = secrets.token_hex(32).encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -7,12 +7,14 @@ decimals kept as text. The schema is an append-only list of migrations, like the
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from .._config.folders import private_folder
 from ._ledger import KeyLimits, UsageRow, VirtualKey, limits_to_json
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -89,11 +91,23 @@ class UsageDelta:
 SpendRow = tuple[str, float | None, str, int, int, int]
 
 
+def _create_private(path: Path) -> None:
+    """Make the gateway's folder (0700) and database (0600) when missing, whatever the umask:
+    key hashes, spend and usage are nobody else's to read. A file that exists keeps its mode."""
+    private_folder(path.parent)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.fchmod(fd, 0o600)  # SQLite gives its -wal and -shm files the same mode
+    os.close(fd)
+
+
 class LedgerStore:
     """The gateway database, opened once (WAL mode) and migrated on open."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(path)
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA busy_timeout=10000")
