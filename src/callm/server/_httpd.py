@@ -31,7 +31,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from ._http import Incoming, Reply, StreamReply, after_reply, json_reply
-from ._router import handle
+from ._router import answer
 
 if TYPE_CHECKING:
     from ._gateway import Gateway
@@ -216,7 +216,7 @@ class _Connection(asyncio.Protocol):
 
     async def _serve(self, incoming: Incoming, keep_alive: bool) -> None:
         try:
-            reply = await _answer(self.server.gateway, incoming)
+            reply = await answer(self.server.gateway, incoming)
             keep_alive = keep_alive and not self.server.draining
             if isinstance(reply, StreamReply):
                 await self._send_stream(reply, keep_alive)
@@ -296,18 +296,6 @@ class _Connection(asyncio.Protocol):
     def _close(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.close()
-
-
-async def _answer(gateway: Gateway, incoming: Incoming) -> Reply | StreamReply:
-    try:
-        return await handle(gateway, incoming)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        logger.exception("callm serve: unexpected error")
-        return json_reply(
-            500, {"error": {"message": "internal error in the gateway", "type": "server_error"}}
-        )
 
 
 async def serve_forever(gateway: Gateway, host: str, port: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 from ._embed import EMBEDDINGS_PATHS, embeddings_request
@@ -10,6 +12,22 @@ from ._http import Incoming, Reply, StreamReply, json_reply
 from ._ingress import ingress_for
 from ._ledger import Refused
 from ._proxy import model_request
+
+logger = logging.getLogger("callm.server")
+
+
+async def answer(gateway: Gateway, request: Incoming) -> Reply | StreamReply:
+    """``handle``, for either server: a bug in the gateway is logged and answered 500 in
+    JSON, never a dropped connection; a cancelled request stays cancelled."""
+    try:
+        return await handle(gateway, request)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("callm serve: unexpected error")
+        return json_reply(
+            500, {"error": {"message": "internal error in the gateway", "type": "server_error"}}
+        )
 
 
 async def handle(gateway: Gateway, request: Incoming) -> Reply | StreamReply:

@@ -13,8 +13,8 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from ._http import Incoming, Reply, StreamReply, after_reply, json_reply
-from ._router import handle
+from ._http import Incoming, Reply, StreamReply, after_reply
+from ._router import answer
 
 if TYPE_CHECKING:
     from ._gateway import Gateway
@@ -72,15 +72,7 @@ class RSGIApp:
         else:
             incoming.body = await protocol()
             incoming.too_large = len(incoming.body) > self.max_body
-        try:
-            return await handle(self.gateway, incoming)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("callm serve: unexpected error")
-            return json_reply(
-                500, {"error": {"message": "internal error in the gateway", "type": "server_error"}}
-            )
+        return await answer(self.gateway, incoming)
 
 
 WATCH_AFTER_S = 0.05  # how long a request runs before its connection is watched
